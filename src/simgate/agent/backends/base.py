@@ -1,0 +1,112 @@
+"""The one small protocol every SIM backend speaks (AT modems, Termux, the emulator).
+
+The agent only ever talks to a `SimBackend`; slot numbers are 0-based here, as in the
+hardware (`simNumber` on the wire is slot + 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from simgate.domain.sims import SimStatus
+
+SimState = SimStatus  # the backend-side name of the domain type
+
+
+@dataclass(frozen=True)
+class SimInfo:
+    """What a backend knows about one SIM slot right now."""
+
+    slot: int
+    state: SimState
+    phone_number: str | None = None
+    operator: str | None = None
+    iccid: str | None = None
+    signal: int | None = None  # 0..31 as +CSQ reports it, None when unknown
+    detail: str = ""  # human text: what is wrong and what to do
+
+    @property
+    def ready(self) -> bool:
+        return self.state is SimState.READY
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Outcome of one accepted send to one recipient."""
+
+    parts: int
+    references: list[int] = field(default_factory=list)  # TP-MR of each part, if known
+
+
+@dataclass(frozen=True)
+class IncomingSms:
+    """An SMS received on a SIM, reassembled when it came in parts."""
+
+    slot: int
+    sender: str
+    received_at: datetime
+    ident: str  # stable identity for de-duplication (never the content)
+    text: str | None = None
+    data: bytes | None = None  # data SMS payload
+    port: int | None = None  # destination port of a data SMS
+    recipient: str | None = None  # the SIM's own number, when known
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A status report for a sent part, matched by (slot, reference)."""
+
+    slot: int
+    reference: int
+    delivered: bool
+    at: datetime
+    status: int = 0  # TP-Status
+    recipient: str | None = None
+
+
+BackendEvent = IncomingSms | DeliveryReport
+
+
+class SendError(Exception):
+    """A send that did not happen, with a readable reason.
+
+    `permanent` is False when retrying later may work (network, timeout).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = True, code: int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+@runtime_checkable
+class SimBackend(Protocol):
+    """SIM hardware behind one interface, like an httpx transport."""
+
+    default_slot: int | None  # the OS/modem default SIM, None when the phone decides
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def sims(self) -> list[SimInfo]: ...
+
+    async def send(
+        self,
+        slot: int | None,
+        phone_number: str,
+        *,
+        text: str | None = None,
+        data: bytes | None = None,
+        port: int | None = None,
+        delivery_report: bool = True,
+    ) -> SendResult:
+        """Send to one recipient through `slot` (None: the backend's default SIM)."""
+        ...
+
+    def events(self) -> AsyncIterator[BackendEvent]:
+        """Incoming SMS and delivery reports, from every slot, as they arrive."""
+        ...

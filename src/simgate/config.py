@@ -1,0 +1,55 @@
+"""Configuration: SIMGATE_* environment variables, then an optional simgate.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Everything the server and agent read at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIMGATE_", toml_file="simgate.toml", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    data_dir: Path = Path("simgate-data")
+    database_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    # Region used to read numbers written without a country code.
+    default_region: str = "US"
+    # Webhook receivers on loopback/private addresses (an SSRF guard when off).
+    allow_private_webhooks: bool = False
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL: SIMGATE_DATABASE_URL, else SQLite in the data directory."""
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'simgate.db').resolve()}"

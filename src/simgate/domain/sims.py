@@ -1,0 +1,69 @@
+"""SIM slots of a device and the rules for choosing one by its 1-based simNumber."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class SimStatus(enum.StrEnum):
+    """Readiness of a SIM slot as the agent reports it."""
+
+    READY = "Ready"
+    ABSENT = "Absent"
+    PIN_REQUIRED = "PinRequired"
+    NO_NETWORK = "NoNetwork"
+    ERROR = "Error"
+
+
+@dataclass(frozen=True)
+class SimSlot:
+    """One SIM slot of a device; `sim_number` is slot_index + 1."""
+
+    slot_index: int
+    status: SimStatus = SimStatus.READY
+    phone_number: str | None = None
+    carrier_name: str | None = None
+    iccid: str | None = None
+    signal: int | None = None
+    detail: str = ""
+
+    @property
+    def sim_number(self) -> int:
+        return self.slot_index + 1
+
+    @property
+    def ready(self) -> bool:
+        return self.status is SimStatus.READY
+
+
+class InvalidSimNumber(ValueError):
+    """A simNumber the device cannot honour; the message names the valid ones."""
+
+
+def describe_valid(slots: list[SimSlot]) -> str:
+    usable = [s.sim_number for s in slots if s.status is not SimStatus.ABSENT]
+    if not usable:
+        return "the device reports no SIM card"
+    return "valid simNumber values: " + ", ".join(str(n) for n in usable)
+
+
+def check_sim_number(sim_number: int, slots: list[SimSlot], device: str) -> SimSlot:
+    """The slot for an explicit `sim_number`, or InvalidSimNumber saying what is valid.
+
+    A slot that exists but is not ready (PIN, no network) is accepted: the send then fails
+    with the reason, as the SIM may recover before the message is sent.
+    """
+    by_number = {s.sim_number: s for s in slots}
+    slot = by_number.get(sim_number)
+    if slot is None:
+        raise InvalidSimNumber(
+            f"simNumber {sim_number} is out of range: device {device} has "
+            f"{len(slots)} SIM slot(s); {describe_valid(slots)}"
+        )
+    if slot.status is SimStatus.ABSENT:
+        raise InvalidSimNumber(
+            f"simNumber {sim_number}: SIM slot {sim_number} of device {device} is empty; "
+            f"{describe_valid(slots)}"
+        )
+    return slot

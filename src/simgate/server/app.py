@@ -1,0 +1,91 @@
+"""The FastAPI application: routers under their public prefixes and the /api aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from simgate import __version__
+from simgate.config import Settings
+from simgate.server import errors
+from simgate.server.routers import health, mobile, thirdparty
+from simgate.services.gateway import Gateway
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before reading them into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = errors.error_response(
+            413, f"request body too large: the limit is {self.max_bytes} bytes"
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+    """The ASGI app; opens its own Gateway at startup unless one is given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = gateway is None
+        app.state.gateway = gateway or await Gateway.open(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.gateway.close()
+
+    app = FastAPI(
+        title="simgate",
+        version=__version__,
+        description="SMS gateway API, compatible with SMS Gateway for Android (sms-gate.app).",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for prefix in ("", "/api"):
+        app.include_router(thirdparty.router, prefix=f"{prefix}/3rdparty/v1")
+        app.include_router(health.router, prefix=f"{prefix}/3rdparty/v1",
+                           include_in_schema=False)
+        app.include_router(mobile.router, prefix=f"{prefix}/mobile/v1")
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

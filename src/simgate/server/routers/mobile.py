@@ -1,0 +1,106 @@
+"""The device API, /mobile/v1: how agents and phones register, fetch and report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from simgate.server.auth import basic_credentials, current_device, current_user
+from simgate.server.routers.thirdparty import GatewayDep
+from simgate.server.schemas import (
+    DeviceUpdateRequest,
+    MobileMessageOut,
+    PatchMessageItem,
+    PatchResultItem,
+    RegisterRequest,
+    RegisterResponse,
+)
+from simgate.services.devices import DeviceIdentity
+from simgate.services.messages import RecipientUpdate, StateUpdate
+
+router = APIRouter(tags=["device"])
+
+Device = Annotated[DeviceIdentity, Depends(current_device)]
+
+# An SSE comment line this often keeps proxies and NAT from closing an idle stream.
+KEEPALIVE_SECONDS = 15.0
+
+
+@router.post("/device", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
+async def register(body: RegisterRequest, request: Request, gateway: GatewayDep,
+                   user_id: Annotated[int, Depends(current_user)]) -> RegisterResponse:
+    """Register a device of the Basic-auth user, with its SIM slots; returns its token."""
+    sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
+    registration = await gateway.devices.register(
+        user_id, body.name or "simgate device", body.push_token, sims
+    )
+    login = (basic_credentials(request) or ("", ""))[0]
+    return RegisterResponse(id=registration.device.id, token=registration.token, login=login)
+
+
+@router.patch("/device", status_code=status.HTTP_204_NO_CONTENT)
+async def update_device(body: DeviceUpdateRequest, device: Device,
+                        gateway: GatewayDep) -> Response:
+    """Update the push token, name or SIM slots (the agent reports SIM changes here)."""
+    sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
+    await gateway.devices.update(device, push_token=body.push_token, sims=sims, name=body.name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/message", response_model=list[MobileMessageOut], response_model_exclude_none=True)
+async def pending_messages(
+    device: Device,
+    gateway: GatewayDep,
+    order: Literal["lifo", "fifo"] = "lifo",
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> list[MobileMessageOut]:
+    """Pending messages for this device; they stay Pending until reported Processed."""
+    messages = await gateway.messages.pending(device.device_id, order == "lifo", limit)
+    return [MobileMessageOut.of(m) for m in messages]
+
+
+@router.patch("/message", response_model=list[PatchResultItem])
+async def report_states(body: list[PatchMessageItem], device: Device,
+                        gateway: GatewayDep) -> list[PatchResultItem]:
+    """Per-message and per-recipient states; answers each message's resulting state.
+
+    A device claims a message by reporting Processed and sends it only if the answer
+    says Processed (not Cancelled), so a cancel never races a send.
+    """
+    updates = [
+        StateUpdate(
+            id=item.id,
+            state=item.state,
+            recipients=[RecipientUpdate(r.phone_number, r.state, r.error)
+                        for r in item.recipients],
+            states=item.states,
+            sim_number=item.sim_number,
+        )
+        for item in body
+    ]
+    result = await gateway.messages.apply_updates(device.device_id, updates)
+    return [PatchResultItem(id=i, state=s) for i, s in result.items()]
+
+
+@router.get("/events")
+async def events(request: Request, device: Device, gateway: GatewayDep) -> StreamingResponse:
+    """Server-sent events telling the device what to fetch (MessageEnqueued, ...)."""
+
+    async def stream() -> AsyncIterator[str]:
+        async with gateway.bus.subscribe(device.device_id) as queue:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

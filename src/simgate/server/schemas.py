@@ -1,0 +1,255 @@
+"""Wire DTOs: camelCase JSON exactly as sms-gate.app speaks it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from simgate.domain.sims import SimSlot, SimStatus
+from simgate.domain.states import ProcessState
+from simgate.store.models import Device, Message
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class TextMessageIn(Wire):
+    text: Annotated[str, Field(min_length=1, max_length=65535)]
+
+
+class DataMessageIn(Wire):
+    data: Annotated[str, Field(min_length=1, max_length=65535)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("dataMessage.data must be base64-encoded bytes") from None
+        return value
+
+
+class SendRequest(Wire):
+    """POST /3rdparty/v1/messages (and the legacy /message)."""
+
+    id: Annotated[str | None, Field(max_length=36, pattern=r"^[A-Za-z0-9_.:-]+$")] = None
+    message: Annotated[str | None, Field(min_length=1, max_length=65535)] = None
+    text_message: TextMessageIn | None = None
+    data_message: DataMessageIn | None = None
+    phone_numbers: Annotated[list[Annotated[str, Field(max_length=512)]],
+                             Field(min_length=1, max_length=100)]
+    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    with_delivery_report: bool = True
+    is_encrypted: bool = False
+    priority: Annotated[int, Field(ge=-128, le=127)] = 0
+    ttl: Annotated[int | None, Field(ge=0)] = None
+    valid_until: datetime | None = None
+    schedule_at: datetime | None = None
+    device_id: Annotated[str | None, Field(max_length=36)] = None
+
+    @model_validator(mode="after")
+    def _one_content(self) -> SendRequest:
+        given = [n for n in ("message", "text_message", "data_message") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of message, textMessage or dataMessage"
+                f" (got {len(given) or 'none'})"
+            )
+        if self.ttl is not None and self.valid_until is not None:
+            raise ValueError("give either ttl or validUntil, not both")
+        return self
+
+    @property
+    def text(self) -> str | None:
+        return self.message if self.message is not None else (
+            self.text_message.text if self.text_message else None
+        )
+
+
+class RecipientOut(Wire):
+    phone_number: str
+    state: ProcessState
+    error: str | None = None
+
+
+class MessageStateOut(Wire):
+    id: str
+    device_id: str
+    state: ProcessState
+    is_hashed: bool
+    is_encrypted: bool
+    recipients: list[RecipientOut]
+    states: dict[str, datetime]
+    created_at: datetime
+    sim_number: int | None = None  # the SIM that sent it (simgate extension)
+
+    @classmethod
+    def of(cls, message: Message) -> MessageStateOut:
+        return cls(
+            id=message.ext_id,
+            device_id=message.device_id,
+            state=ProcessState(message.state),
+            is_hashed=message.is_hashed,
+            is_encrypted=message.is_encrypted,
+            recipients=[
+                RecipientOut(phone_number=r.phone_number, state=ProcessState(r.state),
+                             error=r.error)
+                for r in message.recipients
+            ],
+            states={k: datetime.fromisoformat(v) for k, v in message.states.items()},
+            created_at=message.created_at,
+            sim_number=message.sim_used,
+        )
+
+
+class SimCardWire(Wire):
+    """A SIM slot: the fields of the Go client's SimCard plus simgate's health fields."""
+
+    slot_index: Annotated[int, Field(ge=0, le=63)]
+    sim_number: int | None = None
+    phone_number: str | None = None
+    carrier_name: str | None = None
+    iccid: str | None = None
+    state: SimStatus = SimStatus.READY
+    signal: int | None = None
+    detail: str = ""
+
+    def to_slot(self) -> SimSlot:
+        return SimSlot(
+            slot_index=self.slot_index,
+            status=self.state,
+            phone_number=self.phone_number,
+            carrier_name=self.carrier_name,
+            iccid=self.iccid,
+            signal=self.signal,
+            detail=self.detail,
+        )
+
+
+def _redact(iccid: str | None) -> str | None:
+    return None if iccid is None else "*" * max(len(iccid) - 4, 0) + iccid[-4:]
+
+
+class DeviceOut(Wire):
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    last_seen: datetime
+    sim_cards: list[SimCardWire]
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceOut:
+        return cls(
+            id=device.id,
+            name=device.name,
+            created_at=device.created_at,
+            updated_at=device.updated_at,
+            last_seen=device.last_seen,
+            sim_cards=[
+                SimCardWire(
+                    slot_index=s.slot_index,
+                    sim_number=s.slot_index + 1,
+                    phone_number=s.phone_number,
+                    carrier_name=s.carrier_name,
+                    iccid=_redact(s.iccid),
+                    state=SimStatus(s.status),
+                    signal=s.signal,
+                    detail=s.detail,
+                )
+                for s in device.sims
+            ],
+        )
+
+
+class ErrorOut(BaseModel):
+    code: int
+    message: str
+    data: Any = None
+
+
+# --- device API (/mobile/v1) ---------------------------------------------------------
+
+
+class RegisterRequest(Wire):
+    name: Annotated[str | None, Field(max_length=128)] = None
+    push_token: Annotated[str | None, Field(max_length=256)] = None
+    sim_cards: list[SimCardWire] | None = None
+
+
+class RegisterResponse(Wire):
+    id: str
+    token: str
+    login: str
+    password: str = ""
+
+
+class DeviceUpdateRequest(Wire):
+    id: str | None = None
+    name: Annotated[str | None, Field(max_length=128)] = None
+    push_token: Annotated[str | None, Field(max_length=256)] = None
+    sim_cards: list[SimCardWire] | None = None
+
+
+class MobileMessageOut(Wire):
+    """A message as a device fetches it."""
+
+    id: str
+    message: str | None = None
+    text_message: TextMessageIn | None = None
+    data_message: DataMessageIn | None = None
+    phone_numbers: list[str]
+    sim_number: int | None = None
+    with_delivery_report: bool
+    is_encrypted: bool
+    priority: int
+    valid_until: datetime | None = None
+    state: ProcessState
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: Message) -> MobileMessageOut:
+        return cls(
+            id=message.ext_id,
+            message=message.text,
+            text_message=TextMessageIn(text=message.text) if message.text is not None else None,
+            data_message=(
+                DataMessageIn(data=message.data, port=message.port)
+                if message.data is not None and message.port is not None else None
+            ),
+            phone_numbers=[r.phone_number for r in message.recipients],
+            sim_number=message.sim_number,
+            with_delivery_report=message.with_delivery_report,
+            is_encrypted=message.is_encrypted,
+            priority=message.priority,
+            valid_until=message.valid_until,
+            state=ProcessState(message.state),
+            created_at=message.created_at,
+        )
+
+
+class PatchRecipient(Wire):
+    phone_number: Annotated[str, Field(max_length=512)]
+    state: ProcessState
+    error: Annotated[str | None, Field(max_length=4096)] = None
+
+
+class PatchMessageItem(Wire):
+    id: Annotated[str, Field(max_length=36)]
+    state: ProcessState
+    recipients: list[PatchRecipient] = []
+    states: dict[str, datetime] = {}
+    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+
+
+class PatchResultItem(Wire):
+    id: str
+    state: ProcessState

@@ -1,0 +1,182 @@
+"""Devices (agents, phones) of a user and the SIM slots they report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.domain.sims import SimSlot, SimStatus
+from simgate.services.errors import BadRequest, NotFound
+from simgate.services.ids import new_id, new_token, sha256_hex
+from simgate.store.models import Device, SimCard, utcnow
+
+# lastSeen is written at most this often per device, to keep polling cheap.
+_TOUCH_EVERY = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """Who a device token belongs to."""
+
+    device_id: str
+    user_id: int
+
+
+@dataclass(frozen=True)
+class Registration:
+    device: Device
+    token: str
+
+
+def slots_of(device: Device) -> list[SimSlot]:
+    return [
+        SimSlot(
+            slot_index=s.slot_index,
+            status=SimStatus(s.status),
+            phone_number=s.phone_number,
+            carrier_name=s.carrier_name,
+            iccid=s.iccid,
+            signal=s.signal,
+            detail=s.detail,
+        )
+        for s in device.sims
+    ]
+
+
+class Devices:
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+        self._last_touch: dict[str, datetime] = {}
+
+    async def register(self, user_id: int, name: str, push_token: str | None,
+                       sims: list[SimSlot] | None) -> Registration:
+        token = new_token()
+        device = Device(
+            id=new_id(),
+            user_id=user_id,
+            name=name,
+            token_hash=sha256_hex(token),
+            push_token=push_token,
+        )
+        async with self._sessions.begin() as session:
+            session.add(device)
+            await session.flush()
+            if sims is not None:
+                await self._replace_sims(session, device, sims)
+        return Registration(device=device, token=token)
+
+    async def update(self, identity: DeviceIdentity, *, push_token: str | None = None,
+                     sims: list[SimSlot] | None = None, name: str | None = None) -> Device:
+        async with self._sessions.begin() as session:
+            device = await self._get(session, identity.user_id, identity.device_id)
+            if push_token is not None:
+                device.push_token = push_token
+            if name:
+                device.name = name
+            device.last_seen = utcnow()
+            if sims is not None:
+                await self._replace_sims(session, device, sims)
+            device.updated_at = utcnow()
+        return device
+
+    async def _replace_sims(self, session: AsyncSession, device: Device,
+                            sims: list[SimSlot]) -> None:
+        indexes = [s.slot_index for s in sims]
+        if len(set(indexes)) != len(indexes) or any(i < 0 or i > 63 for i in indexes):
+            raise BadRequest("simCards: slotIndex values must be distinct and in 0..63")
+        await session.refresh(device, ["sims"])
+        current = {s.slot_index: s for s in device.sims}
+        for slot in sims:
+            card = current.pop(slot.slot_index, None)
+            if card is None:
+                card = SimCard(device_id=device.id, slot_index=slot.slot_index)
+                device.sims.append(card)
+            card.status = slot.status.value
+            card.phone_number = slot.phone_number
+            card.carrier_name = slot.carrier_name
+            card.iccid = slot.iccid
+            card.signal = slot.signal
+            card.detail = slot.detail
+        for card in current.values():
+            device.sims.remove(card)
+
+    async def identify(self, token: str) -> DeviceIdentity | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(Device.id, Device.user_id).where(
+                        Device.token_hash == sha256_hex(token), Device.deleted_at.is_(None)
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return DeviceIdentity(device_id=row.id, user_id=row.user_id)
+
+    async def touch(self, device_id: str) -> None:
+        """Record that the device was seen (throttled)."""
+        now = utcnow()
+        last = self._last_touch.get(device_id)
+        if last and now - last < _TOUCH_EVERY:
+            return
+        self._last_touch[device_id] = now
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Device).where(Device.id == device_id).values(last_seen=now)
+            )
+
+    async def list(self, user_id: int) -> list[Device]:
+        async with self._sessions() as session:
+            result = await session.scalars(
+                select(Device)
+                .where(Device.user_id == user_id, Device.deleted_at.is_(None))
+                .order_by(Device.created_at)
+            )
+            return list(result)
+
+    async def get(self, user_id: int, device_id: str) -> Device:
+        async with self._sessions() as session:
+            return await self._get(session, user_id, device_id)
+
+    async def remove(self, user_id: int, device_id: str) -> None:
+        """Soft-delete: the token stops working, the message history stays."""
+        async with self._sessions.begin() as session:
+            device = await self._get(session, user_id, device_id)
+            device.deleted_at = utcnow()
+            device.token_hash = sha256_hex(new_token())
+
+    async def pick(self, session: AsyncSession, user_id: int, device_id: str | None,
+                   active_within_hours: int = 0) -> Device:
+        """The device a new message goes to: the given one, else the one seen last."""
+        if device_id:
+            device = await session.get(Device, device_id)
+            if device is None or device.user_id != user_id or device.deleted_at is not None:
+                raise BadRequest(
+                    f"device {device_id!r} not found: list your devices with GET /devices"
+                )
+            return device
+        query = select(Device).where(Device.user_id == user_id, Device.deleted_at.is_(None))
+        if active_within_hours > 0:
+            query = query.where(
+                Device.last_seen >= utcnow() - timedelta(hours=active_within_hours)
+            )
+        device = await session.scalar(query.order_by(Device.last_seen.desc()).limit(1))
+        if device is None:
+            hint = (
+                f" seen in the last {active_within_hours} h" if active_within_hours > 0 else ""
+            )
+            raise BadRequest(
+                f"no device{hint}: start an agent (simgate agent) or connect a phone"
+                " to this server first"
+            )
+        return device
+
+    @staticmethod
+    async def _get(session: AsyncSession, user_id: int, device_id: str) -> Device:
+        device = await session.get(Device, device_id)
+        if device is None or device.user_id != user_id or device.deleted_at is not None:
+            raise NotFound(f"device {device_id!r} not found")
+        return device

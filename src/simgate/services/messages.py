@@ -1,0 +1,287 @@
+"""Outgoing messages: accept, follow, cancel, hand to devices, record their states."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.domain.sims import InvalidSimNumber, check_sim_number
+from simgate.domain.states import ProcessState, advance, aggregate
+from simgate.services.devices import Devices, slots_of
+from simgate.services.errors import BadRequest, Conflict, NotFound
+from simgate.services.ids import new_id, sha256_hex
+from simgate.store.models import Message, Recipient, utcnow
+
+MAX_PENDING_FETCH = 100
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A validated request to send (numbers already normalised or encrypted)."""
+
+    phone_numbers: list[str]
+    text: str | None = None
+    data: str | None = None
+    port: int | None = None
+    sim_number: int | None = None
+    with_delivery_report: bool = True
+    is_encrypted: bool = False
+    priority: int = 0
+    valid_until: datetime | None = None
+    schedule_at: datetime | None = None
+    id: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecipientUpdate:
+    phone_number: str
+    state: ProcessState
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """A device's report on one message."""
+
+    id: str
+    state: ProcessState
+    recipients: list[RecipientUpdate] = field(default_factory=list)
+    states: dict[str, datetime] = field(default_factory=dict)
+    sim_number: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    state: ProcessState | None = None
+    device_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+    newest_first: bool = True
+
+
+def _is_final(message: Message) -> bool:
+    state = ProcessState(message.state)
+    if state.final:
+        return True
+    return state is ProcessState.SENT and not message.with_delivery_report
+
+
+def _hash_contents(message: Message) -> None:
+    """Once final, text and numbers are replaced by SHA-256 hashes (privacy)."""
+    if message.is_hashed:
+        return
+    if message.text is not None:
+        message.text = sha256_hex(message.text)
+    if message.data is not None:
+        message.data = sha256_hex(message.data)
+    for recipient in message.recipients:
+        recipient.phone_number = sha256_hex(recipient.phone_number)
+    message.is_hashed = True
+
+
+def _stamp(message: Message, state: ProcessState, at: datetime | None = None) -> None:
+    """`states` keeps the first time each state was reached."""
+    if state.value not in message.states:
+        message.states = {**message.states, state.value: (at or utcnow()).isoformat()}
+
+
+# Called inside the transaction of every change, with the message after the change:
+# the webhook outbox hangs here, so an event is stored with the state that causes it.
+StateListener = Callable[[AsyncSession, Message, list[tuple[Recipient, ProcessState]]], None]
+
+
+class Messages:
+    def __init__(self, sessions: async_sessionmaker, devices: Devices,
+                 notify: Callable[[str], None]) -> None:
+        self._sessions = sessions
+        self._devices = devices
+        self._notify = notify
+        self.listeners: list[StateListener] = []
+
+    async def enqueue(self, user_id: int, new: NewMessage, active_within_hours: int = 0) -> Message:
+        """Store the message and its recipients as Pending, then wake the device."""
+        try:
+            async with self._sessions.begin() as session:
+                device = await self._devices.pick(
+                    session, user_id, new.device_id, active_within_hours
+                )
+                if new.sim_number is not None:
+                    try:
+                        check_sim_number(new.sim_number, slots_of(device), device.id)
+                    except InvalidSimNumber as exc:
+                        raise BadRequest(str(exc)) from None
+                now = utcnow()
+                message = Message(
+                    ext_id=new.id or new_id(),
+                    user_id=user_id,
+                    device_id=device.id,
+                    state=ProcessState.PENDING.value,
+                    text=new.text,
+                    data=new.data,
+                    port=new.port,
+                    is_encrypted=new.is_encrypted,
+                    is_hashed=False,
+                    with_delivery_report=new.with_delivery_report,
+                    priority=new.priority,
+                    sim_number=new.sim_number,
+                    valid_until=new.valid_until,
+                    schedule_at=new.schedule_at,
+                    states={ProcessState.PENDING.value: now.isoformat()},
+                    created_at=now,
+                    updated_at=now,
+                    recipients=[
+                        Recipient(position=i, phone_number=p, state=ProcessState.PENDING.value)
+                        for i, p in enumerate(new.phone_numbers)
+                    ],
+                )
+                session.add(message)
+        except IntegrityError:
+            raise Conflict(f"message id {new.id!r} is already used: choose another id") from None
+        self._notify(message.device_id)
+        return message
+
+    async def get(self, user_id: int, ext_id: str) -> Message:
+        async with self._sessions() as session:
+            return await self._get(session, user_id, ext_id)
+
+    async def list(self, user_id: int, query: MessageQuery) -> list[Message]:
+        conditions = [Message.user_id == user_id]
+        if query.since:
+            conditions.append(Message.created_at >= query.since)
+        if query.until:
+            conditions.append(Message.created_at <= query.until)
+        if query.state:
+            conditions.append(Message.state == query.state.value)
+        if query.device_id:
+            conditions.append(Message.device_id == query.device_id)
+        order = Message.pk.desc() if query.newest_first else Message.pk.asc()
+        async with self._sessions() as session:
+            result = await session.scalars(
+                select(Message).where(*conditions).order_by(order)
+                .limit(query.limit).offset(query.offset)
+            )
+            return list(result)
+
+    async def cancel(self, user_id: int, ext_id: str) -> Message:
+        """Cancel a message that no device has taken yet."""
+        async with self._sessions.begin() as session:
+            message = await self._get(session, user_id, ext_id)
+            state = ProcessState(message.state)
+            if state is ProcessState.CANCELLED:
+                return message
+            if state is not ProcessState.PENDING:
+                raise Conflict(
+                    f"message {ext_id!r} cannot be cancelled: it is {state.value}"
+                    " (only Pending messages can be)"
+                )
+            changed = [(r, ProcessState.CANCELLED) for r in message.recipients]
+            for recipient in message.recipients:
+                recipient.state = ProcessState.CANCELLED.value
+            message.state = ProcessState.CANCELLED.value
+            _stamp(message, ProcessState.CANCELLED)
+            _hash_contents(message)
+            self._emit(session, message, changed)
+        return message
+
+    async def pending(self, device_id: str, newest_first: bool = True,
+                      limit: int = MAX_PENDING_FETCH) -> list[Message]:
+        """Messages waiting for the device, highest priority first."""
+        now = utcnow()
+        order = Message.pk.desc() if newest_first else Message.pk.asc()
+        async with self._sessions() as session:
+            result = await session.scalars(
+                select(Message)
+                .where(
+                    Message.device_id == device_id,
+                    Message.state == ProcessState.PENDING.value,
+                    or_(Message.schedule_at.is_(None), Message.schedule_at <= now),
+                )
+                .order_by(Message.priority.desc(), order)
+                .limit(limit)
+            )
+            return list(result)
+
+    async def apply_updates(self, device_id: str,
+                            updates: Iterable[StateUpdate]) -> dict[str, ProcessState]:
+        """Record device reports in one transaction; returns each message's new state.
+
+        Reports never move a state backwards and never overwrite Failed/Cancelled, so a
+        repeated or late report is harmless; unknown ids are skipped.
+        """
+        updates = list(updates)
+        result: dict[str, ProcessState] = {}
+        async with self._sessions.begin() as session:
+            found = await session.scalars(
+                select(Message).where(
+                    and_(Message.device_id == device_id,
+                         Message.ext_id.in_([u.id for u in updates]))
+                )
+            )
+            by_id = {m.ext_id: m for m in found}
+            for update in updates:
+                message = by_id.get(update.id)
+                if message is None:
+                    continue
+                self._apply(session, message, update)
+                result[update.id] = ProcessState(message.state)
+        return result
+
+    def _apply(self, session: AsyncSession, message: Message, update: StateUpdate) -> None:
+        if message.is_hashed:
+            return
+        changed: list[tuple[Recipient, ProcessState]] = []
+        by_number = {r.phone_number: r for r in message.recipients}
+        reports = update.recipients or [
+            RecipientUpdate(r.phone_number, update.state) for r in message.recipients
+        ]
+        for report in reports:
+            recipient = by_number.get(report.phone_number)
+            if recipient is None:
+                continue
+            before = ProcessState(recipient.state)
+            after = advance(before, report.state)
+            if after is not before:
+                recipient.state = after.value
+                if after is ProcessState.FAILED:
+                    recipient.error = report.error or "Failed"
+                changed.append((recipient, after))
+        if update.sim_number is not None and message.sim_used is None:
+            message.sim_used = update.sim_number
+        for name, at in update.states.items():
+            try:
+                _stamp(message, ProcessState(name), at)
+            except ValueError:
+                continue
+        new_state = aggregate([ProcessState(r.state) for r in message.recipients])
+        if not update.recipients:
+            new_state = advance(ProcessState(message.state), update.state)
+        if new_state.value != message.state:
+            message.state = new_state.value
+            _stamp(message, new_state)
+        message.updated_at = utcnow()
+        if changed:
+            self._emit(session, message, changed)
+        if _is_final(message):
+            _hash_contents(message)
+
+    def _emit(self, session: AsyncSession, message: Message,
+              changed: list[tuple[Recipient, ProcessState]]) -> None:
+        for listener in self.listeners:
+            listener(session, message, changed)
+
+    @staticmethod
+    async def _get(session: AsyncSession, user_id: int, ext_id: str) -> Message:
+        message = await session.scalar(
+            select(Message).where(Message.user_id == user_id, Message.ext_id == ext_id)
+        )
+        if message is None:
+            raise NotFound(f"message {ext_id!r} not found")
+        return message

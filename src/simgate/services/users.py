@@ -1,0 +1,107 @@
+"""Users and their credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from simgate.services.errors import BadRequest, Conflict
+from simgate.store.models import User
+
+_hasher = PasswordHasher()
+_USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 8
+
+
+def validate_credentials(username: str, password: str) -> None:
+    if not _USERNAME.match(username):
+        raise BadRequest(
+            "invalid username: use 1-64 letters, digits or _ . @ - (no spaces or colons)"
+        )
+    if len(password) < MIN_PASSWORD:
+        raise BadRequest(f"password too short: use at least {MIN_PASSWORD} characters")
+
+
+class Users:
+    """Creates users and checks Basic credentials.
+
+    Argon2 is slow on purpose; a verified (username, password) pair is remembered
+    for a short while, so a busy API client does not pay it on every request.
+    """
+
+    def __init__(self, sessions: async_sessionmaker, cache_seconds: float = 60.0) -> None:
+        self._sessions = sessions
+        self._cache: dict[bytes, tuple[int, float]] = {}
+        self._cache_seconds = cache_seconds
+
+    async def add(self, username: str, password: str) -> User:
+        validate_credentials(username, password)
+        async with self._sessions.begin() as session:
+            exists = await session.scalar(select(User.id).where(User.username == username))
+            if exists is not None:
+                raise Conflict(f"user {username!r} already exists")
+            user = User(username=username, password_hash=await _hash(password))
+            session.add(user)
+        return user
+
+    async def set_password(self, username: str, password: str) -> None:
+        validate_credentials(username, password)
+        async with self._sessions.begin() as session:
+            user = await session.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise BadRequest(f"no user {username!r}")
+            user.password_hash = await _hash(password)
+        self._cache.clear()
+
+    async def ensure(self, username: str, password: str) -> None:
+        """Make sure the user exists with exactly this password (for unattended starts)."""
+        if await self.authenticate(username, password) is not None:
+            return
+        async with self._sessions() as session:
+            exists = await session.scalar(select(User.id).where(User.username == username))
+        if exists is None:
+            await self.add(username, password)
+        else:
+            await self.set_password(username, password)
+
+    async def list(self) -> list[User]:
+        async with self._sessions() as session:
+            return list(await session.scalars(select(User).order_by(User.id)))
+
+    async def authenticate(self, username: str, password: str) -> int | None:
+        """The user id for valid credentials, else None."""
+        key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached and cached[1] > now:
+            return cached[0]
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(User.id, User.password_hash).where(User.username == username)
+                )
+            ).first()
+        if row is None or not await _verify(row.password_hash, password):
+            return None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (row.id, now + self._cache_seconds)
+        return row.id
+
+
+async def _hash(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return await asyncio.to_thread(_hasher.verify, password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

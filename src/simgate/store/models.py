@@ -1,0 +1,151 @@
+"""SQLAlchemy 2 models: the durable state of the gateway."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    push_token: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    sims: Mapped[list[SimCard]] = relationship(
+        back_populates="device",
+        cascade="all, delete-orphan",
+        order_by="SimCard.slot_index",
+        lazy="selectin",
+    )
+
+
+class SimCard(Base):
+    """One SIM slot of a device, as its agent last reported it."""
+
+    __tablename__ = "sim_cards"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot_index: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="Ready")
+    phone_number: Mapped[str | None] = mapped_column(String(32))
+    carrier_name: Mapped[str | None] = mapped_column(String(64))
+    iccid: Mapped[str | None] = mapped_column(String(32))
+    signal: Mapped[int | None] = mapped_column(SmallInteger)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    device: Mapped[Device] = relationship(back_populates="sims")
+
+
+class Message(Base):
+    """An outgoing message; `ext_id` is the id users see (client-chosen or generated)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("user_id", "ext_id", name="uq_messages_user_ext_id"),
+        Index("ix_messages_device_state", "device_id", "state"),
+        Index("ix_messages_user_created", "user_id", "created_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ext_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[str | None] = mapped_column(Text)  # base64, data SMS
+    port: Mapped[int | None] = mapped_column(Integer)
+    is_encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_hashed: Mapped[bool] = mapped_column(Boolean, default=False)
+    with_delivery_report: Mapped[bool] = mapped_column(Boolean, default=True)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0)
+    sim_number: Mapped[int | None] = mapped_column(SmallInteger)  # as requested
+    sim_used: Mapped[int | None] = mapped_column(SmallInteger)  # 1-based, as sent
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    schedule_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    states: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="message",
+        cascade="all, delete-orphan",
+        order_by="Recipient.position",
+        lazy="selectin",
+    )
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.pk", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    phone_number: Mapped[str] = mapped_column(String(512))  # E.164, encrypted or a hash
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    message: Mapped[Message] = relationship(back_populates="recipients")
