@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import uvicorn
 
+from simgate.agent.agent import Agent, AgentConfig
+from simgate.agent.backends.base import SimBackend
 from simgate.config import Settings
+from simgate.domain.routing import SimSelectionMode
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
 
@@ -41,3 +47,56 @@ async def serve_forever(settings: Settings) -> None:
         await uvicorn_server(settings, gateway).serve()
     finally:
         await gateway.close()
+
+
+def _credentials(settings: Settings) -> tuple[str, str]:
+    """The user `run` serves: from SIMGATE_USERNAME/PASSWORD, else made once and kept."""
+    if settings.username and settings.password:
+        return settings.username, settings.password
+    path = settings.data_dir / "credentials.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return stored["username"], stored["password"]
+    username, password = "simgate", secrets.token_urlsafe(12)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"username": username, "password": password}))
+    path.chmod(0o600)
+    return username, password
+
+
+async def run_agent(config: AgentConfig, backend: SimBackend) -> None:
+    await Agent(config, backend).run()
+
+
+async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelectionMode,
+                         announce: Callable[[str, str, str, list], None]) -> None:
+    """Server + agent in one process; the agent still talks HTTP over loopback."""
+    username, password = _credentials(settings)
+    settings = settings.model_copy(update={"username": username, "password": password})
+    gateway = await Gateway.open(settings)
+    server = uvicorn_server(settings, gateway)
+    url = f"http://{_loopback(settings.host)}:{settings.port}"
+    agent = Agent(
+        AgentConfig(server_url=url, journal_path=settings.data_dir / "agent" / "journal.db",
+                    username=username, password=password, name="simgate run",
+                    sim_selection_mode=mode),
+        backend,
+    )
+    try:
+        async with asyncio.TaskGroup() as group:
+            serving = group.create_task(server.serve())
+            while not server.started:
+                if serving.done():
+                    return
+                await asyncio.sleep(0.02)
+            agent_task = group.create_task(agent.run())
+            await agent.ready.wait()
+            announce(url, username, password, agent.sims)
+            await serving
+            agent_task.cancel()
+    finally:
+        await gateway.close()
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

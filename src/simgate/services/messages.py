@@ -255,17 +255,10 @@ class Messages:
                 changed.append((recipient, after))
         if update.sim_number is not None and message.sim_used is None:
             message.sim_used = update.sim_number
-        for name, at in update.states.items():
-            try:
-                _stamp(message, ProcessState(name), at)
-            except ValueError:
-                continue
         new_state = aggregate([ProcessState(r.state) for r in message.recipients])
-        if not update.recipients:
-            new_state = advance(ProcessState(message.state), update.state)
         if new_state.value != message.state:
             message.state = new_state.value
-            _stamp(message, new_state)
+            _stamp(message, new_state, update.states.get(new_state.value))
         message.updated_at = utcnow()
         if changed:
             self._emit(session, message, changed)

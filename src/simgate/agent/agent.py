@@ -1,0 +1,361 @@
+"""The agent: pulls work from the server, picks a SIM, sends, reports states.
+
+One send loop per SIM slot (a modem sends one SMS at a time), one loop that claims
+work, one that reports, one that follows SIM health, one for backend events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from simgate.agent.backends.base import (
+    DeliveryReport,
+    IncomingSms,
+    SendError,
+    SimBackend,
+    SimInfo,
+)
+from simgate.agent.client import DeviceClient, PendingMessage, ServerError
+from simgate.agent.journal import Journal, JournalMessage
+from simgate.domain.routing import NoSimAvailable, SimSelectionMode, choose_sim
+from simgate.domain.sims import SimSlot
+from simgate.domain.states import ProcessState
+
+log = logging.getLogger("simgate.agent")
+
+FETCH_LIMIT = 100
+
+
+@dataclass
+class AgentConfig:
+    server_url: str
+    journal_path: Path
+    username: str | None = None
+    password: str | None = None
+    name: str = field(default_factory=lambda: f"simgate agent on {socket.gethostname()}")
+    sim_selection_mode: SimSelectionMode = SimSelectionMode.OS_DEFAULT
+    order: str = "lifo"
+    poll_interval: float = 30.0
+    sim_refresh_interval: float = 30.0
+
+
+def to_slot(info: SimInfo) -> SimSlot:
+    return SimSlot(
+        slot_index=info.slot,
+        status=info.state,
+        phone_number=info.phone_number,
+        carrier_name=info.operator,
+        iccid=info.iccid,
+        signal=info.signal,
+        detail=info.detail,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _recipients(phones: list[str], state: ProcessState, error: str | None = None) -> list[dict]:
+    return [{"phoneNumber": p, "state": state.value, "error": error} for p in phones]
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, backend: SimBackend,
+                 on_incoming: Callable[[IncomingSms], Any] | None = None) -> None:
+        self.config = config
+        self.backend = backend
+        self.journal = Journal(config.journal_path)
+        self.client = DeviceClient(config.server_url, self.journal.get("token"))
+        self.sims: list[SimSlot] = []
+        self.device_id: str | None = self.journal.get("device_id")
+        self._wake = asyncio.Event()
+        self._report_wake = asyncio.Event()
+        self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._on_incoming = on_incoming
+        self.ready = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        await self.backend.start()
+        try:
+            self.sims = await self._read_sims()
+            await self._connect()
+            async with asyncio.TaskGroup() as group:
+                for loop in (self._event_loop, self._fetch_loop, self._report_loop,
+                             self._sim_loop, self._backend_loop):
+                    self._tasks.append(group.create_task(loop()))
+                await self._recover()
+                self.ready.set()
+        finally:
+            for queue_task in self._tasks:
+                queue_task.cancel()
+            await self.client.close()
+            await self.backend.close()
+            self.journal.close()
+
+    async def _read_sims(self) -> list[SimSlot]:
+        return [to_slot(info) for info in await self.backend.sims()]
+
+    async def _connect(self) -> None:
+        """Reuse the stored device token, or register with the user's credentials."""
+        if self.client.token:
+            try:
+                await self.client.report_sims(self.sims)
+                return
+            except ServerError as exc:
+                if exc.status != 401:
+                    raise
+                log.warning("device token refused; registering again")
+        if not (self.config.username and self.config.password):
+            raise ServerError("the agent is not registered: give --username and --password"
+                              " of a user on the server")
+        device_id, token = await self.client.register(
+            self.config.username, self.config.password, self.config.name, self.sims
+        )
+        self.device_id = device_id
+        self.journal.put("device_id", device_id)
+        self.journal.put("token", token)
+        log.info("registered as device %s", device_id)
+
+    async def _recover(self) -> None:
+        """After a restart: finish what was queued, re-confirm what was only claimed."""
+        for message in self.journal.with_status("queued"):
+            self._enqueue(message)
+        claimed = self.journal.with_status("claimed")
+        if claimed:
+            await self._claim([(m, m.slot, None) for m in claimed])
+
+    # -- claiming work ---------------------------------------------------------------
+
+    async def _event_loop(self) -> None:
+        async for event in self.client.events():
+            if event in ("connected", "MessageEnqueued", "MessagesEnqueued"):
+                self._wake.set()
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            self._wake.clear()
+            try:
+                while await self._fetch_once() >= FETCH_LIMIT:
+                    pass
+            except ServerError as exc:
+                log.warning("fetching messages failed: %s", exc)
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def _fetch_once(self) -> int:
+        pending = await self.client.pending(self.config.order, FETCH_LIMIT)
+        if not pending:
+            return 0
+        statuses = {m.id: m for m in self.journal.with_status("claimed")}
+        known = self.journal.known([m.id for m in pending])
+        fresh: list[tuple[JournalMessage, int | None, str | None]] = []
+        for message in pending:
+            if message.id in statuses:
+                stored = statuses[message.id]
+                fresh.append((stored, stored.slot, None))
+            elif message.id not in known:
+                slot, error = self._route(message)
+                fresh.append((JournalMessage(message.id, _body(message), slot, "claimed"),
+                              slot, error))
+        self.journal.claim([(m.id, m.body, slot) for m, slot, _ in fresh])
+        await self._claim(fresh)
+        return len(pending)
+
+    def _route(self, message: PendingMessage) -> tuple[int | None, str | None]:
+        """The slot for a message, or an error saying why it cannot be sent."""
+        if message.valid_until and datetime.fromisoformat(message.valid_until) < datetime.now(
+            UTC
+        ):
+            return None, "TTL expired"
+        if message.is_encrypted:
+            return None, ("Can't send message: it is encrypted and this agent has no"
+                          " passphrase")
+        if message.sim_number is not None:
+            slot = next((s for s in self.sims if s.sim_number == message.sim_number), None)
+            if slot is None:
+                return None, f"Can't send message: SIM {message.sim_number} not found"
+            if not slot.ready:
+                return None, (f"Can't send message: SIM {message.sim_number} is not ready"
+                              f" ({slot.status.value}): {slot.detail}")
+            return slot.slot_index, None
+        try:
+            cursor = int(self.journal.get("rr_cursor") or 0)
+            choice = choose_sim(self.config.sim_selection_mode, self.sims,
+                                default_slot=self.backend.default_slot, cursor=cursor)
+        except NoSimAvailable as exc:
+            return None, str(exc)
+        if choice.cursor != cursor:
+            self.journal.put("rr_cursor", str(choice.cursor))
+        return choice.slot_index, None
+
+    async def _claim(self, items: list[tuple[JournalMessage, int | None, str | None]]) -> None:
+        """Report Processed (or Failed) and queue only what the server confirms."""
+        if not items:
+            return
+        patch = []
+        for message, slot, error in items:
+            phones = message.body["phone_numbers"]
+            if error:
+                patch.append({"id": message.id, "state": "Failed",
+                              "recipients": _recipients(phones, ProcessState.FAILED, error),
+                              "states": {"Failed": _now()}})
+            else:
+                patch.append({"id": message.id, "state": "Processed",
+                              "simNumber": None if slot is None else slot + 1,
+                              "recipients": _recipients(phones, ProcessState.PROCESSED),
+                              "states": {"Processed": _now()}})
+        result = await self.client.report(patch)
+        done = []
+        for message, _, error in items:
+            if not error and result.get(message.id) == ProcessState.PROCESSED.value:
+                self.journal.set_status([message.id], "queued")
+                self._enqueue(message)
+            else:
+                done.append(message.id)
+        self.journal.set_status(done, "done")
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _enqueue(self, message: JournalMessage) -> None:
+        queue = self._queues.get(message.slot)
+        if queue is None:
+            queue = self._queues[message.slot] = asyncio.Queue()
+            self._tasks.append(asyncio.create_task(self._send_loop(queue)))
+        queue.put_nowait(message)
+
+    async def _send_loop(self, queue: asyncio.Queue[JournalMessage]) -> None:
+        while True:
+            message = await queue.get()
+            try:
+                await self._send(message)
+            except Exception:  # keep the slot alive whatever one message does
+                log.exception("sending %s failed unexpectedly", message.id)
+
+    async def _send(self, message: JournalMessage) -> None:
+        body = message.body
+        already = self.journal.recipient_status(message.id)
+        recipients = []
+        for position, phone in enumerate(body["phone_numbers"]):
+            previous = already.get(position)
+            if previous == "sending":
+                self.journal.mark_recipient(message.id, position, "failed")
+                recipients.append({"phoneNumber": phone, "state": "Failed", "error": (
+                    "interrupted while sending; not repeated to avoid a duplicate SMS")})
+                continue
+            if previous is not None:
+                continue  # reported before the restart
+            self.journal.mark_recipient(message.id, position, "sending")
+            try:
+                result = await self.backend.send(
+                    message.slot, phone,
+                    text=body["text"],
+                    data=base64.b64decode(body["data"]) if body["data"] else None,
+                    port=body["port"],
+                    delivery_report=body["with_delivery_report"],
+                )
+            except SendError as exc:
+                self.journal.mark_recipient(message.id, position, "failed")
+                recipients.append({"phoneNumber": phone, "state": "Failed", "error": str(exc)})
+                log.warning("message %s to %s via SIM %s failed: %s", message.id, phone,
+                            "default" if message.slot is None else message.slot + 1, exc)
+                continue
+            self.journal.mark_recipient(message.id, position, "sent")
+            if body["with_delivery_report"] and result.references and message.slot is not None:
+                self.journal.add_parts(message.slot, result.references, message.id, phone)
+            recipients.append({"phoneNumber": phone, "state": "Sent", "error": None})
+        self.journal.set_status([message.id], "done")
+        if recipients:
+            sent = any(r["state"] == "Sent" for r in recipients)
+            state = "Sent" if sent else "Failed"
+            self.report([{"id": message.id, "state": state, "recipients": recipients,
+                          "simNumber": None if message.slot is None else message.slot + 1,
+                          "states": {state: _now()}}])
+
+    # -- reporting -------------------------------------------------------------------
+
+    def report(self, items: list[dict[str, Any]]) -> None:
+        """Queue state reports durably; the report loop delivers them in batches."""
+        self.journal.queue_reports(items)
+        self._report_wake.set()
+
+    async def _report_loop(self) -> None:
+        while True:
+            await self._report_wake.wait()
+            self._report_wake.clear()
+            while batch := self.journal.unsent_reports():
+                try:
+                    await self.client.report([body for _, body in batch])
+                except ServerError as exc:
+                    if exc.status is not None and 400 <= exc.status < 500 and exc.status != 401:
+                        log.error("server refused state reports, dropping them: %s", exc)
+                    else:
+                        log.warning("reporting states failed, will retry: %s", exc)
+                        await asyncio.sleep(1.0)
+                        continue
+                self.journal.drop_reports(batch[-1][0])
+
+    # -- SIM health and backend events ----------------------------------------------
+
+    async def _sim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sim_refresh_interval)
+            await self.refresh_sims()
+
+    async def refresh_sims(self) -> None:
+        sims = await self._read_sims()
+        if sims != self.sims:
+            changed = [s for s in sims if s not in self.sims]
+            for slot in changed:
+                log.info("SIM %d is now %s %s", slot.sim_number, slot.status.value, slot.detail)
+            self.sims = sims
+            try:
+                await self.client.report_sims(sims)
+            except ServerError as exc:
+                log.warning("reporting SIM state failed: %s", exc)
+
+    async def _backend_loop(self) -> None:
+        async for event in self.backend.events():
+            if isinstance(event, DeliveryReport):
+                self._on_delivery(event)
+            elif isinstance(event, IncomingSms) and self._on_incoming is not None:
+                await self._on_incoming(event)
+
+    def _on_delivery(self, report: DeliveryReport) -> None:
+        found = self.journal.take_part(report.slot, report.reference)
+        if found is None:
+            return
+        message_id, phone, left = found
+        if not report.delivered:
+            self.journal.drop_parts(message_id, phone)
+            self.report([{"id": message_id, "state": "Failed", "recipients": [{
+                "phoneNumber": phone, "state": "Failed",
+                "error": f"Delivery failed: status 0x{report.status:02x}"}]}])
+        elif left == 0:
+            self.report([{"id": message_id, "state": "Delivered", "recipients": [{
+                "phoneNumber": phone, "state": "Delivered", "error": None}],
+                "states": {"Delivered": report.at.isoformat()}}])
+
+
+def _body(message: PendingMessage) -> dict[str, Any]:
+    return {
+        "phone_numbers": message.phone_numbers,
+        "text": message.text,
+        "data": message.data,
+        "port": message.port,
+        "with_delivery_report": message.with_delivery_report,
+    }

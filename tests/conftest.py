@@ -1,0 +1,110 @@
+"""Shared fixtures: a gateway on SQLite (or the real PostgreSQL) and an HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from simgate.config import Settings
+from simgate.server.app import create_app
+from simgate.services.gateway import Gateway
+
+USER, PASSWORD = "alice", "alice-secret"
+PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _pg_available() -> bool:
+    import asyncpg
+
+    try:
+        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+async def _pg_database() -> str:
+    """A fresh database on the real PostgreSQL server, dropped at exit."""
+    import asyncpg
+
+    name = f"simgate_test_{secrets.token_hex(4)}"
+    connection = await asyncpg.connect(PG_ADMIN_URL)
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    return name
+
+
+async def _drop_pg_database(name: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(PG_ADMIN_URL)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request, tmp_path) -> AsyncIterator[str]:
+    """Each store test runs on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'simgate.db'}"
+        return
+    if not await _pg_available():
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+    name = await _pg_database()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture
+async def gateway(tmp_path) -> AsyncIterator[Gateway]:
+    settings = Settings(data_dir=tmp_path, username=USER, password=PASSWORD)
+    gw = await Gateway.open(settings)
+    yield gw
+    await gw.close()
+
+
+@pytest.fixture
+async def api(gateway) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the ASGI app, authenticated as the default user."""
+    app = create_app(gateway.settings, gateway)
+    app.state.gateway = gateway
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://simgate",
+                                 auth=(USER, PASSWORD)) as client:
+        yield client
+
+
+async def register_device(api: httpx.AsyncClient, sims: list[dict] | None = None,
+                          name: str = "phone") -> dict:
+    """Register a device over /mobile/v1 like an agent; returns id and token."""
+    if sims is None:
+        sims = [{"slotIndex": 0, "phoneNumber": "+12025550101", "carrierName": "simgate Mobile"},
+                {"slotIndex": 1, "phoneNumber": "+12025550102", "carrierName": "simgate Mobile"}]
+    response = await api.post("/mobile/v1/device", json={"name": name, "simCards": sims})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll an async predicate until it returns something truthy."""
+
+    async def _wait():
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not reached in time")
+            await asyncio.sleep(interval)
+
+    return _wait()

@@ -1,0 +1,193 @@
+"""The HTTP API, route by route, including bad input."""
+
+from __future__ import annotations
+
+import pytest
+from tests.conftest import PASSWORD, USER, register_device
+
+SEED = {"message": "Hello from SIM2, Dr. Turk!", "phoneNumbers": ["+19162255887"],
+        "simNumber": 2}
+
+
+async def send(api, body=None, **params):
+    return await api.post("/3rdparty/v1/message", json=body or SEED, params=params)
+
+
+async def test_seed_request_is_accepted_as_pending(api):
+    device = await register_device(api)
+    response = await send(api)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["state"] == "Pending"
+    assert body["deviceId"] == device["id"]
+    assert body["recipients"] == [{"phoneNumber": "+19162255887", "state": "Pending"}]
+    assert body["isHashed"] is False and body["isEncrypted"] is False
+    assert "Pending" in body["states"] and body["createdAt"]
+    assert response.headers["location"] == f"/3rdparty/v1/messages/{body['id']}"
+    followed = await api.get(response.headers["location"])
+    assert followed.status_code == 200 and followed.json()["id"] == body["id"]
+
+
+async def test_all_prefixes_and_text_forms(api):
+    await register_device(api)
+    for path, body in [
+        ("/3rdparty/v1/messages", {"textMessage": {"text": "hi"}, "phoneNumbers": ["+19162255887"]}),
+        ("/api/3rdparty/v1/messages", {"message": "hi", "phoneNumbers": ["+19162255887"]}),
+        ("/api/3rdparty/v1/message", {"dataMessage": {"data": "AAEC", "port": 53739},
+                                      "phoneNumbers": ["+19162255887"]}),
+    ]:
+        response = await api.post(path, json=body)
+        assert response.status_code == 202, (path, response.text)
+
+
+@pytest.mark.parametrize(
+    ("sims", "sim_number", "expected"),
+    [
+        (None, 3, "simNumber 3 is out of range: device .* has 2 SIM slot\\(s\\); valid simNumber values: 1, 2"),
+        ([{"slotIndex": 0}, {"slotIndex": 1, "state": "Absent"}], 2, "SIM slot 2 .* is empty; valid simNumber values: 1"),
+        (None, 0, "simNumber: Input should be greater than or equal to 1"),
+    ],
+)
+async def test_bad_sim_number_is_a_clear_400(api, sims, sim_number, expected):
+    await register_device(api, sims)
+    response = await send(api, {**SEED, "simNumber": sim_number})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == 400
+    assert __import__("re").search(expected, body["message"]), body["message"]
+    assert (await api.get("/3rdparty/v1/messages")).json() == []  # nothing stored
+
+
+async def test_phone_numbers_are_normalised_or_rejected(api):
+    await register_device(api)
+    ok = await send(api, {"message": "x", "phoneNumbers": ["+1 (916) 225-5887"]})
+    assert ok.json()["recipients"][0]["phoneNumber"] == "+19162255887"
+    bad = await send(api, {"message": "x", "phoneNumbers": ["+19162255887", "12345"]})
+    assert bad.status_code == 400 and "'12345'" in bad.json()["message"]
+    skipped = await send(api, {"message": "x", "phoneNumbers": ["12345"]}, skipPhoneValidation="true")
+    assert skipped.status_code == 202
+    assert skipped.json()["recipients"][0]["phoneNumber"] == "12345"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"phoneNumbers": ["+19162255887"]}, "exactly one of message, textMessage or dataMessage"),
+        ({"message": "a", "textMessage": {"text": "b"}, "phoneNumbers": ["+19162255887"]}, "exactly one"),
+        ({"message": "a", "phoneNumbers": []}, "phoneNumbers"),
+        ({"message": "a", "phoneNumbers": ["+19162255887"] * 101}, "phoneNumbers"),
+        ({"message": "a", "phoneNumbers": "+19162255887"}, "phoneNumbers"),
+        ({"message": "a", "phoneNumbers": ["+19162255887"], "priority": 500}, "priority"),
+        ({"message": "a", "phoneNumbers": ["+19162255887"], "ttl": 5, "validUntil": "2030-01-01T00:00:00Z"}, "ttl or validUntil"),
+        ({"dataMessage": {"data": "not base64!", "port": 1}, "phoneNumbers": ["+19162255887"]}, "base64"),
+        ({"dataMessage": {"data": "AAEC", "port": 70000}, "phoneNumbers": ["+19162255887"]}, "port"),
+        ({"message": "a", "phoneNumbers": ["+19162255887", "+19162255887"]}, "listed twice"),
+    ],
+)
+async def test_bad_bodies_are_400_with_a_message(api, body, fragment):
+    await register_device(api)
+    response = await send(api, body)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
+
+
+async def test_malformed_json_and_huge_bodies(api):
+    await register_device(api)
+    response = await api.post("/3rdparty/v1/messages", content=b'{"message": "x",',
+                              headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "not valid JSON" in response.json()["message"]
+    huge = {"message": "x" * 2_000_000, "phoneNumbers": ["+19162255887"]}
+    response = await send(api, huge)
+    assert response.status_code == 413 and "too large" in response.json()["message"]
+    assert (await api.get("/3rdparty/v1/messages")).json() == []
+
+
+async def test_authentication(api):
+    await register_device(api)
+    for auth in [None, (USER, "wrong-password"), ("nobody", PASSWORD)]:
+        response = await api.post("/3rdparty/v1/messages", json=SEED, auth=auth or ("", ""),
+                                   headers={} if auth else {"Authorization": ""})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Basic")
+        assert response.json()["code"] == 401
+
+
+async def test_client_id_is_idempotent_key(api):
+    await register_device(api)
+    first = await send(api, {**SEED, "id": "order-42"})
+    assert first.status_code == 202 and first.json()["id"] == "order-42"
+    again = await send(api, {**SEED, "id": "order-42"})
+    assert again.status_code == 409 and "order-42" in again.json()["message"]
+
+
+async def test_users_see_only_their_own(api, gateway):
+    await register_device(api)
+    message_id = (await send(api)).json()["id"]
+    await gateway.users.add("bob", "bob-secret")
+    as_bob = {"auth": ("bob", "bob-secret")}
+    assert (await api.get(f"/3rdparty/v1/messages/{message_id}", **as_bob)).status_code == 404
+    assert (await api.get("/3rdparty/v1/messages", **as_bob)).json() == []
+    assert (await api.get("/3rdparty/v1/devices", **as_bob)).json() == []
+    no_device = await api.post("/3rdparty/v1/messages", json=SEED, **as_bob)
+    assert no_device.status_code == 400 and "no device" in no_device.json()["message"]
+
+
+async def test_list_filters_sort_and_pages(api):
+    device = await register_device(api)
+    ids = [(await send(api, {**SEED, "id": f"m{i}"})).json()["id"] for i in range(5)]
+    listed = (await api.get("/3rdparty/v1/messages")).json()
+    assert [m["id"] for m in listed] == ids[::-1]
+    oldest_first = (await api.get("/3rdparty/v1/messages", params={"sort": "created_at", "limit": 2,
+                                                                    "offset": 1})).json()
+    assert [m["id"] for m in oldest_first] == ids[1:3]
+    await api.delete("/3rdparty/v1/messages/m0")
+    cancelled = (await api.get("/3rdparty/v1/messages", params={"state": "Cancelled"})).json()
+    assert [m["id"] for m in cancelled] == ["m0"]
+    other = (await api.get("/3rdparty/v1/messages", params={"deviceId": "nope"})).json()
+    assert other == []
+    mine = (await api.get("/3rdparty/v1/messages", params={"deviceId": device["id"]})).json()
+    assert len(mine) == 5
+    bad = await api.get("/3rdparty/v1/messages", params={"limit": 0})
+    assert bad.status_code == 400 and "limit" in bad.json()["message"]
+
+
+async def test_cancel(api):
+    await register_device(api)
+    message_id = (await send(api)).json()["id"]
+    assert (await api.delete(f"/3rdparty/v1/messages/{message_id}")).status_code == 204
+    state = (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()
+    assert state["state"] == "Cancelled" and state["isHashed"] is True
+    assert state["recipients"][0]["phoneNumber"] != "+19162255887"
+    assert (await api.delete("/3rdparty/v1/messages/missing")).status_code == 404
+
+
+async def test_devices_list_and_remove(api):
+    device = await register_device(api, [{"slotIndex": 0, "iccid": "8901260123456789012"},
+                                         {"slotIndex": 1, "state": "PinRequired"}])
+    devices = (await api.get("/3rdparty/v1/devices")).json()
+    assert [d["id"] for d in devices] == [device["id"]]
+    sims = devices[0]["simCards"]
+    assert [(s["slotIndex"], s["simNumber"], s["state"]) for s in sims] == [
+        (0, 1, "Ready"), (1, 2, "PinRequired")]
+    assert sims[0]["iccid"].endswith("9012") and "0123" not in sims[0]["iccid"]
+    assert (await api.delete(f"/3rdparty/v1/devices/{device['id']}")).status_code == 204
+    assert (await api.get("/3rdparty/v1/devices")).json() == []
+    # the removed device's token no longer works
+    gone = await api.get("/mobile/v1/message", auth=None,
+                         headers={"Authorization": f"Bearer {device['token']}"})
+    assert gone.status_code == 401
+
+
+async def test_health_endpoints(api):
+    for path in ["/health", "/health/live", "/health/ready", "/health/startup",
+                 "/3rdparty/v1/health"]:
+        response = await api.get(path, auth=None)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "pass" and body["checks"]
+
+
+async def test_openapi_docs(api):
+    assert (await api.get("/docs", auth=None)).status_code == 200
+    spec = (await api.get("/openapi.json", auth=None)).json()
+    assert "/3rdparty/v1/messages" in spec["paths"]

@@ -1,0 +1,120 @@
+"""The device API: fetch, claim, report per-recipient states, push."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import register_device
+
+TWO = {"message": "hello", "phoneNumbers": ["+19162255887", "+19162255888"], "simNumber": 2}
+
+
+def bearer(device):
+    """Request options that authenticate as the device instead of the user."""
+    return {"headers": {"Authorization": f"Bearer {device['token']}"}, "auth": None}
+
+
+async def test_fetch_claim_and_report_states(api):
+    device = await register_device(api)
+    message_id = (await api.post("/3rdparty/v1/messages", json=TWO)).json()["id"]
+
+    pending = (await api.get("/mobile/v1/message", **bearer(device))).json()
+    assert [m["id"] for m in pending] == [message_id]
+    assert pending[0]["simNumber"] == 2
+    assert pending[0]["textMessage"] == {"text": "hello"}
+    assert pending[0]["phoneNumbers"] == TWO["phoneNumbers"]
+
+    claim = await api.patch("/mobile/v1/message", **bearer(device), json=[
+        {"id": message_id, "state": "Processed", "simNumber": 2, "recipients": [
+            {"phoneNumber": p, "state": "Processed"} for p in TWO["phoneNumbers"]]}])
+    assert claim.json() == [{"id": message_id, "state": "Processed"}]
+    assert (await api.get("/mobile/v1/message", **bearer(device))).json() == []
+
+    await api.patch("/mobile/v1/message", **bearer(device), json=[
+        {"id": message_id, "state": "Sent", "recipients": [
+            {"phoneNumber": "+19162255887", "state": "Sent"},
+            {"phoneNumber": "+19162255888", "state": "Failed",
+             "error": "Send result: +CMS ERROR 331 (no network service)"}]}])
+    state = (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()
+    assert state["state"] == "Sent" and state["simNumber"] == 2
+    assert state["recipients"][1] == {"phoneNumber": "+19162255888", "state": "Failed",
+                                      "error": "Send result: +CMS ERROR 331 (no network service)"}
+
+    # a late or repeated report never moves a state backwards, Failed stays Failed
+    await api.patch("/mobile/v1/message", **bearer(device), json=[
+        {"id": message_id, "state": "Delivered", "recipients": [
+            {"phoneNumber": "+19162255887", "state": "Delivered"},
+            {"phoneNumber": "+19162255888", "state": "Delivered"}]},
+        {"id": message_id, "state": "Processed", "recipients": []}])
+    state = (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()
+    assert [r["state"] for r in state["recipients"]] == ["Delivered", "Failed"]
+    assert state["state"] == "Delivered"
+    assert state["isHashed"] is True
+    assert set(state["states"]) >= {"Pending", "Processed", "Sent", "Delivered"}
+
+
+async def test_cancelled_message_cannot_be_claimed(api):
+    device = await register_device(api)
+    message_id = (await api.post("/3rdparty/v1/messages", json=TWO)).json()["id"]
+    await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    claim = await api.patch("/mobile/v1/message", **bearer(device), json=[
+        {"id": message_id, "state": "Processed", "recipients": []}])
+    assert claim.json() == [{"id": message_id, "state": "Cancelled"}]
+    processed = await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    assert processed.status_code == 204  # cancelling twice is harmless
+
+
+async def test_cannot_cancel_a_claimed_message(api):
+    device = await register_device(api)
+    message_id = (await api.post("/3rdparty/v1/messages", json=TWO)).json()["id"]
+    await api.patch("/mobile/v1/message", **bearer(device),
+                    json=[{"id": message_id, "state": "Processed"}])
+    response = await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    assert response.status_code == 409 and "Processed" in response.json()["message"]
+
+
+async def test_device_sees_only_its_messages(api):
+    first = await register_device(api, name="one")
+    second = await register_device(api, name="two")
+    await api.post("/3rdparty/v1/messages", json={**TWO, "deviceId": first["id"]})
+    assert (await api.get("/mobile/v1/message", **bearer(second))).json() == []
+    bad = await api.post("/3rdparty/v1/messages", json={**TWO, "deviceId": "unknown"})
+    assert bad.status_code == 400 and "unknown" in bad.json()["message"]
+
+
+async def test_priority_and_order(api):
+    device = await register_device(api)
+    ids = []
+    for priority in (0, 100, 0):
+        body = {"message": "x", "phoneNumbers": ["+19162255887"], "priority": priority}
+        ids.append((await api.post("/3rdparty/v1/messages", json=body)).json()["id"])
+    lifo = (await api.get("/mobile/v1/message", **bearer(device))).json()
+    assert [m["id"] for m in lifo] == [ids[1], ids[2], ids[0]]
+    fifo = (await api.get("/mobile/v1/message", **bearer(device),
+                          params={"order": "fifo"})).json()
+    assert [m["id"] for m in fifo] == [ids[1], ids[0], ids[2]]
+
+
+async def test_sim_report_updates_devices(api):
+    device = await register_device(api)
+    response = await api.patch("/mobile/v1/device", **bearer(device), json={
+        "simCards": [{"slotIndex": 0, "state": "Ready"},
+                     {"slotIndex": 1, "state": "NoNetwork", "detail": "not registered"}]})
+    assert response.status_code == 204
+    sims = (await api.get("/3rdparty/v1/devices")).json()[0]["simCards"]
+    assert sims[1]["state"] == "NoNetwork" and sims[1]["detail"] == "not registered"
+
+
+async def test_device_token_required(api):
+    response = await api.get("/mobile/v1/message", **bearer({"token": "nope"}))
+    assert response.status_code == 401 and "register the device again" in response.json()["message"]
+
+
+async def test_push_reaches_subscribed_device(gateway):
+    """The bus delivers "MessageEnqueued" to every open stream of the device only."""
+    async with gateway.bus.subscribe("dev-1") as mine, gateway.bus.subscribe("dev-2") as other:
+        gateway.bus.notify("dev-1", "MessageEnqueued")
+        event = await asyncio.wait_for(mine.get(), 1)
+        assert event["event"] == "MessageEnqueued"
+        assert other.empty()
+    assert not gateway.bus.connected("dev-1")
