@@ -1,0 +1,77 @@
+"""The store and services on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+
+from simgate.config import Settings
+from simgate.domain.sims import SimSlot
+from simgate.domain.states import ProcessState
+from simgate.services.errors import BadRequest, Conflict
+from simgate.services.gateway import Gateway
+from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
+
+
+@pytest.fixture
+async def store(store_url, tmp_path):
+    gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url))
+    yield gateway
+    await gateway.close()
+
+
+async def _user_and_device(store):
+    user = await store.users.add("carol", "carol-secret")
+    registration = await store.devices.register(user.id, "phone", None,
+                                                [SimSlot(0), SimSlot(1)])
+    return user.id, registration.device.id
+
+
+async def test_migrations_are_idempotent(store, store_url, tmp_path):
+    again = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url))
+    await again.close()
+
+
+async def test_message_lifecycle(store):
+    user_id, device_id = await _user_and_device(store)
+    message = await store.messages.enqueue(user_id, NewMessage(
+        phone_numbers=["+19162255887", "+19162255888"], text="hi", sim_number=2, id="x-1"))
+    assert message.state == "Pending"
+    pending = await store.messages.pending(device_id)
+    assert [m.ext_id for m in pending] == ["x-1"]
+
+    result = await store.messages.apply_updates(device_id, [StateUpdate(
+        id="x-1", state=ProcessState.PROCESSED, sim_number=2)])
+    assert result == {"x-1": ProcessState.PROCESSED}
+    assert await store.messages.pending(device_id) == []
+
+    await store.messages.apply_updates(device_id, [StateUpdate(id="x-1", state=ProcessState.SENT, recipients=[
+        RecipientUpdate("+19162255887", ProcessState.DELIVERED),
+        RecipientUpdate("+19162255888", ProcessState.FAILED, "no network")])])
+    stored = await store.messages.get(user_id, "x-1")
+    assert stored.state == "Delivered" and stored.sim_used == 2
+    assert stored.is_hashed and stored.text != "hi"
+    assert [r.state for r in stored.recipients] == ["Delivered", "Failed"]
+    assert stored.recipients[1].error == "no network"
+    listed = await store.messages.list(user_id, MessageQuery(state=ProcessState.DELIVERED))
+    assert [m.ext_id for m in listed] == ["x-1"]
+
+
+async def test_duplicate_id_and_bad_sim_store_nothing(store):
+    user_id, _ = await _user_and_device(store)
+    await store.messages.enqueue(user_id, NewMessage(phone_numbers=["+19162255887"], text="a", id="dup"))
+    with pytest.raises(Conflict):
+        await store.messages.enqueue(user_id, NewMessage(phone_numbers=["+19162255887"], text="b", id="dup"))
+    with pytest.raises(BadRequest, match="out of range"):
+        await store.messages.enqueue(user_id, NewMessage(phone_numbers=["+19162255887"], text="c", sim_number=3))
+    assert len(await store.messages.list(user_id, MessageQuery())) == 1
+
+
+async def test_users_authenticate(store):
+    await store.users.add("dave", "dave-secret")
+    assert await store.users.authenticate("dave", "dave-secret") is not None
+    assert await store.users.authenticate("dave", "wrong") is None
+    with pytest.raises(Conflict):
+        await store.users.add("dave", "other-secret")
+    await store.users.ensure("dave", "new-secret-1")
+    assert await store.users.authenticate("dave", "new-secret-1") is not None
+    assert await store.users.authenticate("dave", "dave-secret") is None
