@@ -1,0 +1,81 @@
+"""The official sms-gate.app Python client against a real `simgate serve` process."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from android_sms_gateway import client, domain
+from android_sms_gateway.enums import ProcessState
+from android_sms_gateway.errors import BadRequestError, UnauthorizedError
+
+from tests.e2e.processes import SimgateProcess
+
+USER, PASSWORD = "client-user", "client-secret"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process = SimgateProcess(["serve"], tmp_path_factory.mktemp("serve"),
+                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD})
+    process.start()
+    device = httpx.post(f"{process.url}/mobile/v1/device", auth=(USER, PASSWORD), json={
+        "name": "dual-sim phone",
+        "simCards": [{"slotIndex": 0, "phoneNumber": "+12025550101"},
+                     {"slotIndex": 1, "phoneNumber": "+12025550102"}]}).json()
+    process.device = device
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(server):
+    with client.APIClient(USER, PASSWORD, base_url=f"{server.url}/3rdparty/v1") as api:
+        yield api
+
+
+def test_send_with_sim_number_and_follow(api, server):
+    sent = api.send(domain.Message(phone_numbers=["+19162255887"], sim_number=2,
+                                   text_message=domain.TextMessage("Hello from SIM2")))
+    assert sent.state is ProcessState.Pending
+    assert sent.device_id == server.device["id"]
+    assert sent.recipients[0].phone_number == "+19162255887"
+    state = api.get_state(sent.id)
+    assert state.id == sent.id and state.state is ProcessState.Pending
+    assert state.created_at is not None
+
+
+def test_send_without_sim_number_and_with_client_id(api):
+    sent = api.send(domain.Message(phone_numbers=["+19162255888"], id="client-chosen-1",
+                                   text_message=domain.TextMessage("no SIM given")))
+    assert sent.id == "client-chosen-1"
+
+
+def test_bad_sim_number_raises_bad_request(api):
+    with pytest.raises(BadRequestError) as error:
+        api.send(domain.Message(phone_numbers=["+19162255887"], sim_number=3,
+                                text_message=domain.TextMessage("nope")))
+    assert error.value.status_code == 400
+    assert "valid simNumber values: 1, 2" in error.value.response["message"]
+
+
+def test_list_cancel_devices_health(api, server):
+    sent = api.send(domain.Message(phone_numbers=["+19162255887"],
+                                   text_message=domain.TextMessage("to cancel")))
+    listed = api.get_messages(pagination=domain.QueryPagination(limit=100),
+                              sort="-created_at")
+    assert listed[0].id == sent.id
+    api.cancel_message(sent.id)
+    assert api.get_state(sent.id).state is ProcessState.Cancelled
+    cancelled = api.get_messages(query=domain.MessagesQueryFilter(state="Cancelled"))
+    assert [m.id for m in cancelled] == [sent.id]
+    devices = api.list_devices()
+    assert [d.id for d in devices] == [server.device["id"]]
+    assert devices[0].last_seen is not None
+    health = api.health_check()
+    assert health.status.value == "pass" and health.checks
+
+
+def test_wrong_password_is_unauthorized(server):
+    with client.APIClient(USER, "wrong", base_url=f"{server.url}/3rdparty/v1") as api, \
+            pytest.raises(UnauthorizedError):
+        api.list_devices()
