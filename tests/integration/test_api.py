@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.conftest import PASSWORD, USER, register_device
 
 SEED = {"message": "Hello from SIM2, Dr. Turk!", "phoneNumbers": ["+19162255887"],
