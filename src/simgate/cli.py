@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 from collections.abc import Coroutine
@@ -11,10 +12,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from simgate import __version__
+from simgate.agent.backends.base import SimBackend
+from simgate.agent.client import ServerError
 from simgate.config import Settings
+from simgate.domain.routing import SimSelectionMode
+from simgate.domain.sims import SimSlot
 from simgate.services.errors import ServiceError
 
 app = typer.Typer(help="simgate: an SMS gateway for phones and GSM modems with SIM cards.",
@@ -52,6 +58,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except ServiceError as exc:
         raise fail(exc.message) from None
+    except ServerError as exc:
+        raise fail(str(exc)) from None
     except (OSError, SQLAlchemyError) as exc:
         raise fail(str(exc).splitlines()[0]) from None
 
@@ -79,6 +87,118 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
     settings = settings_from(host, port, data_dir)
     run_async(serve_forever(settings))
+
+
+ModeOpt = Annotated[SimSelectionMode, typer.Option(
+    "--sim-selection", help="SIM for messages without simNumber.", case_sensitive=False)]
+
+
+def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) -> None:
+    console.print(f"[bold green]simgate is running[/] at [bold]{url}[/]  (API docs: {url}/docs)")
+    console.print(f"  user: [bold]{username}[/]  password: [bold]{password}[/]")
+    table = Table("SIM", "state", "phone number", "operator", "detail", box=None)
+    for slot in sims:
+        table.add_row(str(slot.sim_number), slot.status.value, slot.phone_number or "-",
+                      slot.carrier_name or "-", slot.detail)
+    console.print(table)
+    console.print(
+        f"  try: curl -u {username}:{password} -H 'Content-Type: application/json' "
+        f"{url}/3rdparty/v1/message -d '{{\"message\": \"Hello from SIM2\", "
+        f"\"phoneNumbers\": [\"+19162255887\"], \"simNumber\": 2}}'"
+    )
+
+
+@app.command()
+def run(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    sims: Annotated[int, typer.Option("--sims", min=1, max=64,
+                                      help="Number of emulated SIM slots.")] = 2,
+    fault: Annotated[list[str] | None, typer.Option(
+        "--fault", help="Emulated fault, SIM:KIND with KIND absent, pin, no-network, "
+        "fail=<rate> or delay=<seconds>; repeatable.")] = None,
+    sim_selection: ModeOpt = SimSelectionMode.OS_DEFAULT,
+) -> None:
+    """Run everything in one process: server, agent and an emulated multi-SIM modem."""
+    from simgate.agent.backends.emulator import EmulatorBackend
+    from simgate.runner import run_all_in_one
+
+    settings = settings_from(host, port, data_dir)
+    backend = EmulatorBackend(sims=sims, faults=_parse_faults(fault or [], sims))
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(run_all_in_one(settings, backend, sim_selection, _print_ready))
+
+
+def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bool]]:
+    """`2:pin` -> {1: {"pin": True}}: 0-based slot, one dict of faults per slot."""
+    faults: dict[int, dict[str, float | bool]] = {}
+    for spec in specs:
+        number, _, kind = spec.partition(":")
+        if not number.isdigit() or not 1 <= int(number) <= sims or not kind:
+            raise fail(f"--fault {spec!r}: expected SIM:KIND with SIM in 1..{sims}")
+        name, _, value = kind.partition("=")
+        slot_faults = faults.setdefault(int(number) - 1, {})
+        if name in ("absent", "pin", "no-network") and not value:
+            slot_faults[name.replace("-", "_")] = True
+        elif name in ("fail", "delay") and value:
+            try:
+                slot_faults[name] = float(value)
+            except ValueError:
+                raise fail(f"--fault {spec!r}: {value!r} is not a number") from None
+        else:
+            raise fail(f"--fault {spec!r}: unknown kind; use absent, pin, no-network, "
+                       "fail=<rate> or delay=<seconds>")
+    return faults
+
+
+@app.command()
+def agent(
+    server: Annotated[str, typer.Option("--server", help="URL of the simgate server.")],
+    modem: Annotated[list[str] | None, typer.Option(
+        "--modem", help="Serial port of a GSM modem, one SIM slot each, in order.")] = None,
+    termux: Annotated[bool, typer.Option("--termux", help="Use this Android phone's SIMs "
+                                         "through Termux:API.")] = False,
+    emulator: Annotated[int, typer.Option("--emulator", min=0, max=64,
+                                          help="Emulate this many SIM slots.")] = 0,
+    username: Annotated[str | None, typer.Option(
+        "--username", envvar="SIMGATE_USERNAME", help="User to register the device with.")] = None,
+    password: Annotated[str | None, typer.Option(
+        "--password", envvar="SIMGATE_PASSWORD", help="That user's password.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Device name.")] = None,
+    data_dir: DataDirOpt = None,
+    sim_selection: ModeOpt = SimSelectionMode.OS_DEFAULT,
+) -> None:
+    """Run an agent next to the SIM cards, connected to a server."""
+    from simgate.agent.agent import AgentConfig
+    from simgate.runner import run_agent
+
+    chosen = [bool(modem), termux, emulator > 0]
+    if sum(chosen) != 1:
+        raise fail("choose exactly one SIM backend: --modem PORT (repeatable), --termux "
+                   "or --emulator N")
+    settings = settings_from(data_dir=data_dir)
+    backend = _backend(modem or [], termux, emulator, settings.data_dir)
+    config = AgentConfig(server_url=server, journal_path=settings.data_dir / "agent" / "journal.db",
+                         username=username, password=password, sim_selection_mode=sim_selection)
+    if name:
+        config.name = name
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(run_agent(config, backend))
+
+
+def _backend(modems: list[str], termux: bool, emulator: int, data_dir: Path) -> SimBackend:
+    if modems:
+        from simgate.agent.backends.at import AtBackend
+
+        return AtBackend(modems)
+    if termux:
+        from simgate.agent.backends.termux import TermuxBackend
+
+        return TermuxBackend(state_path=data_dir / "agent" / "termux-inbox.json")
+    from simgate.agent.backends.emulator import EmulatorBackend
+
+    return EmulatorBackend(sims=emulator)
 
 
 @users_app.command("add")

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     default_region: str = "US"
     # Webhook receivers on loopback/private addresses (an SSRF guard when off).
     allow_private_webhooks: bool = False
+    # Webhook delivery: per-request timeout and the first retry delay (doubling after).
+    webhook_timeout: float = Field(default=30.0, gt=0)
+    webhook_retry_base: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "info"
 

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 async def with_gateway(settings: Settings, action: Callable[[Gateway], Awaitable[T]]) -> T:
     """Open the store (migrating it), run one action, close."""
-    gateway = await Gateway.open(settings)
+    gateway = await Gateway.open(settings, background=False)
     try:
         return await action(gateway)
     finally:

@@ -11,7 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simgate import __version__
 from simgate.config import Settings
 from simgate.server import errors
-from simgate.server.routers import health, mobile, thirdparty
+from simgate.server.routers import health, inbox, mobile, thirdparty, webhooks
+from simgate.server.routers import settings as device_settings
 from simgate.services.gateway import Gateway
 
 
@@ -82,10 +83,15 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     errors.install(app)
     for prefix in ("", "/api"):
-        app.include_router(thirdparty.router, prefix=f"{prefix}/3rdparty/v1")
+        documented = prefix == ""
+        for router in (thirdparty.router, webhooks.router, device_settings.router,
+                       inbox.router):
+            app.include_router(router, prefix=f"{prefix}/3rdparty/v1",
+                               include_in_schema=documented)
         app.include_router(health.router, prefix=f"{prefix}/3rdparty/v1",
                            include_in_schema=False)
-        app.include_router(mobile.router, prefix=f"{prefix}/mobile/v1")
+        app.include_router(mobile.router, prefix=f"{prefix}/mobile/v1",
+                           include_in_schema=documented)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

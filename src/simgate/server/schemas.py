@@ -253,3 +253,68 @@ class PatchMessageItem(Wire):
 class PatchResultItem(Wire):
     id: str
     state: ProcessState
+
+
+# --- webhooks, inbox ------------------------------------------------------------------
+
+
+class WebhookIn(Wire):
+    id: Annotated[str | None, Field(max_length=36)] = None
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    event: Annotated[str, Field(max_length=64)]
+    device_id: Annotated[str | None, Field(max_length=36)] = None
+
+
+class WebhookOut(Wire):
+    id: str
+    url: str
+    event: str
+    device_id: str | None = None
+
+
+class DeliveryOut(Wire):
+    """One event for one webhook, with how its delivery went."""
+
+    id: str
+    webhook_id: str
+    event: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    last_status: int | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class IncomingIn(Wire):
+    """An incoming SMS as an agent forwards it."""
+
+    id: Annotated[str, Field(min_length=1, max_length=255)]
+    sender: Annotated[str, Field(min_length=1, max_length=64)]
+    recipient: Annotated[str | None, Field(max_length=64)] = None
+    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    message: Annotated[str | None, Field(max_length=65535)] = None
+    data_message: DataMessageIn | None = None
+    received_at: datetime
+
+
+class IncomingOut(Wire):
+    id: str
+    type: str
+    sender: str
+    recipient: str | None
+    sim_number: int | None
+    content_preview: str
+    created_at: datetime
+
+
+class ExportRequest(Wire):
+    device_id: Annotated[str | None, Field(max_length=36)] = None
+    since: datetime
+    until: datetime
+
+
+class RefreshRequest(ExportRequest):
+    message_types: list[str] | None = None
+    webhook_delivery: str | None = None

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from simgate.bus.local import LocalBus
 from simgate.config import Settings
 from simgate.services.devices import Devices
+from simgate.services.inbox import Inbox
 from simgate.services.messages import Messages
+from simgate.services.settings import SettingsService
 from simgate.services.users import Users
+from simgate.services.webhooks import Webhooks
 from simgate.store.db import create_engine, migrate, session_factory
+from simgate.webhooks.dispatcher import Dispatcher
 
 
 @dataclass
@@ -23,29 +29,47 @@ class Gateway:
     users: Users
     devices: Devices
     messages: Messages
+    device_settings: SettingsService
+    webhooks: Webhooks
+    inbox: Inbox
+    dispatcher: Dispatcher
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, settings: Settings) -> Gateway:
-        """Migrate the store and build the services; also ensures the env user."""
+    async def open(cls, settings: Settings, background: bool = True) -> Gateway:
+        """Migrate the store, build the services, start webhook delivery."""
         url = settings.resolved_database_url
         await migrate(url)
         engine = create_engine(url)
         sessions = session_factory(engine)
         bus = LocalBus()
         devices = Devices(sessions)
+        device_settings = SettingsService(sessions, push=bus.notify)
+        dispatcher = Dispatcher(
+            sessions, device_settings, allow_private=settings.allow_private_webhooks,
+            timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
+        )
+        webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=dispatcher.wake)
+        messages = Messages(sessions, devices,
+                            notify=lambda device_id: bus.notify(device_id, "MessageEnqueued"))
+        messages.listeners.append(webhooks.on_message_change)
+        messages.committed.append(dispatcher.wake)
         gateway = cls(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            bus=bus,
-            users=Users(sessions),
-            devices=devices,
-            messages=Messages(sessions, devices,
-                              notify=lambda device_id: bus.notify(device_id, "MessageEnqueued")),
+            settings=settings, engine=engine, sessions=sessions, bus=bus,
+            users=Users(sessions), devices=devices, messages=messages,
+            device_settings=device_settings, webhooks=webhooks,
+            inbox=Inbox(sessions, wake=dispatcher.wake), dispatcher=dispatcher,
         )
         if settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)
+        if background:
+            gateway._background.append(asyncio.create_task(dispatcher.run()))
         return gateway
 
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.dispatcher.close()
         await self.engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -95,7 +95,9 @@ def _stamp(message: Message, state: ProcessState, at: datetime | None = None) ->
 
 # Called inside the transaction of every change, with the message after the change:
 # the webhook outbox hangs here, so an event is stored with the state that causes it.
-StateListener = Callable[[AsyncSession, Message, list[tuple[Recipient, ProcessState]]], None]
+StateListener = Callable[
+    [AsyncSession, Message, list[tuple[Recipient, ProcessState]]], Awaitable[None]
+]
 
 
 class Messages:
@@ -105,6 +107,7 @@ class Messages:
         self._devices = devices
         self._notify = notify
         self.listeners: list[StateListener] = []
+        self.committed: list[Callable[[], None]] = []
 
     async def enqueue(self, user_id: int, new: NewMessage, active_within_hours: int = 0) -> Message:
         """Store the message and its recipients as Pending, then wake the device."""
@@ -187,8 +190,9 @@ class Messages:
                 recipient.state = ProcessState.CANCELLED.value
             message.state = ProcessState.CANCELLED.value
             _stamp(message, ProcessState.CANCELLED)
+            await self._emit(session, message, changed)
             _hash_contents(message)
-            self._emit(session, message, changed)
+        self._after_commit(session)
         return message
 
     async def pending(self, device_id: str, newest_first: bool = True,
@@ -230,13 +234,20 @@ class Messages:
                 message = by_id.get(update.id)
                 if message is None:
                     continue
-                self._apply(session, message, update)
+                changed = self._apply(message, update)
+                if changed:
+                    await self._emit(session, message, changed)
+                if _is_final(message):
+                    _hash_contents(message)
                 result[update.id] = ProcessState(message.state)
+        self._after_commit(session)
         return result
 
-    def _apply(self, session: AsyncSession, message: Message, update: StateUpdate) -> None:
+    @staticmethod
+    def _apply(message: Message, update: StateUpdate) -> list[tuple[Recipient, ProcessState]]:
+        """Apply one report; returns the recipients whose state changed."""
         if message.is_hashed:
-            return
+            return []
         changed: list[tuple[Recipient, ProcessState]] = []
         by_number = {r.phone_number: r for r in message.recipients}
         reports = update.recipients or [
@@ -260,15 +271,18 @@ class Messages:
             message.state = new_state.value
             _stamp(message, new_state, update.states.get(new_state.value))
         message.updated_at = utcnow()
-        if changed:
-            self._emit(session, message, changed)
-        if _is_final(message):
-            _hash_contents(message)
+        return changed
 
-    def _emit(self, session: AsyncSession, message: Message,
-              changed: list[tuple[Recipient, ProcessState]]) -> None:
+    async def _emit(self, session: AsyncSession, message: Message,
+                    changed: list[tuple[Recipient, ProcessState]]) -> None:
         for listener in self.listeners:
-            listener(session, message, changed)
+            await listener(session, message, changed)
+
+    def _after_commit(self, session: AsyncSession) -> None:
+        """Wake whoever waits for what the transaction wrote (the webhook dispatcher)."""
+        if session.info.pop("webhook_events", False):
+            for callback in self.committed:
+                callback()
 
     @staticmethod
     async def _get(session: AsyncSession, user_id: int, ext_id: str) -> Message:

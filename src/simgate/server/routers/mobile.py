@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from simgate.server.auth import basic_credentials, current_device, current_user
-from simgate.server.routers.thirdparty import GatewayDep
+from simgate.server.deps import GatewayDep, aware
 from simgate.server.schemas import (
     DeviceUpdateRequest,
+    IncomingIn,
     MobileMessageOut,
     PatchMessageItem,
     PatchResultItem,
     RegisterRequest,
     RegisterResponse,
+    WebhookOut,
 )
 from simgate.services.devices import DeviceIdentity
+from simgate.services.inbox import Incoming
 from simgate.services.messages import RecipientUpdate, StateUpdate
 
 router = APIRouter(tags=["device"])
@@ -104,3 +107,39 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/inbox")
+async def forward_incoming(body: list[IncomingIn], device: Device,
+                           gateway: GatewayDep) -> list[dict[str, str]]:
+    """Incoming SMS from the device; the same id twice is stored once."""
+    items = [
+        Incoming(ident=i.id, sender=i.sender, recipient=i.recipient, sim_number=i.sim_number,
+                 received_at=aware(i.received_at), text=i.message,
+                 data=i.data_message.data if i.data_message else None,
+                 port=i.data_message.port if i.data_message else None)
+        for i in body
+    ]
+    ids = await gateway.inbox.store(device, items)
+    return [{"id": i.id, "messageId": m} for i, m in zip(body, ids, strict=True)]
+
+
+@router.get("/settings")
+async def device_settings(device: Device, gateway: GatewayDep) -> dict[str, Any]:
+    """The settings the device applies (its owner's), secrets included."""
+    return await gateway.device_settings.get(device.user_id)
+
+
+@router.get("/webhooks", response_model=list[WebhookOut], response_model_exclude_none=True)
+async def device_webhooks(device: Device, gateway: GatewayDep) -> list[WebhookOut]:
+    hooks = await gateway.webhooks.list(device.user_id)
+    return [WebhookOut(id=h.id, url=h.url, event=h.event, device_id=h.device_id)
+            for h in hooks if h.device_id in (None, device.device_id)]
+
+
+@router.post("/ping", status_code=status.HTTP_204_NO_CONTENT)
+async def ping(device: Device, gateway: GatewayDep,
+               body: dict[str, Any] | None = None) -> Response:
+    """Heartbeat with the device's health; raises the system:ping event."""
+    await gateway.webhooks.ping(device, (body or {}).get("health") or {})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

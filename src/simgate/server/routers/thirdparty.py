@@ -5,26 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from simgate.domain.phones import InvalidPhoneNumber, normalize
 from simgate.domain.states import ProcessState
-from simgate.server.auth import current_user
+from simgate.server.deps import GatewayDep, UserId, aware
 from simgate.server.schemas import DeviceOut, MessageStateOut, SendRequest
 from simgate.services.errors import BadRequest
-from simgate.services.gateway import Gateway
 from simgate.services.messages import MessageQuery, NewMessage
 
 router = APIRouter(tags=["messages"])
 
-UserId = Annotated[int, Depends(current_user)]
-
-
-def gateway_of(request: Request) -> Gateway:
-    return request.app.state.gateway
-
-
-GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 
 def _to_new_message(body: SendRequest, skip_validation: bool, region: str) -> NewMessage:
@@ -36,7 +27,7 @@ def _to_new_message(body: SendRequest, skip_validation: bool, region: str) -> Ne
             raise BadRequest(str(exc)) from None
     if len(set(numbers)) != len(numbers):
         raise BadRequest("phoneNumbers: the same number is listed twice")
-    valid_until = _aware(body.valid_until)
+    valid_until = aware(body.valid_until)
     if body.ttl is not None:
         valid_until = datetime.now(UTC) + timedelta(seconds=body.ttl)
     return NewMessage(
@@ -49,7 +40,7 @@ def _to_new_message(body: SendRequest, skip_validation: bool, region: str) -> Ne
         is_encrypted=body.is_encrypted,
         priority=body.priority,
         valid_until=valid_until,
-        schedule_at=_aware(body.schedule_at),
+        schedule_at=aware(body.schedule_at),
         id=body.id,
         device_id=body.device_id,
     )
@@ -100,7 +91,7 @@ async def list_messages(
     offset: Annotated[int, Query(ge=0)] = 0,
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> list[MessageStateOut]:
-    query = MessageQuery(since=_aware(since), until=_aware(until), state=state,
+    query = MessageQuery(since=aware(since), until=aware(until), state=state,
                          device_id=device_id, limit=limit, offset=offset,
                          newest_first=sort == "-created_at")
     return [MessageStateOut.of(m) for m in await gateway.messages.list(user_id, query)]
@@ -124,8 +115,3 @@ async def remove_device(id: str, user_id: UserId, gateway: GatewayDep) -> Respon
     await gateway.devices.remove(user_id, id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value

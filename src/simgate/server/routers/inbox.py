@@ -1,0 +1,58 @@
+"""Inbox API: received SMS, and asking for their webhooks again."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from simgate.server.deps import GatewayDep, UserId, aware
+from simgate.server.schemas import ExportRequest, IncomingOut, RefreshRequest
+from simgate.services.inbox import PREVIEW_CHARS, InboxQuery
+from simgate.store.models import IncomingMessage
+
+router = APIRouter(tags=["inbox"])
+
+
+def _out(message: IncomingMessage) -> IncomingOut:
+    preview = message.text if message.type == "SMS" else message.data
+    return IncomingOut(
+        id=message.id, type=message.type, sender=message.sender, recipient=message.recipient,
+        sim_number=message.sim_number, content_preview=(preview or "")[:PREVIEW_CHARS],
+        created_at=message.received_at,
+    )
+
+
+@router.get("/inbox", response_model=list[IncomingOut])
+async def list_inbox(
+    user_id: UserId, gateway: GatewayDep,
+    type: Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"] | None = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    device_id: Annotated[str | None, Query(alias="deviceId")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[IncomingOut]:
+    """Received messages, newest first, with the SIM that received each."""
+    query = InboxQuery(type=type, since=aware(since), until=aware(until), device_id=device_id,
+                       limit=limit, offset=offset)
+    return [_out(m) for m in await gateway.inbox.list(user_id, query)]
+
+
+@router.post("/inbox/refresh", status_code=status.HTTP_202_ACCEPTED)
+async def refresh_inbox(body: RefreshRequest, user_id: UserId,
+                        gateway: GatewayDep) -> dict[str, int]:
+    """Raise the received-SMS webhooks again for a period, from the stored inbox."""
+    count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
+                                       aware(body.until))
+    return {"events": count}
+
+
+@router.post("/messages/inbox/export", status_code=status.HTTP_202_ACCEPTED)
+async def export_inbox(body: ExportRequest, user_id: UserId,
+                       gateway: GatewayDep) -> dict[str, int]:
+    """The older name of /inbox/refresh."""
+    count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
+                                       aware(body.until))
+    return {"events": count}

@@ -1,0 +1,36 @@
+"""Settings API: the device settings of the user, as the official client reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from simgate.domain.settings import public_view
+from simgate.server.deps import GatewayDep, UserId
+
+router = APIRouter(prefix="/settings", tags=["settings"])
+
+SettingsBody = dict[str, dict[str, Any] | None]
+
+
+@router.get("")
+async def get_settings(user_id: UserId, gateway: GatewayDep) -> dict[str, Any]:
+    """All groups with defaults filled in; write-only secrets are not shown."""
+    return public_view(await gateway.device_settings.get(user_id))
+
+
+@router.put("")
+async def replace_settings(user_id: UserId, gateway: GatewayDep,
+                           body: SettingsBody = Body()) -> dict[str, Any]:
+    """Replace all settings; keys not given go back to their defaults."""
+    values = {k: v for k, v in body.items() if v is not None}
+    return public_view(await gateway.device_settings.replace(user_id, values))
+
+
+@router.patch("")
+async def patch_settings(user_id: UserId, gateway: GatewayDep,
+                         body: SettingsBody = Body()) -> dict[str, Any]:
+    """Merge into the settings; a null value resets that key to its default."""
+    values = {k: v for k, v in body.items() if v is not None}
+    return public_view(await gateway.device_settings.patch(user_id, values))

@@ -1,0 +1,136 @@
+"""Incoming SMS: stored once per identity, each raising its webhook event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from simgate.services.devices import DeviceIdentity
+from simgate.services.ids import new_id
+from simgate.services.webhooks import WebhookEvent, Webhooks
+from simgate.store.models import IncomingMessage
+
+PREVIEW_CHARS = 256
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One SMS as the agent forwards it; `ident` is its identity on the device."""
+
+    ident: str
+    sender: str
+    received_at: datetime
+    sim_number: int | None = None
+    recipient: str | None = None
+    text: str | None = None
+    data: str | None = None  # base64
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    device_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def event_of(message: IncomingMessage) -> tuple[WebhookEvent, dict]:
+    """The sms:received / sms:data-received payload of a stored message."""
+    payload = {
+        "messageId": message.id,
+        "phoneNumber": message.sender,
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "simNumber": message.sim_number,
+        "receivedAt": message.received_at.isoformat(),
+    }
+    if message.type == "DATA_SMS":
+        return WebhookEvent.SMS_DATA_RECEIVED, payload | {"data": message.data,
+                                                          "port": message.port}
+    return WebhookEvent.SMS_RECEIVED, payload | {"message": message.text}
+
+
+class Inbox:
+    def __init__(self, sessions: async_sessionmaker, wake: Callable[[], None]) -> None:
+        self._sessions = sessions
+        self._wake = wake
+
+    async def store(self, device: DeviceIdentity, items: list[Incoming]) -> list[str]:
+        """Store new messages with their events; repeats (same ident) are ignored.
+
+        Returns the ids of all given messages, old or new, so the agent can forget them.
+        """
+        ids = []
+        events = 0
+        async with self._sessions.begin() as session:
+            known = {
+                m.ident: m.id for m in await session.scalars(
+                    select(IncomingMessage).where(
+                        IncomingMessage.device_id == device.device_id,
+                        IncomingMessage.ident.in_([i.ident for i in items]),
+                    )
+                )
+            }
+            for item in items:
+                if item.ident in known:
+                    ids.append(known[item.ident])
+                    continue
+                message = IncomingMessage(
+                    id=new_id(), ident=item.ident, user_id=device.user_id,
+                    device_id=device.device_id,
+                    type="DATA_SMS" if item.data is not None else "SMS",
+                    sender=item.sender, recipient=item.recipient, sim_number=item.sim_number,
+                    text=item.text, data=item.data, port=item.port,
+                    received_at=item.received_at,
+                )
+                session.add(message)
+                known[item.ident] = message.id
+                ids.append(message.id)
+                event, payload = event_of(message)
+                events += await Webhooks.emit(session, device.user_id, device.device_id,
+                                              event, payload)
+        if events:
+            self._wake()
+        return ids
+
+    async def list(self, user_id: int, query: InboxQuery) -> list[IncomingMessage]:
+        conditions = [IncomingMessage.user_id == user_id]
+        if query.type:
+            conditions.append(IncomingMessage.type == query.type)
+        if query.since:
+            conditions.append(IncomingMessage.received_at >= query.since)
+        if query.until:
+            conditions.append(IncomingMessage.received_at <= query.until)
+        if query.device_id:
+            conditions.append(IncomingMessage.device_id == query.device_id)
+        async with self._sessions() as session:
+            return list(await session.scalars(
+                select(IncomingMessage).where(*conditions)
+                .order_by(IncomingMessage.received_at.desc(), IncomingMessage.pk.desc())
+                .limit(query.limit).offset(query.offset)
+            ))
+
+    async def export(self, user_id: int, device_id: str | None, since: datetime,
+                     until: datetime) -> int:
+        """Raise the received events again for stored messages of a period."""
+        count = 0
+        async with self._sessions.begin() as session:
+            conditions = [IncomingMessage.user_id == user_id,
+                          IncomingMessage.received_at >= since,
+                          IncomingMessage.received_at <= until]
+            if device_id:
+                conditions.append(IncomingMessage.device_id == device_id)
+            for message in await session.scalars(select(IncomingMessage).where(*conditions)):
+                event, payload = event_of(message)
+                count += await Webhooks.emit(session, user_id, message.device_id, event,
+                                             payload)
+        if count:
+            self._wake()
+        return count

@@ -1,0 +1,55 @@
+"""Per-user device settings: stored, validated, pushed to the user's devices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.domain import settings as rules
+from simgate.services.errors import BadRequest
+from simgate.store.models import Device, UserSettings
+
+
+class SettingsService:
+    def __init__(self, sessions: async_sessionmaker,
+                 push: Callable[[str, str], None]) -> None:
+        self._sessions = sessions
+        self._push = push
+
+    async def get(self, user_id: int) -> dict[str, Any]:
+        """The full settings with defaults, secrets included (for the server's own use)."""
+        async with self._sessions() as session:
+            return await self.get_in(session, user_id)
+
+    @staticmethod
+    async def get_in(session: AsyncSession, user_id: int) -> dict[str, Any]:
+        row = await session.get(UserSettings, user_id)
+        return rules.validate(row.values if row else {})
+
+    async def replace(self, user_id: int, values: dict[str, Any]) -> dict[str, Any]:
+        return await self._store(user_id, lambda _: rules.validate(values))
+
+    async def patch(self, user_id: int, values: dict[str, Any]) -> dict[str, Any]:
+        return await self._store(user_id, lambda stored: rules.merge(stored, values))
+
+    async def _store(self, user_id: int,
+                     change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        async with self._sessions.begin() as session:
+            row = await session.get(UserSettings, user_id)
+            try:
+                values = change(rules.validate(row.values if row else {}))
+            except rules.InvalidSettings as exc:
+                raise BadRequest(f"invalid settings: {exc}") from None
+            if row is None:
+                session.add(UserSettings(user_id=user_id, values=values))
+            else:
+                row.values = values
+            devices = list(await session.scalars(
+                select(Device.id).where(Device.user_id == user_id, Device.deleted_at.is_(None))
+            ))
+        for device_id in devices:
+            self._push(device_id, "SettingsUpdated")
+        return values

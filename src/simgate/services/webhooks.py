@@ -1,0 +1,177 @@
+"""Webhooks: registrations, and the outbox of events written with the changes that cause them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.domain.states import ProcessState
+from simgate.services.devices import DeviceIdentity
+from simgate.services.errors import BadRequest, NotFound
+from simgate.services.ids import new_id
+from simgate.store.models import Message, Recipient, Webhook, WebhookDelivery, utcnow
+from simgate.webhooks.urls import ForbiddenUrl, check_url
+
+
+class WebhookEvent(enum.StrEnum):
+    """Every event the official client enumerates."""
+
+    SMS_RECEIVED = "sms:received"
+    SMS_DATA_RECEIVED = "sms:data-received"
+    SMS_SENT = "sms:sent"
+    SMS_DELIVERED = "sms:delivered"
+    SMS_FAILED = "sms:failed"
+    SMS_CANCELLED = "sms:cancelled"
+    SYSTEM_PING = "system:ping"
+    MMS_RECEIVED = "mms:received"
+    MMS_DOWNLOADED = "mms:downloaded"
+    APP_STARTED = "app:started"
+    SMS_BATCH_RECEIVED = "sms:batch:received"
+    SMS_DATA_BATCH_RECEIVED = "sms:batch:data-received"
+    MMS_BATCH_RECEIVED = "mms:batch:received"
+    MMS_BATCH_DOWNLOADED = "mms:batch:downloaded"
+
+
+_STATE_EVENTS = {
+    ProcessState.SENT: (WebhookEvent.SMS_SENT, "sentAt"),
+    ProcessState.DELIVERED: (WebhookEvent.SMS_DELIVERED, "deliveredAt"),
+    ProcessState.FAILED: (WebhookEvent.SMS_FAILED, "failedAt"),
+    ProcessState.CANCELLED: (WebhookEvent.SMS_CANCELLED, "cancelledAt"),
+}
+
+
+class Webhooks:
+    def __init__(self, sessions: async_sessionmaker, allow_private: bool,
+                 wake: Callable[[], None]) -> None:
+        self._sessions = sessions
+        self._allow_private = allow_private
+        self.wake = wake
+
+    # -- registrations ----------------------------------------------------------------
+
+    async def create(self, user_id: int, url: str, event: str, device_id: str | None,
+                     webhook_id: str | None = None) -> Webhook:
+        try:
+            kind = WebhookEvent(event)
+        except ValueError:
+            allowed = ", ".join(e.value for e in WebhookEvent)
+            raise BadRequest(f"unknown webhook event {event!r}; allowed: {allowed}") from None
+        try:
+            await check_url(url, self._allow_private)
+        except ForbiddenUrl as exc:
+            raise BadRequest(str(exc)) from None
+        async with self._sessions.begin() as session:
+            if webhook_id:
+                existing = await session.get(Webhook, webhook_id)
+                if existing is not None and existing.user_id == user_id:
+                    existing.url, existing.event, existing.device_id = url, kind.value, device_id
+                    return existing
+            webhook = Webhook(id=webhook_id or new_id(), user_id=user_id, url=url,
+                              event=kind.value, device_id=device_id)
+            session.add(webhook)
+        return webhook
+
+    async def list(self, user_id: int, device_id: str | None = None) -> list[Webhook]:
+        query = select(Webhook).where(Webhook.user_id == user_id)
+        if device_id:
+            query = query.where(Webhook.device_id == device_id)
+        async with self._sessions() as session:
+            return list(await session.scalars(query.order_by(Webhook.created_at)))
+
+    async def delete(self, user_id: int, webhook_id: str) -> None:
+        async with self._sessions.begin() as session:
+            webhook = await session.get(Webhook, webhook_id)
+            if webhook is None or webhook.user_id != user_id:
+                raise NotFound(f"webhook {webhook_id!r} not found")
+            await session.delete(webhook)
+
+    # -- the outbox -------------------------------------------------------------------
+
+    @staticmethod
+    async def emit(session: AsyncSession, user_id: int, device_id: str | None,
+                   event: WebhookEvent, payload: dict[str, Any]) -> int:
+        """Write one event for every matching webhook, in the caller's transaction."""
+        cache = session.info.setdefault("webhooks", {})
+        key = (user_id, event.value)
+        if key not in cache:
+            cache[key] = list(await session.scalars(
+                select(Webhook).where(Webhook.user_id == user_id, Webhook.event == event.value)
+            ))
+        hooks = cache[key]
+        event_id = new_id()
+        count = 0
+        for hook in hooks:
+            if hook.device_id and hook.device_id != device_id:
+                continue
+            session.add(WebhookDelivery(
+                event_id=event_id, webhook_id=hook.id, user_id=user_id, device_id=device_id,
+                event=event.value, payload=payload, next_attempt_at=utcnow(),
+            ))
+            count += 1
+        if count:
+            session.info["webhook_events"] = True
+        return count
+
+    async def on_message_change(self, session: AsyncSession, message: Message,
+                                changed: list[tuple[Recipient, ProcessState]]) -> None:
+        """Messages listener: one event per recipient that reached sent/delivered/failed."""
+        for recipient, state in changed:
+            kind = _STATE_EVENTS.get(state)
+            if kind is None:
+                continue
+            event, stamp_key = kind
+            payload: dict[str, Any] = {
+                "messageId": message.ext_id,
+                "phoneNumber": recipient.phone_number,
+                "recipient": recipient.phone_number,
+                "simNumber": message.sim_used,
+                stamp_key: message.states.get(state.value) or utcnow().isoformat(),
+            }
+            if state is ProcessState.FAILED:
+                payload["reason"] = recipient.error or "Failed"
+            await self.emit(session, message.user_id, message.device_id, event, payload)
+
+    async def ping(self, device: DeviceIdentity, health: dict[str, Any]) -> None:
+        """A device heartbeat: the system:ping event with its health."""
+        async with self._sessions.begin() as session:
+            count = await self.emit(session, device.user_id, device.device_id,
+                                    WebhookEvent.SYSTEM_PING, {"health": health})
+        if count:
+            self.wake()
+
+    # -- attempts and redrive ---------------------------------------------------------
+
+    async def deliveries(self, user_id: int, webhook_id: str | None = None,
+                         status: str | None = None, limit: int = 100) -> list[WebhookDelivery]:
+        query = select(WebhookDelivery).where(WebhookDelivery.user_id == user_id)
+        if webhook_id:
+            query = query.where(WebhookDelivery.webhook_id == webhook_id)
+        if status:
+            query = query.where(WebhookDelivery.status == status)
+        async with self._sessions() as session:
+            return list(await session.scalars(
+                query.order_by(WebhookDelivery.pk.desc()).limit(limit)
+            ))
+
+    async def redrive(self, user_id: int, webhook_id: str | None = None,
+                      event_id: str | None = None) -> int:
+        """Send again events that ran out of retries: one event, or all of a webhook."""
+        if not (webhook_id or event_id):
+            raise BadRequest("name a webhook or an event to redrive")
+        conditions = [WebhookDelivery.user_id == user_id, WebhookDelivery.status == "failed"]
+        if webhook_id:
+            conditions.append(WebhookDelivery.webhook_id == webhook_id)
+        if event_id:
+            conditions.append(WebhookDelivery.event_id == event_id)
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(WebhookDelivery).where(*conditions)
+                .values(status="pending", attempts=0, next_attempt_at=utcnow())
+            )
+        self.wake()
+        return result.rowcount or 0
+
