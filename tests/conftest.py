@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -95,12 +96,14 @@ async def register_device(api: httpx.AsyncClient, sims: list[dict] | None = None
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll an async predicate until it returns something truthy."""
+    """Poll a predicate (plain or async) until it returns something truthy."""
 
     async def _wait():
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            value = await predicate()
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
                 return value
             if asyncio.get_running_loop().time() > deadline:

@@ -1,0 +1,221 @@
+"""Webhooks: registration rules, the signed outbox, retries, redrive, inbox events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from simgate.config import Settings
+from simgate.services.gateway import Gateway
+from simgate.webhooks.signing import verify
+from tests.conftest import PASSWORD, USER, register_device, wait_until
+from tests.receiver import Receiver
+
+KEY = "shared-secret"
+
+
+@pytest.fixture
+async def gateway(tmp_path):
+    """Local receivers allowed and quick retries, as `simgate run` would have them."""
+    settings = Settings(data_dir=tmp_path, username=USER, password=PASSWORD,
+                        allow_private_webhooks=True, webhook_retry_base=0.2,
+                        webhook_timeout=2.0)
+    gw = await Gateway.open(settings)
+    yield gw
+    await gw.close()
+
+
+@pytest.fixture
+async def receiver():
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+def bearer(device):
+    return {"headers": {"Authorization": f"Bearer {device['token']}"}, "auth": None}
+
+
+async def incoming(api, device, ident, text="hi there", sim_number=2):
+    return await api.post("/mobile/v1/inbox", **bearer(device), json=[{
+        "id": ident, "sender": "+12025550101", "recipient": "+12025550102",
+        "simNumber": sim_number, "message": text,
+        "receivedAt": datetime.now(UTC).isoformat()}])
+
+
+async def test_webhook_crud_and_validation(api):
+    created = await api.post("/3rdparty/v1/webhooks",
+                             json={"url": "https://example.org/hook", "event": "sms:received"})
+    # example.org resolves nowhere here, or to a public address: either way a clear answer
+    assert created.status_code in (201, 400)
+    local = await api.post("/3rdparty/v1/webhooks",
+                           json={"url": "http://127.0.0.1:9/hook", "event": "sms:sent"})
+    assert local.status_code == 201, local.text
+    hook = local.json()
+    assert hook["event"] == "sms:sent" and hook["id"]
+    listed = (await api.get("/3rdparty/v1/webhooks")).json()
+    assert hook in listed
+    for body, fragment in [
+        ({"url": "http://127.0.0.1/x", "event": "sms:nope"}, "unknown webhook event"),
+        ({"url": "ftp://127.0.0.1/x", "event": "sms:sent"}, "http(s)"),
+        ({"url": "not a url", "event": "sms:sent"}, "http(s)"),
+    ]:
+        response = await api.post("/3rdparty/v1/webhooks", json=body)
+        assert response.status_code == 400 and fragment in response.json()["message"]
+    assert (await api.delete(f"/3rdparty/v1/webhooks/{hook['id']}")).status_code == 204
+    assert hook not in (await api.get("/3rdparty/v1/webhooks")).json()
+    assert (await api.delete(f"/3rdparty/v1/webhooks/{hook['id']}")).status_code == 404
+
+
+async def test_private_receivers_need_the_setting(tmp_path):
+    settings = Settings(data_dir=tmp_path, username=USER, password=PASSWORD)
+    gw = await Gateway.open(settings, background=False)
+    try:
+        user_id = await gw.users.authenticate(USER, PASSWORD)
+        with pytest.raises(Exception, match="private or loopback"):
+            await gw.webhooks.create(user_id, "http://127.0.0.1:8080/hook", "sms:received", None)
+        with pytest.raises(Exception, match="private or loopback"):
+            await gw.webhooks.create(user_id, "https://10.1.2.3/hook", "sms:received", None)
+    finally:
+        await gw.close()
+
+
+async def test_received_sms_is_signed_and_carries_sim_number(api, receiver):
+    device = await register_device(api)
+    await api.patch("/3rdparty/v1/settings", json={"webhooks": {"signing_key": KEY}})
+    hook = (await api.post("/3rdparty/v1/webhooks",
+                           json={"url": receiver.url, "event": "sms:received"})).json()
+    response = await incoming(api, device, "modem:1")
+    assert response.status_code == 200
+    await wait_until(lambda: receiver.received)
+    delivery = receiver.received[0]
+    body = delivery.json
+    assert body["event"] == "sms:received" and body["webhookId"] == hook["id"]
+    assert body["deviceId"] == device["id"]
+    payload = body["payload"]
+    assert payload["simNumber"] == 2 and payload["message"] == "hi there"
+    assert payload["phoneNumber"] == payload["sender"] == "+12025550101"
+    assert payload["recipient"] == "+12025550102"
+    assert payload["messageId"] == response.json()[0]["messageId"]
+    assert verify(KEY, delivery.body, delivery.headers["x-timestamp"],
+                  delivery.headers["x-signature"])
+    assert not verify("other-key", delivery.body, delivery.headers["x-timestamp"],
+                      delivery.headers["x-signature"])
+
+
+async def test_incoming_dedup_by_identity_never_by_content(api, receiver):
+    device = await register_device(api)
+    await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "sms:received"})
+    await incoming(api, device, "modem:1", text="same")
+    await incoming(api, device, "modem:1", text="same")  # agent retry: same identity
+    await incoming(api, device, "modem:2", text="same")  # a second, identical SMS
+    await wait_until(lambda: len(receiver.received) >= 2)
+    await asyncio.sleep(0.3)
+    assert len(receiver.received) == 2
+    inbox = (await api.get("/3rdparty/v1/inbox")).json()
+    assert len(inbox) == 2 and {m["contentPreview"] for m in inbox} == {"same"}
+    assert all(m["simNumber"] == 2 and m["type"] == "SMS" for m in inbox)
+
+
+async def test_outgoing_events_per_recipient_with_sim(api, receiver):
+    device = await register_device(api)
+    for event in ("sms:sent", "sms:delivered", "sms:failed"):
+        await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": event})
+    message = (await api.post("/3rdparty/v1/messages", json={
+        "message": "x", "phoneNumbers": ["+19162255887", "+19162255888"]})).json()
+    await api.patch("/mobile/v1/message", **bearer(device), json=[{
+        "id": message["id"], "state": "Sent", "simNumber": 1, "recipients": [
+            {"phoneNumber": "+19162255887", "state": "Sent"},
+            {"phoneNumber": "+19162255888", "state": "Failed", "error": "no network"}]}])
+    await api.patch("/mobile/v1/message", **bearer(device), json=[{
+        "id": message["id"], "state": "Delivered", "recipients": [
+            {"phoneNumber": "+19162255887", "state": "Delivered"}]}])
+    await wait_until(lambda: len(receiver.received) >= 3)
+    sent = receiver.events("sms:sent")
+    assert [e["payload"]["phoneNumber"] for e in sent] == ["+19162255887"]
+    assert sent[0]["payload"]["simNumber"] == 1 and sent[0]["payload"]["messageId"] == message["id"]
+    failed = receiver.events("sms:failed")[0]["payload"]
+    assert failed["phoneNumber"] == "+19162255888" and failed["reason"] == "no network"
+    delivered = receiver.events("sms:delivered")[0]["payload"]
+    assert delivered["phoneNumber"] == "+19162255887" and "deliveredAt" in delivered
+
+
+async def test_retries_until_receiver_is_back_with_stable_ids(api, receiver, gateway):
+    device = await register_device(api)
+    await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "sms:received"})
+    receiver.status = 503
+    for i in range(3):
+        await incoming(api, device, f"modem:{i}")
+    await asyncio.sleep(0.8)  # several failed attempts
+    attempts = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+    assert all(d["status"] == "pending" and d["attempts"] >= 1 for d in attempts)
+    assert "503" in attempts[0]["lastError"]
+    receiver.status = 200
+    await wait_until(lambda: len(receiver.received) >= 3, timeout=15)
+    ids = sorted(e["id"] for e in receiver.events())
+    assert ids == sorted(d["id"] for d in attempts)  # same event ids across retries
+    delivered = (await api.get("/3rdparty/v1/webhooks/deliveries",
+                               params={"state": "delivered"})).json()
+    assert len(delivered) == 3
+
+
+async def test_out_of_retries_then_redrive(api, receiver):
+    device = await register_device(api)
+    await api.patch("/3rdparty/v1/settings", json={"webhooks": {"retry_count": 1}})
+    hook = (await api.post("/3rdparty/v1/webhooks",
+                           json={"url": receiver.url, "event": "sms:received"})).json()
+    receiver.status = 500
+    await incoming(api, device, "modem:9")
+
+    async def gave_up():
+        return (await api.get("/3rdparty/v1/webhooks/deliveries",
+                              params={"state": "failed"})).json()
+
+    failed = await wait_until(gave_up, timeout=10)
+    assert failed[0]["attempts"] == 2
+    receiver.status = 200
+    redriven = await api.post(f"/3rdparty/v1/webhooks/{hook['id']}/redrive")
+    assert redriven.json() == {"redriven": 1}
+    await wait_until(lambda: receiver.received, timeout=10)
+    assert receiver.events()[0]["id"] == failed[0]["id"]
+
+
+async def test_slow_receiver_does_not_delay_others(api):
+    slow = await Receiver(delay=1.5).start()
+    fast = await Receiver().start()
+    try:
+        device = await register_device(api)
+        await api.post("/3rdparty/v1/webhooks", json={"url": slow.url, "event": "sms:received"})
+        await api.post("/3rdparty/v1/webhooks", json={"url": fast.url, "event": "sms:received"})
+        started = asyncio.get_running_loop().time()
+        await incoming(api, device, "modem:1")
+        await wait_until(lambda: fast.received, timeout=5)
+        assert asyncio.get_running_loop().time() - started < 1.0
+    finally:
+        await slow.stop()
+        await fast.stop()
+
+
+async def test_inbox_export_raises_events_again(api, receiver):
+    device = await register_device(api)
+    await incoming(api, device, "modem:1")
+    await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "sms:received"})
+    now = datetime.now(UTC)
+    response = await api.post("/3rdparty/v1/inbox/refresh", json={
+        "deviceId": device["id"], "since": (now - timedelta(hours=1)).isoformat(),
+        "until": (now + timedelta(hours=1)).isoformat()})
+    assert response.status_code == 202 and response.json() == {"events": 1}
+    await wait_until(lambda: receiver.received)
+    assert receiver.events()[0]["payload"]["simNumber"] == 2
+
+
+async def test_ping_raises_system_ping(api, receiver):
+    device = await register_device(api)
+    await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "system:ping"})
+    response = await api.post("/mobile/v1/ping", **bearer(device),
+                              json={"health": {"status": "pass", "checks": {}}})
+    assert response.status_code == 204
+    await wait_until(lambda: receiver.received)
+    assert receiver.events()[0]["payload"] == {"health": {"status": "pass", "checks": {}}}

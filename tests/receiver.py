@@ -1,0 +1,69 @@
+"""A real HTTP webhook receiver for tests: records every request it gets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+@dataclass
+class Received:
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Answers `status` (200 by default) and records what arrived."""
+
+    status: int = 200
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: Request) -> Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.status < 300:
+            self.received.append(Received(await request.body(), dict(request.headers)))
+        return Response(status_code=self.status)
+
+    async def start(self) -> Receiver:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers only a flag
+            await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.should_exit = True
+            await self._task
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        return [r.json for r in self.received if event is None or r.json["event"] == event]
