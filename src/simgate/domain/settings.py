@@ -110,11 +110,20 @@ def _strip_nulls(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(values: dict[str, Any]) -> dict[str, Any]:
-    """Full settings with defaults filled in, or InvalidSettings."""
+    """The keys that are set, checked and normalised; or InvalidSettings.
+
+    Settings are stored sparse, so a device can tell what its owner chose from defaults.
+    """
     try:
-        return DeviceSettings.model_validate(_strip_nulls(values)).model_dump(mode="json")
+        model = DeviceSettings.model_validate(_strip_nulls(values))
     except ValidationError as error:
         raise InvalidSettings(_describe(error)) from None
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
+def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Every key of every group, defaults filled in."""
+    return DeviceSettings.model_validate(values).model_dump(mode="json")
 
 
 def merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -129,8 +138,8 @@ def merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_view(values: dict[str, Any]) -> dict[str, Any]:
-    """What GET shows: everything but the write-only secrets."""
-    shown = copy.deepcopy(values)
+    """What users see: all keys with defaults, but not the write-only secrets."""
+    shown = with_defaults(values)
     for group, key in WRITE_ONLY:
         shown.get(group, {}).pop(key, None)
     return shown

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.domain import settings as rules
 from simgate.services.errors import BadRequest
@@ -20,14 +20,14 @@ class SettingsService:
         self._push = push
 
     async def get(self, user_id: int) -> dict[str, Any]:
-        """The full settings with defaults, secrets included (for the server's own use)."""
+        """The keys the user set, secrets included (for the server and the devices)."""
         async with self._sessions() as session:
-            return await self.get_in(session, user_id)
+            row = await session.get(UserSettings, user_id)
+        return dict(row.values) if row else {}
 
-    @staticmethod
-    async def get_in(session: AsyncSession, user_id: int) -> dict[str, Any]:
-        row = await session.get(UserSettings, user_id)
-        return rules.validate(row.values if row else {})
+    async def effective(self, user_id: int) -> dict[str, Any]:
+        """Every key, defaults filled in."""
+        return rules.with_defaults(await self.get(user_id))
 
     async def replace(self, user_id: int, values: dict[str, Any]) -> dict[str, Any]:
         return await self._store(user_id, lambda _: rules.validate(values))

@@ -99,7 +99,7 @@ class Dispatcher:
             hook = await session.get(Webhook, delivery.webhook_id) if delivery else None
         if delivery is None or hook is None:
             return
-        settings = await self._settings.get(delivery.user_id)
+        settings = await self._settings.effective(delivery.user_id)
         body = json.dumps({
             "id": delivery.event_id,
             "webhookId": hook.id,

@@ -1,0 +1,75 @@
+"""Settings API: defaults, merge, replace, null reset, validation, secrets, push."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import register_device
+
+
+def bearer(device):
+    return {"headers": {"Authorization": f"Bearer {device['token']}"}, "auth": None}
+
+
+async def test_defaults_patch_put_and_reset(api):
+    settings = (await api.get("/3rdparty/v1/settings")).json()
+    assert settings["messages"]["sim_selection_mode"] == "OSDefault"
+    assert settings["messages"]["processing_order"] == "LIFO"
+    assert settings["webhooks"]["retry_count"] == 14
+
+    patched = (await api.patch("/3rdparty/v1/settings", json={
+        "messages": {"sim_selection_mode": "RoundRobin", "limit_period": "PerMinute",
+                     "limit_value": 10}})).json()
+    assert patched["messages"]["sim_selection_mode"] == "RoundRobin"
+    assert patched["webhooks"]["retry_count"] == 14
+
+    merged = (await api.patch("/3rdparty/v1/settings", json={
+        "webhooks": {"retry_count": 3}})).json()
+    assert merged["messages"]["sim_selection_mode"] == "RoundRobin"
+    assert merged["webhooks"]["retry_count"] == 3
+
+    reset = (await api.patch("/3rdparty/v1/settings", json={
+        "messages": {"sim_selection_mode": None}})).json()
+    assert reset["messages"]["sim_selection_mode"] == "OSDefault"
+    assert reset["messages"]["limit_value"] == 10
+
+    replaced = (await api.put("/3rdparty/v1/settings", json={
+        "messages": {"sim_selection_mode": "Random"}})).json()
+    assert replaced["messages"]["sim_selection_mode"] == "Random"
+    assert replaced["messages"]["limit_period"] == "Disabled"
+    assert replaced["webhooks"]["retry_count"] == 14
+
+
+async def test_invalid_values_name_the_key_and_allowed_values(api):
+    for body, fragments in [
+        ({"messages": {"sim_selection_mode": "Sometimes"}},
+         ["messages.sim_selection_mode", "'OSDefault', 'RoundRobin' or 'Random'"]),
+        ({"messages": {"bogus": 1}}, ["messages.bogus", "unknown setting"]),
+        ({"messages": {"send_interval_min": 10, "send_interval_max": 5}}, ["send_interval_min"]),
+        ({"messages": {"limit_period": "PerHour"}}, ["limit_value is required"]),
+        ({"nope": {}}, ["nope", "unknown setting"]),
+        ({"messages": "RoundRobin"}, ["messages"]),
+    ]:
+        response = await api.patch("/3rdparty/v1/settings", json=body)
+        assert response.status_code == 400, (body, response.text)
+        for fragment in fragments:
+            assert fragment in response.json()["message"], (fragment, response.json())
+    assert (await api.get("/3rdparty/v1/settings")).json()["messages"]["sim_selection_mode"] == "OSDefault"
+
+
+async def test_secrets_are_write_only_but_reach_devices(api):
+    device = await register_device(api)
+    await api.patch("/3rdparty/v1/settings", json={
+        "webhooks": {"signing_key": "k1"}, "encryption": {"passphrase": "p1"}})
+    shown = (await api.get("/3rdparty/v1/settings")).json()
+    assert "signing_key" not in shown["webhooks"] and "passphrase" not in shown["encryption"]
+    for_device = (await api.get("/mobile/v1/settings", **bearer(device))).json()
+    assert for_device == {"webhooks": {"signing_key": "k1"}, "encryption": {"passphrase": "p1"}}
+
+
+async def test_changes_are_pushed_to_connected_devices(api, gateway):
+    device = await register_device(api)
+    async with gateway.bus.subscribe(device["id"]) as events:
+        await api.patch("/3rdparty/v1/settings", json={"messages": {"sim_selection_mode": "Random"}})
+        event = await asyncio.wait_for(events.get(), 2)
+    assert event["event"] == "SettingsUpdated"
