@@ -43,7 +43,7 @@ class SimgateProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"simgate exited early:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -192,3 +192,25 @@ async def test_openapi_docs(api):
     assert (await api.get("/docs", auth=None)).status_code == 200
     spec = (await api.get("/openapi.json", auth=None)).json()
     assert "/3rdparty/v1/messages" in spec["paths"]
+
+
+async def test_health_reports_each_sim_with_advice(api):
+    device = await register_device(api, [{"slotIndex": 0, "carrierName": "simgate Mobile"},
+                                         {"slotIndex": 1, "state": "PinRequired"}])
+    response = await api.get("/health", auth=None)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "warn"
+    sim1 = body["checks"][f"devices:{device['id']}:sim:1"]
+    sim2 = body["checks"][f"devices:{device['id']}:sim:2"]
+    assert sim1["status"] == "pass" and "simgate Mobile" in sim1["description"]
+    assert sim2["status"] == "warn" and "PIN" in sim2["description"]
+    assert body["checks"][f"devices:{device['id']}:messages:failed"]["observedValue"] == 0
+
+
+async def test_health_fails_when_a_device_has_no_ready_sim(api):
+    device = await register_device(api, [{"slotIndex": 0, "state": "NoNetwork"}])
+    response = await api.get("/health", auth=None)
+    assert response.status_code == 500
+    assert response.json()["checks"][f"devices:{device['id']}:sims"]["status"] == "fail"
+    assert (await api.get("/health/ready", auth=None)).status_code == 200

@@ -26,6 +26,7 @@ from simgate.agent.backends.base import (
 )
 from simgate.agent.client import DeviceClient, PendingMessage, ServerError
 from simgate.agent.journal import Journal, JournalMessage
+from simgate.agent.pacing import Pacer
 from simgate.domain.routing import NoSimAvailable, SimSelectionMode, choose_sim
 from simgate.domain.sims import SimSlot
 from simgate.domain.states import ProcessState
@@ -46,6 +47,7 @@ class AgentConfig:
     order: str = "lifo"
     poll_interval: float = 30.0
     sim_refresh_interval: float = 30.0
+    ping_interval: float = 60.0
 
 
 def to_slot(info: SimInfo) -> SimSlot:
@@ -70,16 +72,20 @@ def _recipients(phones: list[str], state: ProcessState, error: str | None = None
 
 class Agent:
     def __init__(self, config: AgentConfig, backend: SimBackend,
-                 on_incoming: Callable[[IncomingSms], Any] | None = None) -> None:
+                 on_incoming: Callable[[IncomingSms], None] | None = None) -> None:
         self.config = config
         self.backend = backend
         self.journal = Journal(config.journal_path)
         self.client = DeviceClient(config.server_url, self.journal.get("token"))
         self.sims: list[SimSlot] = []
         self.device_id: str | None = self.journal.get("device_id")
+        self.mode = config.sim_selection_mode
+        self.order = config.order
+        self._messages_settings: dict[str, Any] = {}
         self._wake = asyncio.Event()
-        self._report_wake = asyncio.Event()
+        self._outbox_wake = asyncio.Event()
         self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
+        self._pacers: dict[int | None, Pacer] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_incoming = on_incoming
         self.ready = asyncio.Event()
@@ -93,8 +99,8 @@ class Agent:
             self.sims = await self._read_sims()
             await self._connect()
             async with asyncio.TaskGroup() as group:
-                for loop in (self._event_loop, self._fetch_loop, self._report_loop,
-                             self._sim_loop, self._backend_loop):
+                for loop in (self._event_loop, self._fetch_loop, self._outbox_loop,
+                             self._sim_loop, self._backend_loop, self._ping_loop):
                     self._tasks.append(group.create_task(loop()))
                 await self._recover()
                 self.ready.set()
@@ -143,6 +149,27 @@ class Agent:
         async for event in self.client.events():
             if event in ("connected", "MessageEnqueued", "MessagesEnqueued"):
                 self._wake.set()
+            if event in ("connected", "SettingsUpdated"):
+                await self.load_settings()
+
+    async def load_settings(self) -> None:
+        """Apply the owner's settings; what they did not set keeps the local default."""
+        try:
+            settings = await self.client.settings()
+        except ServerError as exc:
+            log.warning("fetching settings failed: %s", exc)
+            return
+        messages = settings.get("messages") or {}
+        self.mode = SimSelectionMode(messages.get("sim_selection_mode")
+                                     or self.config.sim_selection_mode)
+        self.order = (messages.get("processing_order") or self.config.order).lower()
+        self._messages_settings = messages
+        for pacer in self._pacers.values():
+            pacer.configure(messages)
+        ping = (settings.get("ping") or {}).get("interval_seconds")
+        if ping:
+            self.config.ping_interval = float(ping)
+        log.info("settings applied: SIM selection %s, order %s", self.mode.value, self.order)
 
     async def _fetch_loop(self) -> None:
         while True:
@@ -158,7 +185,7 @@ class Agent:
                 self._wake.set()
 
     async def _fetch_once(self) -> int:
-        pending = await self.client.pending(self.config.order, FETCH_LIMIT)
+        pending = await self.client.pending(self.order, FETCH_LIMIT)
         if not pending:
             return 0
         statuses = {m.id: m for m in self.journal.with_status("claimed")}
@@ -195,7 +222,7 @@ class Agent:
             return slot.slot_index, None
         try:
             cursor = int(self.journal.get("rr_cursor") or 0)
-            choice = choose_sim(self.config.sim_selection_mode, self.sims,
+            choice = choose_sim(self.mode, self.sims,
                                 default_slot=self.backend.default_slot, cursor=cursor)
         except NoSimAvailable as exc:
             return None, str(exc)
@@ -235,12 +262,15 @@ class Agent:
         queue = self._queues.get(message.slot)
         if queue is None:
             queue = self._queues[message.slot] = asyncio.Queue()
-            self._tasks.append(asyncio.create_task(self._send_loop(queue)))
+            pacer = self._pacers[message.slot] = Pacer()
+            pacer.configure(self._messages_settings)
+            self._tasks.append(asyncio.create_task(self._send_loop(queue, pacer)))
         queue.put_nowait(message)
 
-    async def _send_loop(self, queue: asyncio.Queue[JournalMessage]) -> None:
+    async def _send_loop(self, queue: asyncio.Queue[JournalMessage], pacer: Pacer) -> None:
         while True:
             message = await queue.get()
+            await pacer.wait(message.body.get("priority", 0))
             try:
                 await self._send(message)
             except Exception:  # keep the slot alive whatever one message does
@@ -289,25 +319,28 @@ class Agent:
     # -- reporting -------------------------------------------------------------------
 
     def report(self, items: list[dict[str, Any]]) -> None:
-        """Queue state reports durably; the report loop delivers them in batches."""
-        self.journal.queue_reports(items)
-        self._report_wake.set()
+        """Queue state reports durably; the outbox loop delivers them in batches."""
+        self.journal.queue("states", items)
+        self._outbox_wake.set()
 
-    async def _report_loop(self) -> None:
+    async def _outbox_loop(self) -> None:
+        senders = {"states": self.client.report, "incoming": self.client.forward_incoming}
         while True:
-            await self._report_wake.wait()
-            self._report_wake.clear()
-            while batch := self.journal.unsent_reports():
-                try:
-                    await self.client.report([body for _, body in batch])
-                except ServerError as exc:
-                    if exc.status is not None and 400 <= exc.status < 500 and exc.status != 401:
-                        log.error("server refused state reports, dropping them: %s", exc)
-                    else:
-                        log.warning("reporting states failed, will retry: %s", exc)
-                        await asyncio.sleep(1.0)
-                        continue
-                self.journal.drop_reports(batch[-1][0])
+            await self._outbox_wake.wait()
+            self._outbox_wake.clear()
+            for kind, send in senders.items():
+                while batch := self.journal.unsent(kind):
+                    try:
+                        await send([body for _, body in batch])
+                    except ServerError as exc:
+                        if exc.status is None or exc.status in (401, 429) or exc.status >= 500:
+                            log.warning("sending %s to the server failed, will retry: %s",
+                                        kind, exc)
+                            await asyncio.sleep(1.0)
+                            self._outbox_wake.set()
+                            break
+                        log.error("server refused %s, dropping them: %s", kind, exc)
+                    self.journal.drop(kind, batch[-1][0])
 
     # -- SIM health and backend events ----------------------------------------------
 
@@ -332,8 +365,48 @@ class Agent:
         async for event in self.backend.events():
             if isinstance(event, DeliveryReport):
                 self._on_delivery(event)
-            elif isinstance(event, IncomingSms) and self._on_incoming is not None:
-                await self._on_incoming(event)
+            elif isinstance(event, IncomingSms):
+                self._on_sms(event)
+                if self._on_incoming is not None:
+                    self._on_incoming(event)
+
+    def _on_sms(self, sms: IncomingSms) -> None:
+        """Forward an incoming SMS durably, with the SIM that received it."""
+        own = next((s.phone_number for s in self.sims if s.slot_index == sms.slot), None)
+        item: dict[str, Any] = {
+            "id": sms.ident, "sender": sms.sender, "recipient": sms.recipient or own,
+            "simNumber": sms.slot + 1, "receivedAt": sms.received_at.isoformat(),
+        }
+        if sms.data is not None:
+            item["dataMessage"] = {"data": base64.b64encode(sms.data).decode(),
+                                   "port": sms.port or 0}
+        else:
+            item["message"] = sms.text or ""
+        self.journal.queue("incoming", [item])
+        self._outbox_wake.set()
+        log.info("SMS from %s received on SIM %d", sms.sender, sms.slot + 1)
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ping_interval)
+            try:
+                await self.client.ping(self.health())
+            except ServerError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def health(self) -> dict[str, Any]:
+        """Per-SIM checks as the health endpoints show them."""
+        checks = {}
+        for slot in self.sims:
+            status = "pass" if slot.ready else "warn" if slot.status.value == "Absent" else "fail"
+            checks[f"sim:{slot.sim_number}"] = {
+                "status": status,
+                "description": slot.detail or f"SIM {slot.sim_number} is {slot.status.value}",
+                "observedValue": slot.signal, "observedUnit": "csq",
+            }
+        statuses = {c["status"] for c in checks.values()}
+        overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+        return {"status": overall, "checks": checks}
 
     def _on_delivery(self, report: DeliveryReport) -> None:
         found = self.journal.take_part(report.slot, report.reference)
@@ -358,4 +431,5 @@ def _body(message: PendingMessage) -> dict[str, Any]:
         "data": message.data,
         "port": message.port,
         "with_delivery_report": message.with_delivery_report,
+        "priority": message.priority,
     }

@@ -128,6 +128,15 @@ class DeviceClient:
         result = await self._call("PATCH", "/message", headers=self._auth(), json=updates)
         return {item["id"]: item["state"] for item in result or []}
 
+    async def forward_incoming(self, items: list[dict[str, Any]]) -> None:
+        await self._call("POST", "/inbox", headers=self._auth(), json=items)
+
+    async def settings(self) -> dict[str, Any]:
+        return await self._call("GET", "/settings", headers=self._auth()) or {}
+
+    async def ping(self, health: dict[str, Any]) -> None:
+        await self._call("POST", "/ping", headers=self._auth(), json={"health": health})
+
     async def events(self) -> AsyncIterator[str]:
         """Event names pushed by the server, reconnecting with backoff forever."""
         failures = 0

@@ -1,8 +1,8 @@
 """The agent's local journal: what it claimed, sent and still has to report.
 
 It is what makes restarts safe: a message is written here before it is claimed, each
-recipient is marked before the radio is asked to send, and every report to the server
-waits here until the server took it. A send that may have happened is never repeated.
+recipient is marked before the radio is asked to send, and every report and incoming
+SMS waits here until the server took it. A send that may have happened is never repeated.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ CREATE TABLE IF NOT EXISTS parts (
     phone_number TEXT NOT NULL,
     PRIMARY KEY (slot, reference)
 );
-CREATE TABLE IF NOT EXISTS reports (
+CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL               -- one PATCH item (JSON)
+    kind TEXT NOT NULL,              -- states | incoming
+    body TEXT NOT NULL               -- one item for the server (JSON)
 );
 """
 
@@ -132,14 +133,16 @@ class Journal:
         self._db.execute("DELETE FROM parts WHERE message_id = ? AND phone_number = ?",
                          (message_id, phone))
 
-    # reports waiting for the server
-    def queue_reports(self, items: list[dict[str, Any]]) -> None:
-        self._db.executemany("INSERT INTO reports (body) VALUES (?)",
-                             [(json.dumps(i),) for i in items])
+    # what waits for the server: state reports and incoming SMS
+    def queue(self, kind: str, items: list[dict[str, Any]]) -> None:
+        self._db.executemany("INSERT INTO outbox (kind, body) VALUES (?, ?)",
+                             [(kind, json.dumps(i)) for i in items])
 
-    def unsent_reports(self, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
-        rows = self._db.execute("SELECT seq, body FROM reports ORDER BY seq LIMIT ?", (limit,))
+    def unsent(self, kind: str, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._db.execute(
+            "SELECT seq, body FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?", (kind, limit)
+        )
         return [(r[0], json.loads(r[1])) for r in rows]
 
-    def drop_reports(self, up_to_seq: int) -> None:
-        self._db.execute("DELETE FROM reports WHERE seq <= ?", (up_to_seq,))
+    def drop(self, kind: str, up_to_seq: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE kind = ? AND seq <= ?", (kind, up_to_seq))

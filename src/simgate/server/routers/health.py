@@ -2,57 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from simgate import __version__
+from simgate.server.deps import GatewayDep
+from simgate.services.health import Check, database_check, device_checks, overall
 
 router = APIRouter(tags=["health"])
 
 
-def _overall(checks: dict[str, dict[str, Any]]) -> str:
-    statuses = {c["status"] for c in checks.values()}
-    return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
-
-
-def _respond(checks: dict[str, dict[str, Any]]) -> JSONResponse:
-    status = _overall(checks)
+def _respond(checks: dict[str, Check]) -> JSONResponse:
+    status = overall(checks)
     body = {"status": status, "version": __version__, "releaseId": 1, "checks": checks}
     return JSONResponse(body, status_code=500 if status == "fail" else 200)
 
 
-async def _database(request: Request) -> dict[str, Any]:
-    try:
-        async with request.app.state.gateway.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure is the answer here
-        return {"status": "fail", "description": f"database unreachable: {exc}"}
-    return {"status": "pass", "description": "database reachable"}
-
-
 @router.get("/health")
-async def health(request: Request) -> JSONResponse:
-    """Overall health; 500 when a check fails."""
-    return _respond({"database:connection": await _database(request)})
+async def health(gateway: GatewayDep) -> JSONResponse:
+    """The store, each device and each SIM slot; 500 when a check fails."""
+    checks = {"database:connection": await database_check(gateway.engine)}
+    checks.update(await device_checks(gateway.sessions))
+    return _respond(checks)
 
 
 @router.get("/health/live")
 async def live() -> JSONResponse:
+    """The process answers."""
     return _respond({"process:alive": {"status": "pass", "description": "process answers"}})
 
 
 @router.get("/health/ready")
-async def ready(request: Request) -> JSONResponse:
-    return _respond({"database:connection": await _database(request)})
+async def ready(gateway: GatewayDep) -> JSONResponse:
+    """Ready to accept messages: the store answers."""
+    return _respond({"database:connection": await database_check(gateway.engine)})
 
 
 @router.get("/health/startup")
-async def startup(request: Request) -> JSONResponse:
-    started = getattr(request.app.state, "gateway", None) is not None
-    return _respond({"startup:complete": {
-        "status": "pass" if started else "fail",
-        "description": "migrations applied, services started" if started else "starting",
-    }})
+async def startup(gateway: GatewayDep) -> JSONResponse:
+    """Started: migrations applied and services running (answers once the app is up)."""
+    return _respond({"startup:complete": {"status": "pass",
+                                          "description": "migrations applied, services started"}})

@@ -1,0 +1,62 @@
+"""Send pacing from the messages settings: random pauses and a count limit per period."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+
+from simgate.domain.settings import LimitPeriod
+
+PERIOD_SECONDS = {
+    LimitPeriod.PER_MINUTE: 60.0,
+    LimitPeriod.PER_HOUR: 3600.0,
+    LimitPeriod.PER_DAY: 86400.0,
+}
+
+# Messages at or above this priority skip pauses and limits (as on sms-gate.app).
+BYPASS_PRIORITY = 100
+
+
+class Pacer:
+    """Waits before a send as the settings ask; one per SIM slot."""
+
+    def __init__(self) -> None:
+        self.interval: tuple[int, int] | None = None
+        self.limit: tuple[float, int] | None = None  # (window seconds, messages)
+        self._sent: deque[float] = deque()
+        self._last: float | None = None
+        self._pause = 0.0  # drawn at each send, so a wait is not re-drawn while waiting
+
+    def configure(self, messages: dict) -> None:
+        low, high = messages.get("send_interval_min"), messages.get("send_interval_max")
+        if low is None and high is None:
+            self.interval = None
+        else:
+            low = low if low is not None else 0
+            self.interval = (low, high if high is not None else low)
+        period = LimitPeriod(messages.get("limit_period") or LimitPeriod.DISABLED)
+        value = messages.get("limit_value")
+        self.limit = (PERIOD_SECONDS[period], value) if period in PERIOD_SECONDS and value else None
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next send."""
+        wait = 0.0
+        if self.interval and self._last is not None:
+            wait = max(wait, self._last + self._pause - now)
+        if self.limit:
+            window, count = self.limit
+            while self._sent and self._sent[0] <= now - window:
+                self._sent.popleft()
+            if len(self._sent) >= count:
+                wait = max(wait, self._sent[0] + window - now)
+        return wait
+
+    async def wait(self, priority: int) -> None:
+        if priority < BYPASS_PRIORITY and (pause := self.delay(time.monotonic())) > 0:
+            await asyncio.sleep(pause)  # one pacer per slot: nothing else sends meanwhile
+        now = time.monotonic()
+        self._last = now
+        self._pause = random.randint(*self.interval) if self.interval else 0.0
+        self._sent.append(now)

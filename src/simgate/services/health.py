@@ -1,0 +1,83 @@
+"""Health checks of the gateway: the store, every device and every SIM slot."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from simgate.domain.sims import SimStatus
+from simgate.store.models import Device, Message, utcnow
+
+# A device not heard from for this long is reported as a warning.
+STALE_AFTER = timedelta(minutes=15)
+
+Check = dict[str, Any]
+
+_ADVICE = {
+    SimStatus.ABSENT: "insert a SIM card, or ignore if the slot is meant to be empty",
+    SimStatus.PIN_REQUIRED: "unlock the SIM (enter its PIN) or disable its PIN in a phone",
+    SimStatus.NO_NETWORK: "check coverage, the antenna and that the SIM is active",
+    SimStatus.ERROR: "check the modem's cable and power, then run `simgate doctor`",
+}
+
+
+def overall(checks: dict[str, Check]) -> str:
+    statuses = {c["status"] for c in checks.values()}
+    return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+
+
+async def database_check(engine: AsyncEngine) -> Check:
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer here
+        return {"status": "fail", "description": f"database unreachable: {exc}"}
+    return {"status": "pass", "description": "database reachable"}
+
+
+async def device_checks(sessions: async_sessionmaker) -> dict[str, Check]:
+    """Per device: connection, each SIM slot, and messages failed in the last hour."""
+    checks: dict[str, Check] = {}
+    now = utcnow()
+    async with sessions() as session:
+        devices = list(await session.scalars(select(Device).where(Device.deleted_at.is_(None))))
+        failed = dict((await session.execute(
+            select(Message.device_id, func.count())
+            .where(Message.state == "Failed", Message.updated_at >= now - timedelta(hours=1))
+            .group_by(Message.device_id)
+        )).all())
+    for device in devices:
+        prefix = f"devices:{device.id}"
+        seen_ago = now - device.last_seen
+        checks[f"{prefix}:connection"] = {
+            "status": "warn" if seen_ago > STALE_AFTER else "pass",
+            "description": f"{device.name}: last seen {int(seen_ago.total_seconds())} s ago",
+            "observedValue": int(seen_ago.total_seconds()), "observedUnit": "s",
+        }
+        ready = 0
+        for sim in device.sims:
+            status = SimStatus(sim.status)
+            ready += status is SimStatus.READY
+            description = f"SIM {sim.slot_index + 1}: {status.value}"
+            if status is not SimStatus.READY:
+                description += f" - {sim.detail or _ADVICE[status]}"
+            elif sim.carrier_name:
+                description += f" on {sim.carrier_name}"
+            checks[f"{prefix}:sim:{sim.slot_index + 1}"] = {
+                "status": "pass" if status is SimStatus.READY else "warn",
+                "description": description,
+                "observedValue": sim.signal, "observedUnit": "csq",
+            }
+        if device.sims and not ready:
+            checks[f"{prefix}:sims"] = {"status": "fail",
+                                       "description": f"{device.name}: no SIM is ready to send"}
+        count = failed.get(device.id, 0)
+        checks[f"{prefix}:messages:failed"] = {
+            "status": "warn" if count else "pass",
+            "description": f"{count} message(s) failed in the last hour",
+            "observedValue": count, "observedUnit": "messages",
+        }
+    return checks
