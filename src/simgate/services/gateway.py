@@ -71,5 +71,6 @@ class Gateway:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.messages.close()
         await self.dispatcher.close()
         await self.engine.dispose()

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
+from simgate.services.accept import AcceptBatcher
+from simgate.services.accept import Request as AcceptRequest
 from simgate.services.devices import Devices, slots_of
 from simgate.services.errors import BadRequest, Conflict, NotFound
 from simgate.services.ids import new_id, sha256_hex
@@ -106,50 +107,60 @@ class Messages:
         self._sessions = sessions
         self._devices = devices
         self._notify = notify
+        self._batcher = AcceptBatcher(sessions, self._build, self._accepted)
         self.listeners: list[StateListener] = []
         self.committed: list[Callable[[], None]] = []
 
     async def enqueue(self, user_id: int, new: NewMessage, active_within_hours: int = 0) -> Message:
         """Store the message and its recipients as Pending, then wake the device."""
-        try:
-            async with self._sessions.begin() as session:
-                device = await self._devices.pick(
-                    session, user_id, new.device_id, active_within_hours
-                )
-                if new.sim_number is not None:
-                    try:
-                        check_sim_number(new.sim_number, slots_of(device), device.id)
-                    except InvalidSimNumber as exc:
-                        raise BadRequest(str(exc)) from None
-                now = utcnow()
-                message = Message(
-                    ext_id=new.id or new_id(),
-                    user_id=user_id,
-                    device_id=device.id,
-                    state=ProcessState.PENDING.value,
-                    text=new.text,
-                    data=new.data,
-                    port=new.port,
-                    is_encrypted=new.is_encrypted,
-                    is_hashed=False,
-                    with_delivery_report=new.with_delivery_report,
-                    priority=new.priority,
-                    sim_number=new.sim_number,
-                    valid_until=new.valid_until,
-                    schedule_at=new.schedule_at,
-                    states={ProcessState.PENDING.value: now.isoformat()},
-                    created_at=now,
-                    updated_at=now,
-                    recipients=[
-                        Recipient(position=i, phone_number=p, state=ProcessState.PENDING.value)
-                        for i, p in enumerate(new.phone_numbers)
-                    ],
-                )
-                session.add(message)
-        except IntegrityError:
-            raise Conflict(f"message id {new.id!r} is already used: choose another id") from None
-        self._notify(message.device_id)
-        return message
+        return await self._batcher.submit(user_id, new, new.id or new_id(), active_within_hours)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def _build(self, session: AsyncSession, request: AcceptRequest) -> Message:
+        """The Message row for one accepted request (device chosen, SIM checked)."""
+        new: NewMessage = request.payload  # type: ignore[assignment]
+        cache = session.info.setdefault("devices", {})
+        key = (request.user_id, new.device_id, request.active_within_hours)
+        if key not in cache:
+            cache[key] = await self._devices.pick(
+                session, request.user_id, new.device_id, request.active_within_hours
+            )
+        device = cache[key]
+        if new.sim_number is not None:
+            try:
+                check_sim_number(new.sim_number, slots_of(device), device.id)
+            except InvalidSimNumber as exc:
+                raise BadRequest(str(exc)) from None
+        now = utcnow()
+        return Message(
+            ext_id=request.ext_id,
+            user_id=request.user_id,
+            device_id=device.id,
+            state=ProcessState.PENDING.value,
+            text=new.text,
+            data=new.data,
+            port=new.port,
+            is_encrypted=new.is_encrypted,
+            is_hashed=False,
+            with_delivery_report=new.with_delivery_report,
+            priority=new.priority,
+            sim_number=new.sim_number,
+            valid_until=new.valid_until,
+            schedule_at=new.schedule_at,
+            states={ProcessState.PENDING.value: now.isoformat()},
+            created_at=now,
+            updated_at=now,
+            recipients=[
+                Recipient(position=i, phone_number=p, state=ProcessState.PENDING.value)
+                for i, p in enumerate(new.phone_numbers)
+            ],
+        )
+
+    def _accepted(self, messages: list[Message]) -> None:
+        for device_id in {m.device_id for m in messages}:
+            self._notify(device_id)
 
     async def get(self, user_id: int, ext_id: str) -> Message:
         async with self._sessions() as session:

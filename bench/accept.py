@@ -1,0 +1,156 @@
+"""Accepted messages/s and latency of POST /3rdparty/v1/messages, against a ceiling.
+
+Starts `simgate serve` on a fresh data directory (SQLite, or --database-url), registers a
+dual-SIM device, drives concurrent POSTs with wrk (Debian package `wrk`), then does the
+same against a bare ASGI echo endpoint under the same uvicorn, so the figure is a ratio.
+At the end it counts the stored messages: every accepted message must be in the store.
+
+    python bench/accept.py [--seconds 10] [--connections 64] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.processes import SimgateProcess, free_port  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-password"
+
+ECHO_APP = textwrap.dedent("""
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 202,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+""")
+
+WRK_SCRIPT = textwrap.dedent("""
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Authorization"] = "Basic {auth}"
+    wrk.body = '{{"message": "bench message", "phoneNumbers": ["+19162255887"], "simNumber": 2}}'
+    accepted = 0
+    function done(summary, latency, requests)
+      local p = {{}}
+      for _, q in ipairs({{50, 90, 99}}) do p[#p + 1] = latency:percentile(q) / 1000 end
+      io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\\n", summary.requests,
+        summary.duration, p[1], p[2], p[3], summary.errors.status))
+    end
+""")
+
+
+def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
+    if not match:
+        raise SystemExit(f"could not read wrk output:\n{out}")
+    requests, micros, p50, p90, p99, errors = match.groups()
+    return {"requests": int(requests), "rate": int(requests) / (int(micros) / 1e6),
+            "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+            "non_2xx": int(errors)}
+
+
+def echo_server(port: int) -> subprocess.Popen:
+    app_dir = Path(tempfile.mkdtemp())
+    (app_dir / "echo_app.py").write_text(ECHO_APP)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "echo_app:app", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"], cwd=app_dir,
+    )
+    for _ in range(100):
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/", content=b"{}")
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("echo server did not start")
+
+
+async def stored_count(url: str) -> int:
+    """Messages in the store, counted page by page through the API."""
+    total, offset = 0, 0
+    async with httpx.AsyncClient(auth=(USER, PASSWORD), timeout=30) as client:
+        while True:
+            page = (await client.get(f"{url}/3rdparty/v1/messages",
+                                     params={"limit": 100, "offset": offset})).json()
+            total += len(page)
+            offset += 100
+            if len(page) < 100:
+                return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    import base64
+
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text(WRK_SCRIPT.format(auth=auth))
+    env = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning"}
+    if args.database_url:
+        env["SIMGATE_DATABASE_URL"] = args.database_url
+    server = SimgateProcess(["serve"], Path(tempfile.mkdtemp()), env=env).start()
+    try:
+        httpx.post(f"{server.url}/mobile/v1/device", auth=(USER, PASSWORD),
+                   json={"name": "bench", "simCards": [{"slotIndex": 0}, {"slotIndex": 1}]})
+        simgate = run_wrk(f"{server.url}/3rdparty/v1/messages", args.seconds,
+                          args.connections, args.threads, script)
+        stored = asyncio.run(stored_count(server.url))
+    finally:
+        server.stop()
+    echo_port = free_port()
+    echo = echo_server(echo_port)
+    try:
+        ceiling = run_wrk(f"http://127.0.0.1:{echo_port}/", args.seconds, args.connections,
+                          args.threads, script)
+    finally:
+        echo.terminate()
+        echo.wait()
+
+    accepted = simgate["requests"] - simgate["non_2xx"]
+    print(json.dumps({"simgate": simgate, "echo": ceiling}, indent=2))
+    print(f"accepted: {simgate['rate']:.0f} msg/s  p50 {simgate['p50_ms']:.1f} ms  "
+          f"p99 {simgate['p99_ms']:.1f} ms  (connections {args.connections}, "
+          f"cpus {os.cpu_count()})")
+    print(f"echo ceiling: {ceiling['rate']:.0f} req/s -> ratio {simgate['rate'] / ceiling['rate']:.1%}")
+    print(f"stored: {stored} of {accepted} accepted"
+          + ("" if stored >= accepted else "  <-- LOST MESSAGES"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Group commit for accepted messages: many requests, one transaction.
+
+Under load each request waiting for its own commit is the bottleneck; here requests
+queue up while a batch commits, and the next batch takes them all at once. A request
+still gets its own answer (its message, or the error that concerns it alone), and is
+answered only after its message is durably stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.services.errors import Conflict, ServiceError
+from simgate.store.models import Message
+
+MAX_BATCH = 256
+
+Build = Callable[[AsyncSession, "Request"], Awaitable[Message]]
+
+
+@dataclass
+class Request:
+    user_id: int
+    payload: object
+    active_within_hours: int
+    ext_id: str
+    future: asyncio.Future[Message]
+
+
+def _conflict(ext_id: str) -> Conflict:
+    return Conflict(f"message id {ext_id!r} is already used: choose another id")
+
+
+class AcceptBatcher:
+    def __init__(self, sessions: async_sessionmaker, build: Build,
+                 committed: Callable[[list[Message]], None]) -> None:
+        self._sessions = sessions
+        self._build = build
+        self._committed = committed
+        self._queue: asyncio.Queue[Request] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, user_id: int, payload: object, ext_id: str,
+                     active_within_hours: int) -> Message:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run())
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Request(user_id, payload, active_within_hours, ext_id, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._store(batch)
+            except IntegrityError:
+                for request in batch:  # a race on an id: settle them one by one
+                    await self._store([request])
+            except Exception as exc:  # the store failed: every caller hears it
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+
+    async def _store(self, batch: list[Request]) -> None:
+        stored: list[tuple[Request, Message]] = []
+        try:
+            async with self._sessions.begin() as session:
+                taken = await self._taken_ids(session, batch)
+                for request in batch:
+                    if request.future.done():
+                        continue
+                    key = (request.user_id, request.ext_id)
+                    if key in taken:
+                        request.future.set_exception(_conflict(request.ext_id))
+                        continue
+                    try:
+                        message = await self._build(session, request)
+                    except ServiceError as exc:
+                        request.future.set_exception(exc)
+                        continue
+                    taken.add(key)
+                    session.add(message)
+                    stored.append((request, message))
+        except IntegrityError:
+            if len(batch) == 1 and not batch[0].future.done():
+                batch[0].future.set_exception(_conflict(batch[0].ext_id))
+                return
+            raise
+        for request, message in stored:
+            request.future.set_result(message)
+        self._committed([m for _, m in stored])
+
+    @staticmethod
+    async def _taken_ids(session: AsyncSession, batch: list[Request]) -> set[tuple[int, str]]:
+        taken: set[tuple[int, str]] = set()
+        for user_id in {r.user_id for r in batch}:
+            ids = [r.ext_id for r in batch if r.user_id == user_id]
+            rows = await session.execute(
+                select(Message.ext_id).where(Message.user_id == user_id, Message.ext_id.in_(ids))
+            )
+            taken.update((user_id, ext_id) for (ext_id,) in rows)
+        return taken
