@@ -147,7 +147,8 @@ def main() -> None:
     print(f"accepted: {simgate['rate']:.0f} msg/s  p50 {simgate['p50_ms']:.1f} ms  "
           f"p99 {simgate['p99_ms']:.1f} ms  (connections {args.connections}, "
           f"cpus {os.cpu_count()})")
-    print(f"echo ceiling: {ceiling['rate']:.0f} req/s -> ratio {simgate['rate'] / ceiling['rate']:.1%}")
+    ratio = simgate["rate"] / ceiling["rate"]
+    print(f"echo ceiling: {ceiling['rate']:.0f} req/s -> ratio {ratio:.1%}")
     print(f"stored: {stored} of {accepted} accepted"
           + ("" if stored >= accepted else "  <-- LOST MESSAGES"))
 
