@@ -12,7 +12,7 @@ from simgate.services.devices import DeviceIdentity
 from simgate.services.gateway import Gateway
 
 
-def gateway_of(request: Request) -> Gateway:
+async def gateway_of(request: Request) -> Gateway:
     return request.app.state.gateway
 
 

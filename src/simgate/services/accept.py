@@ -13,12 +13,12 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.services.errors import Conflict, ServiceError
-from simgate.store.models import Message
+from simgate.store.models import Message, Recipient
 
 MAX_BATCH = 256
 
@@ -94,8 +94,8 @@ class AcceptBatcher:
                         request.future.set_exception(exc)
                         continue
                     taken.add(key)
-                    session.add(message)
                     stored.append((request, message))
+                await _insert(session, [m for _, m in stored])
         except IntegrityError:
             if len(batch) == 1 and not batch[0].future.done():
                 batch[0].future.set_exception(_conflict(batch[0].ext_id))
@@ -115,3 +115,25 @@ class AcceptBatcher:
             )
             taken.update((user_id, ext_id) for (ext_id,) in rows)
         return taken
+
+
+_MESSAGE_COLUMNS = [c.key for c in Message.__table__.columns if c.key != "pk"]
+_RECIPIENT_COLUMNS = [c.key for c in Recipient.__table__.columns]
+
+
+async def _insert(session: AsyncSession, messages: list[Message]) -> None:
+    """Bulk INSERTs of Core: the ORM unit of work costs more than the database here."""
+    if not messages:
+        return
+    rows = [{k: getattr(m, k) for k in _MESSAGE_COLUMNS} for m in messages]
+    result = await session.execute(
+        insert(Message).returning(Message.pk, sort_by_parameter_order=True), rows
+    )
+    for message, pk in zip(messages, result.scalars(), strict=True):
+        message.pk = pk
+        for recipient in message.recipients:
+            recipient.message_pk = pk
+    await session.execute(insert(Recipient), [
+        {k: getattr(r, k) for k in _RECIPIENT_COLUMNS}
+        for m in messages for r in m.recipients
+    ])

@@ -62,7 +62,8 @@ async def send_message(
     """Accept a message for sending; `simNumber` picks the SIM slot (1-based)."""
     new = _to_new_message(body, skip_phone_validation, gateway.settings.default_region)
     message = await gateway.messages.enqueue(user_id, new, device_active_within)
-    response.headers["Location"] = str(request.url_for("get_message", id=message.ext_id).path)
+    base = request.url.path.rsplit("/", 1)[0]  # keeps the /api prefix when called with it
+    response.headers["Location"] = f"{base}/messages/{message.ext_id}"
     return MessageStateOut.of(message)
 
 
