@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -318,3 +318,23 @@ class ExportRequest(Wire):
 class RefreshRequest(ExportRequest):
     message_types: list[str] | None = None
     webhook_delivery: str | None = None
+
+
+# --- logs ------------------------------------------------------------------------------
+
+
+class LogIn(Wire):
+    priority: Literal["DEBUG", "INFO", "WARN", "ERROR"]
+    module: Annotated[str, Field(max_length=64)]
+    message: Annotated[str, Field(max_length=8192)]
+    context: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+class LogOut(Wire):
+    id: int
+    priority: str
+    module: str
+    message: str
+    context: dict[str, Any] | None
+    created_at: datetime

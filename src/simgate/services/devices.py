@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from simgate.domain.sims import SimSlot, SimStatus
 from simgate.services.errors import BadRequest, NotFound
 from simgate.services.ids import new_id, new_token, sha256_hex
+from simgate.services.logs import Entry, Logs, Priority
 from simgate.store.models import Device, SimCard, utcnow
 
 # lastSeen is written at most this often per device, to keep polling cheap.
@@ -66,6 +67,9 @@ class Devices:
             await session.flush()
             if sims is not None:
                 await self._replace_sims(session, device, sims)
+            Logs.add(session, user_id, device.id, Entry(
+                Priority.INFO, "devices", f"device {name!r} registered",
+                {"sims": [s.sim_number for s in sims or []]}))
         return Registration(device=device, token=token)
 
     async def update(self, identity: DeviceIdentity, *, push_token: str | None = None,

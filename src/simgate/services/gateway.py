@@ -12,6 +12,7 @@ from simgate.bus.local import LocalBus
 from simgate.config import Settings
 from simgate.services.devices import Devices
 from simgate.services.inbox import Inbox
+from simgate.services.logs import Logs
 from simgate.services.messages import Messages
 from simgate.services.settings import SettingsService
 from simgate.services.users import Users
@@ -32,6 +33,7 @@ class Gateway:
     device_settings: SettingsService
     webhooks: Webhooks
     inbox: Inbox
+    logs: Logs
     dispatcher: Dispatcher
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -52,19 +54,28 @@ class Gateway:
         webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=dispatcher.wake)
         messages = Messages(sessions, devices,
                             notify=lambda device_id: bus.notify(device_id, "MessageEnqueued"))
+        logs = Logs(sessions)
         messages.listeners.append(webhooks.on_message_change)
+        messages.listeners.append(logs.on_message_change)
         messages.committed.append(dispatcher.wake)
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
             users=Users(sessions), devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
-            inbox=Inbox(sessions, wake=dispatcher.wake), dispatcher=dispatcher,
+            inbox=Inbox(sessions, wake=dispatcher.wake), logs=logs, dispatcher=dispatcher,
         )
         if settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)
         if background:
             gateway._background.append(asyncio.create_task(dispatcher.run()))
+            gateway._background.append(asyncio.create_task(gateway._housekeeping()))
         return gateway
+
+    async def _housekeeping(self, every: float = 3600.0) -> None:
+        """Prune old log entries now and then."""
+        while True:
+            await self.logs.prune()
+            await asyncio.sleep(every)
 
     async def close(self) -> None:
         for task in self._background:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.domain import settings as rules
 from simgate.services.errors import BadRequest
+from simgate.services.logs import Entry, Logs, Priority
 from simgate.store.models import Device, UserSettings
 
 
@@ -47,6 +48,9 @@ class SettingsService:
                 session.add(UserSettings(user_id=user_id, values=values))
             else:
                 row.values = values
+            Logs.add(session, user_id, None, Entry(
+                Priority.INFO, "settings", "settings changed",
+                {"settings": rules.public_view(values)}))
             devices = list(await session.scalars(
                 select(Device.id).where(Device.user_id == user_id, Device.deleted_at.is_(None))
             ))

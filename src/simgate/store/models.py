@@ -227,3 +227,19 @@ class IncomingMessage(Base):
     port: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LogEntry(Base):
+    """A structured log entry of the server or of a device, kept per logs.lifetime_days."""
+
+    __tablename__ = "log_entries"
+    __table_args__ = (Index("ix_logs_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_id: Mapped[str | None] = mapped_column(String(36))
+    priority: Mapped[str] = mapped_column(String(8))  # DEBUG | INFO | WARN | ERROR
+    module: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -15,6 +15,7 @@ from simgate.server.deps import GatewayDep, aware
 from simgate.server.schemas import (
     DeviceUpdateRequest,
     IncomingIn,
+    LogIn,
     MobileMessageOut,
     PatchMessageItem,
     PatchResultItem,
@@ -24,6 +25,7 @@ from simgate.server.schemas import (
 )
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
+from simgate.services.logs import Entry, Priority
 from simgate.services.messages import RecipientUpdate, StateUpdate
 
 router = APIRouter(tags=["device"])
@@ -142,4 +144,14 @@ async def ping(device: Device, gateway: GatewayDep,
                body: dict[str, Any] | None = None) -> Response:
     """Heartbeat with the device's health; raises the system:ping event."""
     await gateway.webhooks.ping(device, (body or {}).get("health") or {})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/logs", status_code=status.HTTP_204_NO_CONTENT)
+async def device_logs(body: list[LogIn], device: Device, gateway: GatewayDep) -> Response:
+    """Log entries of the device (SIM errors, send failures), kept with the server's."""
+    await gateway.logs.write(device.user_id, device.device_id, [
+        Entry(Priority(e.priority), e.module, e.message, e.context, aware(e.created_at))
+        for e in body
+    ])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -103,7 +103,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_deliveries_webhook", ["webhook_id", "status"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_webhook")
