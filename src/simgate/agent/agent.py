@@ -98,6 +98,9 @@ class Agent:
         try:
             self.sims = await self._read_sims()
             await self._connect()
+            for slot in self.sims:
+                if not slot.ready:
+                    self._record_sim(slot)
             async with asyncio.TaskGroup() as group:
                 for loop in (self._event_loop, self._fetch_loop, self._outbox_loop,
                              self._sim_loop, self._backend_loop, self._ping_loop):
@@ -301,8 +304,10 @@ class Agent:
             except SendError as exc:
                 self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed", "error": str(exc)})
-                log.warning("message %s to %s via SIM %s failed: %s", message.id, phone,
-                            "default" if message.slot is None else message.slot + 1, exc)
+                sim = None if message.slot is None else message.slot + 1
+                self.record("ERROR", "sim", f"sending {message.id} through SIM "
+                            f"{sim or 'default'} failed: {exc}", messageId=message.id,
+                            simNumber=sim, code=exc.code, permanent=exc.permanent)
                 continue
             self.journal.mark_recipient(message.id, position, "sent")
             if body["with_delivery_report"] and result.references and message.slot is not None:
@@ -318,13 +323,21 @@ class Agent:
 
     # -- reporting -------------------------------------------------------------------
 
+    def record(self, priority: str, module: str, message: str, **context: Any) -> None:
+        """A log entry for the server's /logs (and the local log)."""
+        log.log(logging.getLevelName(priority.replace("WARN", "WARNING")), message)
+        self.journal.queue("logs", [{"priority": priority, "module": module, "message": message,
+                                     "context": context or None, "createdAt": _now()}])
+        self._outbox_wake.set()
+
     def report(self, items: list[dict[str, Any]]) -> None:
         """Queue state reports durably; the outbox loop delivers them in batches."""
         self.journal.queue("states", items)
         self._outbox_wake.set()
 
     async def _outbox_loop(self) -> None:
-        senders = {"states": self.client.report, "incoming": self.client.forward_incoming}
+        senders = {"states": self.client.report, "incoming": self.client.forward_incoming,
+                   "logs": self.client.send_logs}
         while True:
             await self._outbox_wake.wait()
             self._outbox_wake.clear()
@@ -352,14 +365,22 @@ class Agent:
     async def refresh_sims(self) -> None:
         sims = await self._read_sims()
         if sims != self.sims:
-            changed = [s for s in sims if s not in self.sims]
-            for slot in changed:
-                log.info("SIM %d is now %s %s", slot.sim_number, slot.status.value, slot.detail)
+            before = {s.slot_index: s.status for s in self.sims}
+            for slot in sims:
+                if before.get(slot.slot_index) is not slot.status:
+                    self._record_sim(slot)
             self.sims = sims
             try:
                 await self.client.report_sims(sims)
             except ServerError as exc:
                 log.warning("reporting SIM state failed: %s", exc)
+
+    def _record_sim(self, slot: SimSlot) -> None:
+        priority = "INFO" if slot.ready else "WARN" if slot.status.value == "Absent" else "ERROR"
+        text = f"SIM {slot.sim_number} is {slot.status.value}"
+        self.record(priority, "sim", f"{text}: {slot.detail}" if slot.detail else text,
+                    simNumber=slot.sim_number, state=slot.status.value, signal=slot.signal,
+                    operator=slot.carrier_name)
 
     async def _backend_loop(self) -> None:
         async for event in self.backend.events():

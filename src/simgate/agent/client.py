@@ -131,6 +131,9 @@ class DeviceClient:
     async def forward_incoming(self, items: list[dict[str, Any]]) -> None:
         await self._call("POST", "/inbox", headers=self._auth(), json=items)
 
+    async def send_logs(self, entries: list[dict[str, Any]]) -> None:
+        await self._call("POST", "/logs", headers=self._auth(), json=entries)
+
     async def settings(self) -> dict[str, Any]:
         return await self._call("GET", "/settings", headers=self._auth()) or {}
 
