@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import json
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
@@ -199,6 +200,99 @@ def _backend(modems: list[str], termux: bool, emulator: int, data_dir: Path) -> 
     from simgate.agent.backends.emulator import EmulatorBackend
 
     return EmulatorBackend(sims=emulator)
+
+
+ServerOpt = Annotated[str, typer.Option("--server", help="URL of the simgate server.")]
+UserOpt = Annotated[str | None, typer.Option("--username", envvar="SIMGATE_USERNAME",
+                                             help="API user.")]
+PasswordOpt = Annotated[str | None, typer.Option("--password", envvar="SIMGATE_PASSWORD",
+                                                 help="That user's password.")]
+
+
+def _stored_credentials(username: str | None, password: str | None,
+                        data_dir: Path | None) -> tuple[str | None, str | None]:
+    """Fall back to the credentials `simgate run` made in its data directory."""
+    if username and password:
+        return username, password
+    path = settings_from(data_dir=data_dir).data_dir / "credentials.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return stored["username"], stored["password"]
+    return username, password
+
+
+@app.command()
+def doctor(
+    server: Annotated[str | None, typer.Option("--server", help="Also check this server.")]
+    = None,
+    modem: Annotated[list[str] | None, typer.Option("--modem", help="Serial port to check.")]
+    = None,
+    termux: Annotated[bool, typer.Option("--termux", help="Check Termux:API.")] = False,
+    emulator: Annotated[int, typer.Option("--emulator", min=0, max=64)] = 0,
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Check ports, modems, SIMs, network, Termux:API, server and webhooks; say what to do."""
+    from simgate import doctor as checks
+
+    async def examine() -> list[checks.Finding]:
+        found: list[checks.Finding] = []
+        if modem:
+            found += checks.serial_findings(modem)
+        if termux:
+            found += checks.termux_findings()
+        if modem or termux or emulator:
+            found += await checks.backend_findings(
+                _backend(modem or [], termux, emulator, settings_from(data_dir=data_dir).data_dir))
+        if server:
+            user, secret = _stored_credentials(username, password, data_dir)
+            found += await checks.server_findings(server, user, secret)
+        return found
+
+    if not (server or modem or termux or emulator):
+        raise fail("nothing to check: give --modem PORT, --termux, --emulator N and/or "
+                   "--server URL")
+    findings = run_async(examine())
+    table = Table("check", "status", "detail", "what to do")
+    colors = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for f in findings:
+        table.add_row(f.check, f"[{colors[f.status]}]{f.status}[/]", f.detail, f.fix)
+    console.print(table)
+    failed = sum(f.status == "fail" for f in findings)
+    if failed:
+        raise fail(f"{failed} check(s) failed")
+
+
+@app.command()
+def sims(
+    server: ServerOpt = "http://127.0.0.1:3000",
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List devices and their SIM slots with their live state."""
+    import httpx
+
+    user, secret = _stored_credentials(username, password, data_dir)
+    if not (user and secret):
+        raise fail("give --username and --password (or SIMGATE_USERNAME/SIMGATE_PASSWORD)")
+    try:
+        response = httpx.get(f"{server.rstrip('/')}/3rdparty/v1/devices", auth=(user, secret),
+                             timeout=10)
+    except httpx.HTTPError as exc:
+        raise fail(f"server {server} unreachable: {exc}") from None
+    if response.status_code != 200:
+        raise fail(f"server answered {response.status_code}: "
+                   f"{response.json().get('message', response.text)}")
+    table = Table("device", "SIM", "state", "phone number", "operator", "signal", "detail")
+    for device in response.json():
+        for sim in device.get("simCards", []):
+            table.add_row(device["name"], str(sim["simNumber"]), sim.get("state", ""),
+                          sim.get("phoneNumber") or "-", sim.get("carrierName") or "-",
+                          "-" if sim.get("signal") is None else f"{sim['signal']}/31",
+                          sim.get("detail") or "")
+    console.print(table)
 
 
 @users_app.command("add")

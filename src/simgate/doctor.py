@@ -1,0 +1,141 @@
+"""`simgate doctor`: walks the multi-SIM troubleshooting list and says what to do.
+
+1. each serial port opens and the modem answers AT, 2. each SIM is present and unlocked,
+3. it is registered on a network with signal, 4. Termux:API is there and permitted,
+5. the server is reachable and the credentials are valid, 6. webhooks are reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from simgate.agent.backends.base import SimBackend, SimInfo, SimState
+
+Status = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+_SIM_FIX = {
+    SimState.ABSENT: "insert a SIM card in this slot (or ignore if it is meant to be empty)",
+    SimState.PIN_REQUIRED: "unlock the SIM with its PIN (AT+CPIN=<pin>) or disable the PIN "
+                           "in a phone",
+    SimState.NO_NETWORK: "check coverage and the antenna, and that the SIM is active with "
+                         "its operator",
+    SimState.ERROR: "check the modem's cable, power and port name; is another program "
+                    "using the port?",
+}
+
+# +CSQ below this is too weak to rely on (about -101 dBm).
+WEAK_SIGNAL = 6
+
+
+def sim_findings(sims: list[SimInfo]) -> list[Finding]:
+    if not sims:
+        return [Finding("SIM slots", "fail", "no SIM slot found",
+                        "give --modem PORT for each modem, --termux or --emulator N")]
+    findings = []
+    for sim in sims:
+        name = f"SIM {sim.slot + 1}"
+        if sim.state is SimState.READY:
+            findings.append(Finding(
+                name, "pass",
+                f"ready, {sim.phone_number or 'number unknown'} on {sim.operator or 'network'}"
+                + (f", signal {sim.signal}/31" if sim.signal is not None else "")))
+            if sim.signal is not None and sim.signal < WEAK_SIGNAL:
+                findings.append(Finding(f"{name} signal", "warn",
+                                        f"weak signal ({sim.signal}/31)",
+                                        "move the modem or use an external antenna"))
+        else:
+            status: Status = "warn" if sim.state is SimState.ABSENT else "fail"
+            findings.append(Finding(name, status, f"{sim.state.value}: {sim.detail}".rstrip(": "),
+                                    _SIM_FIX[sim.state]))
+    return findings
+
+
+def serial_findings(ports: list[str]) -> list[Finding]:
+    findings = []
+    for port in ports:
+        if not os.path.exists(port):
+            findings.append(Finding(f"port {port}", "fail", "does not exist",
+                                    "plug the modem in; list ports with `ls /dev/ttyUSB*`"))
+        elif not os.access(port, os.R_OK | os.W_OK):
+            findings.append(Finding(f"port {port}", "fail", "no permission to open it",
+                                    "add your user to the dialout group and log in again"))
+        else:
+            findings.append(Finding(f"port {port}", "pass", "exists and can be opened"))
+    return findings
+
+
+def termux_findings() -> list[Finding]:
+    missing = [c for c in ("termux-sms-send", "termux-sms-list", "termux-telephony-deviceinfo")
+               if shutil.which(c) is None]
+    if missing:
+        return [Finding("Termux:API", "fail", "missing: " + ", ".join(missing),
+                        "pkg install termux-api, and install the Termux:API app")]
+    return [Finding("Termux:API", "pass", "commands present")]
+
+
+async def backend_findings(backend: SimBackend) -> list[Finding]:
+    try:
+        await backend.start()
+        return sim_findings(await backend.sims())
+    except Exception as exc:  # noqa: BLE001 - a doctor reports, it does not crash
+        return [Finding("SIM backend", "fail", str(exc) or type(exc).__name__,
+                        "check the modem connection and run again")]
+    finally:
+        await backend.close()
+
+
+async def server_findings(url: str, username: str | None, password: str | None
+                          ) -> list[Finding]:
+    findings = []
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10) as http:
+        try:
+            await http.get("/health/live")
+        except httpx.HTTPError as exc:
+            return [Finding("server", "fail", f"{url} unreachable: {exc!r}",
+                            "check the URL and that `simgate serve` runs there")]
+        findings.append(Finding("server", "pass", f"{url} answers"))
+        if not (username and password):
+            return findings + [Finding("credentials", "warn", "not given",
+                                       "pass --username and --password to check them")]
+        auth = (username, password)
+        devices = await http.get("/3rdparty/v1/devices", auth=auth)
+        if devices.status_code == 401:
+            return findings + [Finding("credentials", "fail", "refused by the server",
+                                       "check them, or reset with `simgate users passwd`")]
+        findings.append(Finding("credentials", "pass", f"valid for {username}"))
+        for device in devices.json():
+            sims = [SimInfo(slot=s["slotIndex"], state=SimState(s.get("state", "Ready")),
+                            phone_number=s.get("phoneNumber"), operator=s.get("carrierName"),
+                            signal=s.get("signal"), detail=s.get("detail") or "")
+                    for s in device.get("simCards", [])]
+            for finding in sim_findings(sims):
+                findings.append(Finding(f"{device['name']}: {finding.check}", finding.status,
+                                        finding.detail, finding.fix))
+        for hook in (await http.get("/3rdparty/v1/webhooks", auth=auth)).json():
+            findings.append(await _webhook_finding(hook))
+    return findings
+
+
+async def _webhook_finding(hook: dict) -> Finding:
+    name = f"webhook {hook['event']}"
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.head(hook["url"])
+    except httpx.HTTPError as exc:
+        return Finding(name, "fail", f"{hook['url']} unreachable: {exc!r}",
+                       "check the receiver runs and this host can reach it")
+    return Finding(name, "pass", f"{hook['url']} answers ({response.status_code})")
