@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from android_sms_gateway import client, domain
-from android_sms_gateway.enums import ProcessState
+from android_sms_gateway.enums import ProcessState, SimSelectionMode, WebhookEvent
 from android_sms_gateway.errors import BadRequestError, UnauthorizedError
 
 from tests.e2e.processes import SimgateProcess
@@ -16,7 +16,8 @@ USER, PASSWORD = "client-user", "client-secret"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     process = SimgateProcess(["serve"], tmp_path_factory.mktemp("serve"),
-                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD})
+                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
+                                  "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true"})
     process.start()
     device = httpx.post(f"{process.url}/mobile/v1/device", auth=(USER, PASSWORD), json={
         "name": "dual-sim phone",
@@ -79,3 +80,31 @@ def test_wrong_password_is_unauthorized(server):
     with client.APIClient(USER, "wrong", base_url=f"{server.url}/3rdparty/v1") as api, \
             pytest.raises(UnauthorizedError):
         api.list_devices()
+
+
+def test_webhooks_create_list_delete(api):
+    created = api.create_webhook(domain.Webhook(id=None, url="http://127.0.0.1:9/hook",
+                                                event=WebhookEvent.SMS_RECEIVED))
+    assert created.id and created.event is WebhookEvent.SMS_RECEIVED
+    assert created.id in [w.id for w in api.get_webhooks()]
+    api.delete_webhook(created.id)
+    assert created.id not in [w.id for w in api.get_webhooks()]
+    with pytest.raises(BadRequestError):
+        api.create_webhook(domain.Webhook(id=None, url="ftp://127.0.0.1/x",
+                                          event=WebhookEvent.SMS_SENT))
+
+
+def test_settings_read_patch_and_logs(api):
+    settings = api.get_settings()
+    assert settings.messages.sim_selection_mode is SimSelectionMode.OS_DEFAULT
+    api.patch_settings(domain.DeviceSettings(messages=domain.SettingsMessages(
+        sim_selection_mode=SimSelectionMode.ROUND_ROBIN)))
+    assert api.get_settings().messages.sim_selection_mode is SimSelectionMode.ROUND_ROBIN
+    logs = api.get_logs()
+    assert any(entry.module == "settings" for entry in logs)
+    assert all(entry.created_at is not None for entry in logs)
+
+
+def test_health_probes(api):
+    for probe in (api.liveness_check, api.readiness_check, api.startup_check):
+        assert probe().status.value == "pass"
