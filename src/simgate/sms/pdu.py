@@ -1,0 +1,164 @@
+"""SMS PDUs (GSM 03.40) over the `gsmmodem.pdu` codec.
+
+The library encodes SMS-SUBMIT (GSM-7 / UCS-2, concatenation, status-report request)
+and decodes every type; what it lacks is added here: SUBMIT of data SMS with port
+addressing, and the network side's SMS-DELIVER and SMS-STATUS-REPORT, which the
+emulated modem sends.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gsmmodem import pdu as codec
+
+DATA_MAX_OCTETS = 140 - 7  # user data minus the 16-bit port UDH
+
+
+@dataclass(frozen=True)
+class Part:
+    """One PDU to hand to AT+CMGS: its hex and the TPDU length the command wants."""
+
+    hex: str
+    tpdu_length: int
+
+
+def encode_submit(number: str, *, text: str | None = None, data: bytes | None = None,
+                  port: int | None = None, status_report: bool = True,
+                  reference: int = 0) -> list[Part]:
+    """SMS-SUBMIT PDUs for one recipient, split into parts when long."""
+    if data is not None:
+        if len(data) > DATA_MAX_OCTETS:
+            raise ValueError(f"data SMS too long: {len(data)} bytes, at most {DATA_MAX_OCTETS}")
+        return [_data_submit(number, data, port or 0, status_report, reference)]
+    pdus = codec.encodeSmsSubmitPdu(number, _utf16_units(text or ""), reference=reference & 0xFF,
+                                    requestStatusReport=status_report)
+    return [Part(str(p), p.tpduLength) for p in pdus]
+
+
+def _utf16_units(text: str) -> str:
+    """Characters beyond the BMP (emoji) as UTF-16 surrogate pairs, as UCS-2 SMS carry them."""
+    if all(ord(c) <= 0xFFFF for c in text):
+        return text
+    raw = text.encode("utf-16-be")
+    return "".join(chr(int.from_bytes(raw[i:i + 2], "big")) for i in range(0, len(raw), 2))
+
+
+def join_units(text: str) -> str:
+    """Surrogate pairs back to characters; a half pair (a part still missing) stays."""
+    try:
+        return text.encode("utf-16-be", "surrogatepass").decode("utf-16-be")
+    except UnicodeDecodeError:
+        return text
+
+
+def _address(number: str) -> bytes:
+    digits = number.lstrip("+")
+    kind = 0x91 if number.startswith("+") else 0x81
+    return bytes([len(digits), kind]) + bytes(codec.encodeSemiOctets(digits))
+
+
+def _port_udh(port: int) -> bytes:
+    return bytes([0x06, 0x05, 0x04, port >> 8, port & 0xFF, port >> 8, port & 0xFF])
+
+
+def _data_submit(number: str, data: bytes, port: int, status_report: bool,
+                 reference: int) -> Part:
+    first = 0x01 | 0x40 | (0x20 if status_report else 0)  # SUBMIT, UDHI, SRR
+    user_data = _port_udh(port) + data
+    tpdu = (bytes([first, reference & 0xFF]) + _address(number)
+            + bytes([0x00, 0x04, len(user_data)]) + user_data)
+    return Part(("00" + tpdu.hex()).upper(), len(tpdu))
+
+
+def _timestamp(at: datetime) -> bytes:
+    return bytes(codec._encodeTimestamp(at.astimezone(UTC)))
+
+
+def encode_deliver(sender: str, *, text: str | None = None, data: bytes | None = None,
+                   port: int | None = None, at: datetime | None = None,
+                   smsc: str = "+12025550000") -> list[str]:
+    """SMS-DELIVER PDUs as a network hands an SMS to the receiving modem (hex strings)."""
+    at = at or datetime.now(UTC)
+    head = bytes(codec._encodeAddressField(smsc, smscField=True))
+    if data is not None:
+        user_data = _port_udh(port or 0) + data
+        tpdu = (bytes([0x04 | 0x40]) + _address(sender) + bytes([0x00, 0x04])
+                + _timestamp(at) + bytes([len(user_data)]) + user_data)
+        return [(head + tpdu).hex().upper()]
+    # Let the codec pack the text (GSM-7 or UCS-2, UDH for parts), then re-frame as DELIVER;
+    # its reference is also the concatenation reference of the parts.
+    submits = codec.encodeSmsSubmitPdu(sender, _utf16_units(text or ""),
+                                       reference=random.randint(0, 255),
+                                       requestStatusReport=False)
+    return [submit_to_deliver(str(p), sender, at, smsc) for p in submits]
+
+
+def submit_to_deliver(submit_hex: str, sender: str, at: datetime | None = None,
+                      smsc: str = "+12025550000") -> str:
+    """The SMS-DELIVER a network makes of one SMS-SUBMIT part: same coding, UDH and text."""
+    raw = bytes.fromhex(submit_hex)
+    position = 1 + raw[0]  # skip the SMSC field
+    first = raw[position]
+    position += 2  # first octet, message reference
+    position += 2 + (raw[position] + 1) // 2  # destination address
+    dcs = raw[position + 1]
+    position += 2
+    validity = (first >> 3) & 0x03
+    position += {0: 0, 2: 1}.get(validity, 7)
+    user = raw[position:]  # UDL and UD
+    head = bytes(codec._encodeAddressField(smsc, smscField=True))
+    tpdu = (bytes([0x04 | (first & 0x40)]) + _address(sender) + bytes([0x00, dcs])
+            + _timestamp(at or datetime.now(UTC)) + user)
+    return (head + tpdu).hex().upper()
+
+
+def encode_status_report(reference: int, recipient: str, *, delivered: bool,
+                         submitted: datetime, done: datetime | None = None) -> tuple[str, int]:
+    """SMS-STATUS-REPORT for a sent part: hex and TPDU length (for +CDS)."""
+    status = 0x00 if delivered else 0x41  # 0x41: permanent error, incompatible destination
+    tpdu = (bytes([0x06, reference & 0xFF]) + _address(recipient) + _timestamp(submitted)
+            + _timestamp(done or datetime.now(UTC)) + bytes([status]))
+    return ("00" + tpdu.hex()).upper(), len(tpdu)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a modem needs from a PDU it read."""
+
+    kind: str  # SMS-DELIVER | SMS-SUBMIT | SMS-STATUS-REPORT
+    number: str
+    text: str | None = None
+    data: bytes | None = None
+    port: int | None = None
+    concat: tuple[int, int, int] | None = None  # (reference, parts, this part's number)
+    reference: int | None = None  # TP-MR (SUBMIT, STATUS-REPORT)
+    status: int | None = None  # TP-ST of a status report
+    time: datetime | None = None
+
+
+def decode(hex_pdu: str) -> Decoded:
+    fields: dict[str, Any] = codec.decodeSmsPdu(hex_pdu)
+    concat = port = None
+    for element in fields.get("udh", []):
+        if isinstance(element, codec.Concatenation):
+            concat = (element.reference, element.parts, element.number)
+        elif isinstance(element, codec.PortAddress):
+            port = element.destination
+    text = fields.get("text")
+    if text is not None and port is None:
+        text = join_units(text)
+    data = None
+    if port is not None and text is not None:
+        data, text = bytes(ord(c) for c in text), None
+    return Decoded(kind=fields["type"], number=fields.get("number") or "", text=text,
+                   data=data, port=port, concat=concat, reference=fields.get("reference"),
+                   status=fields.get("status"), time=fields.get("time"))
+
+
+def segment_count(text: str) -> int:
+    return len(codec.encodeSmsSubmitPdu("+10000000000", _utf16_units(text),
+                                        requestStatusReport=False))
