@@ -79,6 +79,8 @@ def main_options(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -95,7 +97,8 @@ ModeOpt = Annotated[SimSelectionMode, typer.Option(
 
 
 def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) -> None:
-    console.print(f"[bold green]simgate is running[/] at [bold]{url}[/]  (API docs: {url}/docs)")
+    console.print(f"[bold green]simgate is running[/] at [bold]{url}[/]  (API docs: {url}/docs)",
+                  soft_wrap=True)
     console.print(f"  user: [bold]{username}[/]  password: [bold]{password}[/]")
     table = Table("SIM", "state", "phone number", "operator", "detail", box=None)
     for slot in sims:
@@ -105,7 +108,8 @@ def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) ->
     console.print(
         f"  try: curl -u {username}:{password} -H 'Content-Type: application/json' "
         f"{url}/3rdparty/v1/message -d '{{\"message\": \"Hello from SIM2\", "
-        f"\"phoneNumbers\": [\"+19162255887\"], \"simNumber\": 2}}'"
+        f"\"phoneNumbers\": [\"+19162255887\"], \"simNumber\": 2}}'",
+        soft_wrap=True,
     )
 
 

@@ -37,6 +37,8 @@ def uvicorn_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        # Device event streams never end on their own; agents reconnect after a restart.
+        timeout_graceful_shutdown=2,
     )
     return uvicorn.Server(config)
 
@@ -72,7 +74,10 @@ async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelec
                          announce: Callable[[str, str, str, list], None]) -> None:
     """Server + agent in one process; the agent still talks HTTP over loopback."""
     username, password = _credentials(settings)
-    settings = settings.model_copy(update={"username": username, "password": password})
+    update: dict[str, object] = {"username": username, "password": password}
+    if "allow_private_webhooks" not in settings.model_fields_set:
+        update["allow_private_webhooks"] = True  # a local demo posts to local receivers
+    settings = settings.model_copy(update=update)
     gateway = await Gateway.open(settings)
     server = uvicorn_server(settings, gateway)
     url = f"http://{_loopback(settings.host)}:{settings.port}"

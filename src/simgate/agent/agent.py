@@ -86,6 +86,7 @@ class Agent:
         self._outbox_wake = asyncio.Event()
         self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
         self._pacers: dict[int | None, Pacer] = {}
+        self._early_reports: dict[tuple[int, int], DeliveryReport] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_incoming = on_incoming
         self.ready = asyncio.Event()
@@ -312,6 +313,9 @@ class Agent:
             self.journal.mark_recipient(message.id, position, "sent")
             if body["with_delivery_report"] and result.references and message.slot is not None:
                 self.journal.add_parts(message.slot, result.references, message.id, phone)
+                for reference in result.references:  # reports that beat the send's answer
+                    if early := self._early_reports.pop((message.slot, reference), None):
+                        self._on_delivery(early)
             recipients.append({"phoneNumber": phone, "state": "Sent", "error": None})
         self.journal.set_status([message.id], "done")
         if recipients:
@@ -432,6 +436,9 @@ class Agent:
     def _on_delivery(self, report: DeliveryReport) -> None:
         found = self.journal.take_part(report.slot, report.reference)
         if found is None:
+            if len(self._early_reports) > 1000:
+                self._early_reports.clear()
+            self._early_reports[(report.slot, report.reference)] = report
             return
         message_id, phone, left = found
         if not report.delivered:

@@ -1,0 +1,211 @@
+"""`simgate run` as a user runs it: real HTTP, the agent, the emulated modem on real ptys.
+
+The evidence that a SIM sent a message comes from the emulated network itself: an SMS
+sent to the number of an emulated SIM arrives there as an incoming SMS whose sender is
+the number of the SIM that sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.conftest import wait_until
+from tests.e2e.processes import SimgateProcess
+from tests.receiver import Receiver
+
+USER, PASSWORD = "runner", "runner-secret"
+SIM1, SIM2 = "+12025550101", "+12025550102"
+OUTSIDE = "+19162255887"
+FINAL = {"Sent", "Delivered", "Failed", "Cancelled"}
+
+
+def start_run(tmp_path, *args: str) -> SimgateProcess:
+    return SimgateProcess(["run", *args], tmp_path / "run",
+                          env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+
+
+@pytest.fixture
+async def run(tmp_path):
+    process = start_run(tmp_path)
+    yield process
+    process.stop()
+
+
+def client(process: SimgateProcess) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                             timeout=10)
+
+
+async def ready_device(api: httpx.AsyncClient) -> dict:
+    async def registered():
+        devices = (await api.get("/devices")).json()
+        return devices[0] if devices and devices[0]["simCards"] else None
+
+    return await wait_until(registered, timeout=20)
+
+
+async def send(api: httpx.AsyncClient, text: str, to: str, sim: int | None = None) -> str:
+    body = {"textMessage": {"text": text}, "phoneNumbers": [to]}
+    if sim is not None:
+        body["simNumber"] = sim
+    response = await api.post("/messages", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+async def final_state(api: httpx.AsyncClient, message_id: str, within: float = 15) -> dict:
+    async def done():
+        state = (await api.get(f"/messages/{message_id}")).json()
+        return state if state["state"] in FINAL else None
+
+    return await wait_until(done, timeout=within)
+
+
+async def inbox(api: httpx.AsyncClient) -> list[dict]:
+    return (await api.get("/inbox", params={"limit": 500})).json()
+
+
+async def test_seed_curl_goes_out_through_sim_2(run):
+    async with client(run) as api:
+        device = await ready_device(api)
+        assert [s["simNumber"] for s in device["simCards"]] == [1, 2]
+        assert [s["phoneNumber"] for s in device["simCards"]] == [SIM1, SIM2]
+        # the seed's exact request, on the legacy path
+        response = await api.post("/message", json={
+            "message": "Hello from SIM2, Dr. Turk!", "phoneNumbers": [SIM1], "simNumber": 2})
+        assert response.status_code == 202
+        state = await final_state(api, response.json()["id"])
+        assert state["state"] in ("Sent", "Delivered") and state["simNumber"] == 2
+        assert {"Pending", "Processed", "Sent"} <= set(state["states"])
+        received = await wait_until(lambda: _from(api, SIM2))
+        assert received[0]["simNumber"] == 1 and received[0]["recipient"] == SIM1
+
+
+async def _from(api, sender):
+    return [m for m in await inbox(api) if m["sender"] == sender]
+
+
+async def test_explicit_sim_numbers_use_the_right_sim(run):
+    async with client(run) as api:
+        await ready_device(api)
+        via1 = await send(api, "via SIM 1", SIM2, sim=1)
+        via2 = await send(api, "via SIM 2", SIM1, sim=2)
+        for message_id, sim in [(via1, 1), (via2, 2)]:
+            assert (await final_state(api, message_id))["simNumber"] == sim
+        messages = await wait_until(lambda: _both(api), timeout=10)
+        by_text = {m["contentPreview"]: m for m in messages}
+        assert by_text["via SIM 1"]["sender"] == SIM1 and by_text["via SIM 1"]["simNumber"] == 2
+        assert by_text["via SIM 2"]["sender"] == SIM2 and by_text["via SIM 2"]["simNumber"] == 1
+        bad = await api.post("/messages", json={"message": "x", "phoneNumbers": [OUTSIDE],
+                                                "simNumber": 3})
+        assert bad.status_code == 400
+        assert "valid simNumber values: 1, 2" in bad.json()["message"]
+
+
+async def _both(api):
+    messages = await inbox(api)
+    return messages if len(messages) >= 2 else None
+
+
+async def sims_used(api, count: int) -> list[int]:
+    """Send one at a time, each after the previous one went out: the SIMs, in order."""
+    used = []
+    for i in range(count):
+        state = await final_state(api, await send(api, f"rotation {i}", OUTSIDE))
+        assert state["state"] in ("Sent", "Delivered"), state
+        used.append(state["simNumber"])
+    return used
+
+
+async def test_selection_modes_change_with_settings(run):
+    async with client(run) as api:
+        await ready_device(api)
+        assert await sims_used(api, 3) == [1, 1, 1]  # OSDefault: the modem default, SIM 1
+        await api.patch("/settings", json={"messages": {"sim_selection_mode": "RoundRobin"}})
+        await asyncio.sleep(0.5)  # the push reaches the agent
+        rotation = await sims_used(api, 8)
+        assert rotation in ([1, 2] * 4, [2, 1] * 4), rotation
+        await api.patch("/settings", json={"messages": {"sim_selection_mode": "Random"}})
+        await asyncio.sleep(0.5)
+        ids = [await send(api, f"random {i}", OUTSIDE) for i in range(30)]
+        counts = Counter([(await final_state(api, i))["simNumber"] for i in ids])
+        assert set(counts) == {1, 2}, counts  # P(one SIM only) = 2 * 0.5**30
+
+
+async def test_pin_locked_sim_fails_with_a_readable_error(tmp_path):
+    process = start_run(tmp_path, "--fault", "2:pin")
+    try:
+        async with client(process) as api:
+            device = await ready_device(api)
+            assert device["simCards"][1]["state"] == "PinRequired"
+            state = await final_state(api, await send(api, "locked", OUTSIDE, sim=2))
+            assert state["state"] == "Failed"
+            error = state["recipients"][0]["error"]
+            assert "SIM 2" in error and "PIN" in error, error
+            # SIM 1 still works, and the health check says what to do about SIM 2
+            ok = await final_state(api, await send(api, "fine", OUTSIDE, sim=1))
+            assert ok["state"] in ("Sent", "Delivered")
+            health = (await api.get("/health")).json()
+            check = health["checks"][f"devices:{device['id']}:sim:2"]
+            assert check["status"] == "warn" and "PIN" in check["description"]
+    finally:
+        process.stop()
+
+
+async def test_multipart_and_unicode_arrive_intact_with_signed_webhooks(run):
+    receiver = await Receiver().start()
+    try:
+        async with client(run) as api:
+            await ready_device(api)
+            await api.patch("/settings", json={"webhooks": {"signing_key": "k3y"}})
+            for event in ("sms:received", "sms:sent", "sms:delivered"):
+                response = await api.post("/webhooks", json={"url": receiver.url, "event": event})
+                assert response.status_code == 201, response.text
+            long_text = "".join(f"part {i:03d} of a long message. " for i in range(20))
+            unicode_text = "Привет, мир! 👋 Multi-SIM ✓ " * 6
+            sent = [await send(api, long_text, SIM2, sim=1),
+                    await send(api, unicode_text, SIM2, sim=1)]
+            await wait_until(lambda: len(receiver.events("sms:received")) >= 2, timeout=15)
+            texts = {e["payload"]["message"]: e for e in receiver.events("sms:received")}
+            assert set(texts) == {long_text, unicode_text}
+            for event in texts.values():
+                assert event["payload"]["simNumber"] == 2
+                assert event["payload"]["sender"] == SIM1
+            await wait_until(lambda: len(receiver.events("sms:delivered")) >= 2, timeout=15)
+            assert {e["payload"]["messageId"] for e in receiver.events("sms:sent")} == set(sent)
+            assert all(e["payload"]["simNumber"] == 1 for e in receiver.events("sms:sent"))
+            from simgate.webhooks.signing import verify
+
+            for delivery in receiver.received:
+                assert verify("k3y", delivery.body, delivery.headers["x-timestamp"],
+                              delivery.headers["x-signature"])
+    finally:
+        await receiver.stop()
+
+
+async def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path):
+    process = start_run(tmp_path)
+    async with client(process) as api:
+        await ready_device(api)
+        ids = [await send(api, f"durable {i}", SIM2, sim=1) for i in range(40)]
+        await asyncio.sleep(0.3)  # some are sent, some are still queued
+    process.kill()
+    process = start_run(tmp_path)
+    try:
+        async with client(process) as api:
+            states = [await final_state(api, i, within=30) for i in ids]
+            interrupted = [s for s in states if s["state"] == "Failed"]
+            assert all("interrupted" in s["recipients"][0]["error"] for s in interrupted)
+            assert len(interrupted) <= 2, json.dumps(interrupted, indent=1)
+            await asyncio.sleep(1.0)
+            received = Counter(m["contentPreview"] for m in await inbox(api))
+            assert max(received.values()) == 1, received  # nothing sent twice
+            delivered_after = sum(1 for s in states if s["state"] in ("Sent", "Delivered"))
+            assert delivered_after >= len(ids) - len(interrupted)
+    finally:
+        process.stop()
