@@ -188,11 +188,13 @@ class EmulatedNetwork:
             else:
                 self._ok(sim, "+CPIN: SIM PIN" if faults.pin else "+CPIN: READY")
         elif faults.absent:
-            self._error(sim, "CME", 10)
+            sms = command.startswith("AT+CMGS")
+            self._error(sim, "CMS" if sms else "CME", 310 if sms else 10)
         elif command == "AT+CCID":
             self._ok(sim, f"+CCID: {sim.iccid}")
         elif faults.pin:
-            self._error(sim, "CME", 11)
+            sms = command.startswith("AT+CMGS")
+            self._error(sim, "CMS" if sms else "CME", 311 if sms else 11)
         elif command == "AT+CSQ":
             self._ok(sim, f"+CSQ: {0 if faults.no_network else sim.signal},99")
         elif command == "AT+CREG?":
