@@ -1,0 +1,152 @@
+"""End-to-end messages/s through emulated zero-delay SIMs, and API -> agent push latency.
+
+Throughput: `simgate serve` holds N queued messages; `simgate agent --emulator K` is
+started and the clock runs until every message is Sent (claimed, sent over the AT
+driver through a pty, reported back). Repeated for K = 1 .. 64 SIMs with RoundRobin.
+Latency: with the agent idle and connected, single messages are posted one by one;
+the time from acceptance to the agent's claim (Processed) is the push latency.
+
+    python bench/e2e.py [--messages 3000] [--sims 1,2,4,8,16,32,64] [--latency 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.processes import SimgateProcess  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-password"
+ENV = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning"}
+
+
+def agent(server: SimgateProcess, sims: int, data_dir: Path) -> subprocess.Popen:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "simgate", "agent", "--server", server.url, "--emulator",
+         str(sims), "--sim-selection", "RoundRobin", "--data-dir", str(data_dir),
+         "--username", USER, "--password", PASSWORD],
+        stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"),
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def count(db: Path, states: tuple[str, ...]) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        marks = ",".join("?" * len(states))
+        return connection.execute(
+            f"SELECT count(*) FROM messages WHERE state IN ({marks})", states
+        ).fetchone()[0]
+
+
+async def post_many(url: str, total: int, concurrency: int = 32) -> None:
+    body = {"message": "bench", "phoneNumbers": ["+19162255887"], "withDeliveryReport": False}
+    queue = iter(range(total))
+    async with httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=60) as client:
+        async def worker() -> None:
+            for _ in queue:
+                response = await client.post("/3rdparty/v1/messages", json=body)
+                response.raise_for_status()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def wait_registered(url: str) -> None:
+    for _ in range(200):
+        devices = httpx.get(f"{url}/3rdparty/v1/devices", auth=(USER, PASSWORD)).json()
+        if devices and devices[0]["simCards"]:
+            return
+        time.sleep(0.05)
+    raise SystemExit("the agent did not register")
+
+
+def throughput(sims: int, messages: int) -> float:
+    data = Path(tempfile.mkdtemp())
+    server = SimgateProcess(["serve"], data / "server", env=ENV).start()
+    try:
+        first = agent(server, sims, data / "agent")  # registers the device, then goes
+        wait_registered(server.url)
+        stop(first)
+        asyncio.run(post_many(server.url, messages))
+        db = data / "server" / "simgate.db"
+        started = time.perf_counter()
+        running = agent(server, sims, data / "agent")
+        while count(db, ("Sent", "Delivered", "Failed")) < messages:
+            if time.perf_counter() - started > 600:
+                raise SystemExit("not drained in 10 minutes")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        failed = count(db, ("Failed",))
+        stop(running)
+        if failed:
+            print(f"  ({failed} failed)")
+        return messages / elapsed
+    finally:
+        server.stop()
+
+
+def latency(samples: int) -> list[float]:
+    data = Path(tempfile.mkdtemp())
+    server = SimgateProcess(["serve"], data / "server", env=ENV).start()
+    running = agent(server, 2, data / "agent")
+    try:
+        wait_registered(server.url)
+        time.sleep(0.5)
+        delays = []
+        with httpx.Client(base_url=f"{server.url}/3rdparty/v1", auth=(USER, PASSWORD)) as api:
+            for _ in range(samples):
+                state = api.post("/messages", json={
+                    "message": "ping", "phoneNumbers": ["+19162255887"],
+                    "withDeliveryReport": False}).json()
+                while "Processed" not in state["states"]:
+                    time.sleep(0.002)
+                    state = api.get(f"/messages/{state['id']}").json()
+                created = datetime.fromisoformat(state["states"]["Pending"])
+                claimed = datetime.fromisoformat(state["states"]["Processed"])
+                delays.append((claimed - created).total_seconds() * 1000)
+        return delays
+    finally:
+        stop(running)
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--sims", default="1,2,4,8,16,32,64")
+    parser.add_argument("--latency", type=int, default=200, help="latency samples")
+    args = parser.parse_args()
+    print(f"end-to-end, {args.messages} messages, zero-delay emulated SIMs, RoundRobin")
+    for sims in [int(s) for s in args.sims.split(",")]:
+        print(f"  {sims:>3} SIM(s): {throughput(sims, args.messages):8.0f} msg/s", flush=True)
+    delays = sorted(latency(args.latency))
+    quantiles = statistics.quantiles(delays, n=100)
+    print(f"push latency, accepted -> claimed by the agent ({len(delays)} samples): "
+          f"p50 {quantiles[49]:.1f} ms  p90 {quantiles[89]:.1f} ms  p99 {quantiles[98]:.1f} ms"
+          f"  max {delays[-1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
