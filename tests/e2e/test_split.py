@@ -1,0 +1,63 @@
+"""Split deployment: `simgate serve` on one side, `simgate agent --emulator 2` on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.e2e.processes import SimgateProcess
+from tests.e2e.test_run import SIM1, SIM2, final_state, inbox, ready_device, send
+
+USER, PASSWORD = "split-user", "split-secret"
+
+
+def start_agent(server: SimgateProcess, data_dir) -> subprocess.Popen:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "simgate", "agent", "--server", server.url, "--emulator", "2",
+         "--username", USER, "--password", PASSWORD, "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"),
+    )
+
+
+@pytest.fixture
+def server(tmp_path):
+    process = SimgateProcess(["serve"], tmp_path / "server",
+                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+    yield process
+    process.stop()
+
+
+async def test_agent_killed_and_restarted_loses_and_repeats_nothing(server, tmp_path):
+    agent = start_agent(server, tmp_path / "agent")
+    async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                                 timeout=10) as api:
+        try:
+            device = await ready_device(api)
+            first = await final_state(api, await send(api, "before", SIM2, sim=2))
+            assert first["simNumber"] == 2
+            agent.kill()  # kill -9
+            agent.wait(5)
+            # accepted while the device is away: kept Pending, nothing lost
+            ids = [await send(api, f"while away {i}", SIM2, sim=1) for i in range(20)]
+            states = {(await api.get(f"/messages/{i}")).json()["state"] for i in ids}
+            assert states == {"Pending"}
+            agent = start_agent(server, tmp_path / "agent")  # same journal, same device
+            finals = [await final_state(api, i, within=30) for i in ids]
+            assert {s["state"] for s in finals} <= {"Sent", "Delivered"}
+            assert {s["simNumber"] for s in finals} == {1}
+            devices = (await api.get("/devices")).json()
+            assert [d["id"] for d in devices] == [device["id"]]  # not registered twice
+            await asyncio.sleep(1.0)
+            received = Counter(m["contentPreview"] for m in await inbox(api)
+                               if m["sender"] == SIM1)
+            assert set(received) == {f"while away {i}" for i in range(20)}
+            assert set(received.values()) == {1}
+        finally:
+            agent.kill()
+            agent.wait(5)
