@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 
@@ -107,6 +108,9 @@ async def test_inbox_polling_emits_only_new_messages_once(bin_dir, tmp_path):
     following = asyncio.ensure_future(anext(events))
     await wait_until(lambda: json.loads(state.read_text()) == {"last_id": 6}, timeout=5)
     following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following
     restarted = TermuxBackend(state_path=state, poll_interval=0.05).events()
     with pytest.raises(TimeoutError):  # a restart does not emit id 6 again
         await asyncio.wait_for(anext(restarted), 0.5)
+    await asyncio.sleep(0.1)  # let cancelled polls reap their subprocesses
