@@ -32,6 +32,7 @@ class Receiver:
     status: int = 200
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
+    requests_started: int = 0
     port: int = 0
     _server: uvicorn.Server | None = None
     _task: asyncio.Task | None = None
@@ -41,6 +42,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def _hook(self, request: Request) -> Response:
+        self.requests_started += 1
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.status < 300:

@@ -77,7 +77,7 @@ class Dispatcher:
 
     async def _lease(self) -> list[int]:
         now = utcnow()
-        lease_until = now + timedelta(seconds=self._timeout + 30)
+        lease_until = now + timedelta(seconds=self._timeout + 5)
         async with self._sessions.begin() as session:
             due = list(await session.scalars(
                 select(WebhookDelivery.pk)
