@@ -13,7 +13,9 @@ import contextlib
 import json
 import logging
 import random
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import select, update
@@ -25,6 +27,13 @@ from simgate.webhooks.signing import sign
 from simgate.webhooks.urls import ForbiddenUrl, check_url
 
 log = logging.getLogger("simgate.webhooks")
+
+
+@dataclass(frozen=True)
+class _Leased:
+    delivery: WebhookDelivery
+    url: str
+    settings: dict[str, Any]  # the owner's webhooks settings group
 
 
 class Dispatcher:
@@ -44,6 +53,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._results: list[dict[str, object]] = []
+        self._recorded = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -55,66 +66,70 @@ class Dispatcher:
         await self._http.aclose()
 
     async def run(self) -> None:
-        while True:
-            try:
-                leased = await self._lease()
-            except Exception:  # the store may be briefly unavailable; keep going
-                log.exception("leasing webhook deliveries failed")
-                leased = []
-            for delivery_pk in leased:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._deliver(delivery_pk))
-                self._inflight.add(task)
-                task.add_done_callback(self._done)
-            if len(leased) < self._concurrency:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-                self._wake.clear()
+        recorder = asyncio.create_task(self._record_loop())
+        try:
+            while True:
+                try:
+                    leased = await self._lease()
+                except Exception:  # the store may be briefly unavailable; keep going
+                    log.exception("leasing webhook deliveries failed")
+                    leased = []
+                for item in leased:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver(item))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if len(leased) < self._concurrency:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    self._wake.clear()
+        finally:
+            recorder.cancel()
+            await self._flush_results()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._slots.release()
 
-    async def _lease(self) -> list[int]:
+    async def _lease(self) -> list[_Leased]:
+        """Due deliveries with their URL and the owner's webhook settings, leased."""
         now = utcnow()
         lease_until = now + timedelta(seconds=self._timeout + 5)
         async with self._sessions.begin() as session:
-            due = list(await session.scalars(
-                select(WebhookDelivery.pk)
+            rows = (await session.execute(
+                select(WebhookDelivery, Webhook.url)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
                 .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(self._concurrency)
-                .with_for_update(skip_locked=True)
-            ))
-            if due:
-                await session.execute(
-                    update(WebhookDelivery).where(WebhookDelivery.pk.in_(due))
-                    .values(next_attempt_at=lease_until)
-                )
-        return due
+                .with_for_update(skip_locked=True, of=WebhookDelivery)
+            )).all()
+            if not rows:
+                return []
+            await session.execute(
+                update(WebhookDelivery).where(WebhookDelivery.pk.in_([d.pk for d, _ in rows]))
+                .values(next_attempt_at=lease_until)
+            )
+        settings = {user_id: (await self._settings.effective(user_id))["webhooks"]
+                    for user_id in {d.user_id for d, _ in rows}}
+        return [_Leased(d, url, settings[d.user_id]) for d, url in rows]
 
-    async def _deliver(self, pk: int) -> None:
-        async with self._sessions() as session:
-            delivery = await session.get(WebhookDelivery, pk)
-            hook = await session.get(Webhook, delivery.webhook_id) if delivery else None
-        if delivery is None or hook is None:
-            return
-        settings = await self._settings.effective(delivery.user_id)
+    async def _deliver(self, item: _Leased) -> None:
+        delivery = item.delivery
         body = json.dumps({
             "id": delivery.event_id,
-            "webhookId": hook.id,
+            "webhookId": delivery.webhook_id,
             "deviceId": delivery.device_id,
             "event": delivery.event,
             "payload": delivery.payload,
         }, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "simgate-webhooks"}
-        key = settings["webhooks"]["signing_key"]
-        if key:
-            headers.update(sign(key, body))
+        if item.settings["signing_key"]:
+            headers.update(sign(item.settings["signing_key"], body))
         error, status = None, None
         try:
-            await check_url(hook.url, self._allow_private)
-            response = await self._http.post(hook.url, content=body, headers=headers)
+            await check_url(item.url, self._allow_private)
+            response = await self._http.post(item.url, content=body, headers=headers)
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"receiver answered {status}"
@@ -122,13 +137,19 @@ class Dispatcher:
             error = str(exc)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        await self._record(delivery, settings["webhooks"]["retry_count"], error, status)
+        self._results.append(self._outcome(delivery, item.settings["retry_count"], error,
+                                           status))
+        self._recorded.set()
 
-    async def _record(self, delivery: WebhookDelivery, retry_count: int, error: str | None,
-                      status: int | None) -> None:
+    def _outcome(self, delivery: WebhookDelivery, retry_count: int, error: str | None,
+                 status: int | None) -> dict[str, object]:
+        """The row update for one attempt: delivered, failed for good, or a retry time."""
         attempts = delivery.attempts + 1
-        values: dict[str, object] = {"attempts": attempts, "last_error": error,
-                                     "last_status": status}
+        values: dict[str, object] = {
+            "pk": delivery.pk, "attempts": attempts, "last_error": error,
+            "last_status": status, "status": "pending", "delivered_at": None,
+            "next_attempt_at": utcnow(),
+        }
         if error is None:
             values |= {"status": "delivered", "delivered_at": utcnow()}
         elif attempts > retry_count:
@@ -139,7 +160,29 @@ class Dispatcher:
             delay = min(self._retry_base * 2 ** (attempts - 1), self._retry_cap)
             delay *= random.uniform(0.8, 1.2)
             values |= {"next_attempt_at": utcnow() + timedelta(seconds=delay)}
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(WebhookDelivery).where(WebhookDelivery.pk == delivery.pk).values(**values)
-            )
+        return values
+
+    async def _record_loop(self) -> None:
+        """Write attempt outcomes in batches: one transaction for many deliveries."""
+        while True:
+            await self._recorded.wait()
+            self._recorded.clear()
+            try:
+                await self._flush_results()
+            except Exception:  # keep the outcomes; the next flush tries again
+                log.exception("recording webhook attempts failed")
+                await asyncio.sleep(1.0)
+                self._recorded.set()
+
+    async def _flush_results(self) -> None:
+        if not self._results:
+            return
+        batch, self._results = self._results, []
+        try:
+            async with self._sessions.begin() as session:
+                await session.execute(update(WebhookDelivery), batch)
+        except Exception:
+            self._results = batch + self._results
+            raise
+        if any(row["status"] == "pending" for row in batch):
+            self.wake()
