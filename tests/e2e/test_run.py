@@ -13,6 +13,9 @@ from collections import Counter
 
 import httpx
 import pytest
+from android_sms_gateway.client import APIClient
+from android_sms_gateway.domain import DeviceSettings, SettingsMessages
+from android_sms_gateway.enums import SimSelectionMode
 
 from tests.conftest import wait_until
 from tests.e2e.processes import SimgateProcess
@@ -126,7 +129,10 @@ async def test_selection_modes_change_with_settings(run):
     async with client(run) as api:
         await ready_device(api)
         assert await sims_used(api, 3) == [1, 1, 1]  # OSDefault: the modem default, SIM 1
-        await api.patch("/settings", json={"messages": {"sim_selection_mode": "RoundRobin"}})
+        # the official client patches the setting, as a user of sms-gate.app would
+        with APIClient(USER, PASSWORD, base_url=f"{run.url}/3rdparty/v1") as official:
+            official.patch_settings(DeviceSettings(messages=SettingsMessages(
+                sim_selection_mode=SimSelectionMode.ROUND_ROBIN)))
         await asyncio.sleep(0.5)  # the push reaches the agent
         rotation = await sims_used(api, 8)
         assert rotation in ([1, 2] * 4, [2, 1] * 4), rotation
