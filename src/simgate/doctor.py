@@ -15,6 +15,7 @@ from typing import Literal
 import httpx
 
 from simgate.agent.backends.base import SimBackend, SimInfo, SimState
+from simgate.domain.sims import ADVICE
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -27,15 +28,6 @@ class Finding:
     fix: str = ""
 
 
-_SIM_FIX = {
-    SimState.ABSENT: "insert a SIM card in this slot (or ignore if it is meant to be empty)",
-    SimState.PIN_REQUIRED: "unlock the SIM with its PIN (AT+CPIN=<pin>) or disable the PIN "
-                           "in a phone",
-    SimState.NO_NETWORK: "check coverage and the antenna, and that the SIM is active with "
-                         "its operator",
-    SimState.ERROR: "check the modem's cable, power and port name; is another program "
-                    "using the port?",
-}
 
 # +CSQ below this is too weak to rely on (about -101 dBm).
 WEAK_SIGNAL = 6
@@ -60,7 +52,7 @@ def sim_findings(sims: list[SimInfo]) -> list[Finding]:
         else:
             status: Status = "warn" if sim.state is SimState.ABSENT else "fail"
             findings.append(Finding(name, status, f"{sim.state.value}: {sim.detail}".rstrip(": "),
-                                    _SIM_FIX[sim.state]))
+                                    ADVICE[sim.state]))
     return findings
 
 

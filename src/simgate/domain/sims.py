@@ -16,6 +16,18 @@ class SimStatus(enum.StrEnum):
     ERROR = "Error"
 
 
+# What to do about a SIM slot that is not ready (shown by health checks and the doctor).
+ADVICE = {
+    SimStatus.ABSENT: "insert a SIM card in this slot (or ignore if it is meant to be empty)",
+    SimStatus.PIN_REQUIRED: "unlock the SIM with its PIN (AT+CPIN=<pin>) or disable the PIN "
+                            "in a phone",
+    SimStatus.NO_NETWORK: "check coverage and the antenna, and that the SIM is active with "
+                          "its operator",
+    SimStatus.ERROR: "check the modem's cable, power and port name (is another program using "
+                     "it?), then run `simgate doctor`",
+}
+
+
 @dataclass(frozen=True)
 class SimSlot:
     """One SIM slot of a device; `sim_number` is slot_index + 1."""

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from simgate.domain.sims import SimStatus
+from simgate.domain.sims import ADVICE, SimStatus
 from simgate.store.models import Device, Message, utcnow
 
 # A device not heard from for this long is reported as a warning.
@@ -16,12 +16,6 @@ STALE_AFTER = timedelta(minutes=15)
 
 Check = dict[str, Any]
 
-_ADVICE = {
-    SimStatus.ABSENT: "insert a SIM card, or ignore if the slot is meant to be empty",
-    SimStatus.PIN_REQUIRED: "unlock the SIM (enter its PIN) or disable its PIN in a phone",
-    SimStatus.NO_NETWORK: "check coverage, the antenna and that the SIM is active",
-    SimStatus.ERROR: "check the modem's cable and power, then run `simgate doctor`",
-}
 
 
 def overall(checks: dict[str, Check]) -> str:
@@ -63,7 +57,7 @@ async def device_checks(sessions: async_sessionmaker) -> dict[str, Check]:
             ready += status is SimStatus.READY
             description = f"SIM {sim.slot_index + 1}: {status.value}"
             if status is not SimStatus.READY:
-                description += f" - {sim.detail or _ADVICE[status]}"
+                description += f" - {sim.detail or ADVICE[status]}"
             elif sim.carrier_name:
                 description += f" on {sim.carrier_name}"
             checks[f"{prefix}:sim:{sim.slot_index + 1}"] = {

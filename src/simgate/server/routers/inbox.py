@@ -44,9 +44,7 @@ async def list_inbox(
 async def refresh_inbox(body: RefreshRequest, user_id: UserId,
                         gateway: GatewayDep) -> dict[str, int]:
     """Raise the received-SMS webhooks again for a period, from the stored inbox."""
-    count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
-                                       aware(body.until))
-    return {"events": count}
+    return await export_inbox(body, user_id, gateway)
 
 
 @router.post("/messages/inbox/export", status_code=status.HTTP_202_ACCEPTED)
