@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,7 @@ class Agent:
                 fresh.append((stored, stored.slot, None))
             elif message.id not in known:
                 slot, error = self._route(message)
-                fresh.append((JournalMessage(message.id, _body(message), slot, "claimed"),
+                fresh.append((JournalMessage(message.id, asdict(message), slot, "claimed"),
                               slot, error))
         self.journal.claim([(m.id, m.body, slot) for m, slot, _ in fresh])
         await self._claim(fresh)
@@ -451,13 +451,3 @@ class Agent:
                 "phoneNumber": phone, "state": "Delivered", "error": None}],
                 "states": {"Delivered": report.at.isoformat()}}])
 
-
-def _body(message: PendingMessage) -> dict[str, Any]:
-    return {
-        "phone_numbers": message.phone_numbers,
-        "text": message.text,
-        "data": message.data,
-        "port": message.port,
-        "with_delivery_report": message.with_delivery_report,
-        "priority": message.priority,
-    }
