@@ -31,6 +31,7 @@ class Request:
     payload: object
     active_within_hours: int
     ext_id: str
+    client_id: bool  # chosen by the client, so it may clash; generated ids do not
     future: asyncio.Future[Message]
 
 
@@ -48,11 +49,12 @@ class AcceptBatcher:
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, user_id: int, payload: object, ext_id: str,
-                     active_within_hours: int) -> Message:
+                     active_within_hours: int, client_id: bool = True) -> Message:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run())
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Request(user_id, payload, active_within_hours, ext_id, future))
+        self._queue.put_nowait(Request(user_id, payload, active_within_hours, ext_id, client_id,
+                                       future))
         return await future
 
     async def close(self) -> None:
@@ -108,8 +110,8 @@ class AcceptBatcher:
     @staticmethod
     async def _taken_ids(session: AsyncSession, batch: list[Request]) -> set[tuple[int, str]]:
         taken: set[tuple[int, str]] = set()
-        for user_id in {r.user_id for r in batch}:
-            ids = [r.ext_id for r in batch if r.user_id == user_id]
+        for user_id in {r.user_id for r in batch if r.client_id}:
+            ids = [r.ext_id for r in batch if r.user_id == user_id and r.client_id]
             rows = await session.execute(
                 select(Message.ext_id).where(Message.user_id == user_id, Message.ext_id.in_(ids))
             )
@@ -126,14 +128,15 @@ async def _insert(session: AsyncSession, messages: list[Message]) -> None:
     if not messages:
         return
     rows = [{k: getattr(m, k) for k in _MESSAGE_COLUMNS} for m in messages]
+    table = Message.__table__
     result = await session.execute(
-        insert(Message).returning(Message.pk, sort_by_parameter_order=True), rows
+        insert(table).returning(table.c.pk, sort_by_parameter_order=True), rows
     )
     for message, pk in zip(messages, result.scalars(), strict=True):
         message.pk = pk
         for recipient in message.recipients:
             recipient.message_pk = pk
-    await session.execute(insert(Recipient), [
+    await session.execute(insert(Recipient.__table__), [
         {k: getattr(r, k) for k in _RECIPIENT_COLUMNS}
         for m in messages for r in m.recipients
     ])

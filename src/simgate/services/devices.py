@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from simgate.store.models import Device, SimCard, utcnow
 
 # lastSeen is written at most this often per device, to keep polling cheap.
 _TOUCH_EVERY = timedelta(seconds=5)
+TARGET_TTL = 2.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,14 @@ class DeviceIdentity:
 
     device_id: str
     user_id: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a new message goes: a device and its SIM slots at the time."""
+
+    device_id: str
+    slots: list[SimSlot]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class Devices:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
         self._last_touch: dict[str, datetime] = {}
+        # Recently chosen targets, so accepting a burst does not load the device each time;
+        # changes made here drop them at once, changes by another replica within the TTL.
+        self._targets: dict[tuple[int, str | None, int], tuple[float, Target]] = {}
 
     async def register(self, user_id: int, name: str, push_token: str | None,
                        sims: list[SimSlot] | None) -> Registration:
@@ -70,6 +83,7 @@ class Devices:
             Logs.add(session, user_id, device.id, Entry(
                 Priority.INFO, "devices", f"device {name!r} registered",
                 {"sims": [s.sim_number for s in sims or []]}))
+        self._forget_targets(user_id)
         return Registration(device=device, token=token)
 
     async def update(self, identity: DeviceIdentity, *, push_token: str | None = None,
@@ -84,6 +98,7 @@ class Devices:
             if sims is not None:
                 await self._replace_sims(session, device, sims)
             device.updated_at = utcnow()
+        self._forget_targets(identity.user_id)
         return device
 
     async def _replace_sims(self, session: AsyncSession, device: Device,
@@ -151,6 +166,24 @@ class Devices:
             device = await self._get(session, user_id, device_id)
             device.deleted_at = utcnow()
             device.token_hash = sha256_hex(new_token())
+        self._forget_targets(user_id)
+
+    async def target(self, session: AsyncSession, user_id: int, device_id: str | None,
+                     active_within_hours: int = 0) -> Target:
+        """`pick`, remembered for TARGET_TTL seconds."""
+        key = (user_id, device_id, active_within_hours)
+        now = time.monotonic()
+        cached = self._targets.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+        device = await self.pick(session, user_id, device_id, active_within_hours)
+        found = Target(device.id, slots_of(device))
+        self._targets[key] = (now + TARGET_TTL, found)
+        return found
+
+    def _forget_targets(self, user_id: int) -> None:
+        for key in [k for k in self._targets if k[0] == user_id]:
+            del self._targets[key]
 
     async def pick(self, session: AsyncSession, user_id: int, device_id: str | None,
                    active_within_hours: int = 0) -> Device:

@@ -13,7 +13,7 @@ from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
 from simgate.services.accept import AcceptBatcher
 from simgate.services.accept import Request as AcceptRequest
-from simgate.services.devices import Devices, slots_of
+from simgate.services.devices import Devices
 from simgate.services.errors import BadRequest, Conflict, NotFound
 from simgate.services.ids import new_id, sha256_hex
 from simgate.store.models import Message, Recipient, utcnow
@@ -113,7 +113,8 @@ class Messages:
 
     async def enqueue(self, user_id: int, new: NewMessage, active_within_hours: int = 0) -> Message:
         """Store the message and its recipients as Pending, then wake the device."""
-        return await self._batcher.submit(user_id, new, new.id or new_id(), active_within_hours)
+        return await self._batcher.submit(user_id, new, new.id or new_id(), active_within_hours,
+                                          client_id=new.id is not None)
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -121,23 +122,18 @@ class Messages:
     async def _build(self, session: AsyncSession, request: AcceptRequest) -> Message:
         """The Message row for one accepted request (device chosen, SIM checked)."""
         new: NewMessage = request.payload  # type: ignore[assignment]
-        cache = session.info.setdefault("devices", {})
-        key = (request.user_id, new.device_id, request.active_within_hours)
-        if key not in cache:
-            cache[key] = await self._devices.pick(
-                session, request.user_id, new.device_id, request.active_within_hours
-            )
-        device = cache[key]
+        target = await self._devices.target(session, request.user_id, new.device_id,
+                                            request.active_within_hours)
         if new.sim_number is not None:
             try:
-                check_sim_number(new.sim_number, slots_of(device), device.id)
+                check_sim_number(new.sim_number, target.slots, target.device_id)
             except InvalidSimNumber as exc:
                 raise BadRequest(str(exc)) from None
         now = utcnow()
         return Message(
             ext_id=request.ext_id,
             user_id=request.user_id,
-            device_id=device.id,
+            device_id=target.device_id,
             state=ProcessState.PENDING.value,
             text=new.text,
             data=new.data,
