@@ -35,7 +35,8 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=1, max_overflow=0)
+        # WAL: readers run beside the one writer; writers queue on busy_timeout.
+        engine = create_async_engine(url, pool_size=4, max_overflow=0)
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_pragmas)
         return engine
