@@ -18,6 +18,7 @@ from simgate.store.models import Device, SimCard, utcnow
 # lastSeen is written at most this often per device, to keep polling cheap.
 _TOUCH_EVERY = timedelta(seconds=5)
 TARGET_TTL = 2.0
+IDENTITY_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Devices:
         # Recently chosen targets, so accepting a burst does not load the device each time;
         # changes made here drop them at once, changes by another replica within the TTL.
         self._targets: dict[tuple[int, str | None, int], tuple[float, Target]] = {}
+        self._identities: dict[str, tuple[float, DeviceIdentity]] = {}
 
     async def register(self, user_id: int, name: str, push_token: str | None,
                        sims: list[SimSlot] | None) -> Registration:
@@ -123,17 +125,24 @@ class Devices:
             device.sims.remove(card)
 
     async def identify(self, token: str) -> DeviceIdentity | None:
+        """The device behind a token (remembered for a few seconds: agents call often)."""
+        token_hash = sha256_hex(token)
+        cached = self._identities.get(token_hash)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
         async with self._sessions() as session:
             row = (
                 await session.execute(
                     select(Device.id, Device.user_id).where(
-                        Device.token_hash == sha256_hex(token), Device.deleted_at.is_(None)
+                        Device.token_hash == token_hash, Device.deleted_at.is_(None)
                     )
                 )
             ).first()
         if row is None:
             return None
-        return DeviceIdentity(device_id=row.id, user_id=row.user_id)
+        identity = DeviceIdentity(device_id=row.id, user_id=row.user_id)
+        self._identities[token_hash] = (time.monotonic() + IDENTITY_TTL, identity)
+        return identity
 
     async def touch(self, device_id: str) -> None:
         """Record that the device was seen (throttled)."""
@@ -167,6 +176,8 @@ class Devices:
             device.deleted_at = utcnow()
             device.token_hash = sha256_hex(new_token())
         self._forget_targets(user_id)
+        for key in [k for k, (_, i) in self._identities.items() if i.device_id == device_id]:
+            del self._identities[key]
 
     async def target(self, session: AsyncSession, user_id: int, device_id: str | None,
                      active_within_hours: int = 0) -> Target:
