@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -43,11 +44,24 @@ def uvicorn_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+async def _end_streams_on_exit(server: uvicorn.Server, gateway: Gateway,
+                               first: Callable[[], Awaitable[None]] | None = None) -> None:
+    """When a signal asks the server to stop, end the device streams before it drains."""
+    while not server.should_exit:  # noqa: ASYNC110 - uvicorn offers only a flag
+        await asyncio.sleep(0.1)
+    if first is not None:
+        await first()
+    gateway.bus.close()
+
+
 async def serve_forever(settings: Settings) -> None:
     gateway = await Gateway.open(settings)
+    server = uvicorn_server(settings, gateway)
+    watcher = asyncio.create_task(_end_streams_on_exit(server, gateway))
     try:
-        await uvicorn_server(settings, gateway).serve()
+        await server.serve()
     finally:
+        watcher.cancel()
         await gateway.close()
 
 
@@ -95,10 +109,18 @@ async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelec
                     return
                 await asyncio.sleep(0.02)
             agent_task = group.create_task(agent.run())
+
+            async def stop_agent() -> None:
+                agent_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await agent_task
+
+            watcher = group.create_task(_end_streams_on_exit(server, gateway, stop_agent))
             await agent.ready.wait()
             announce(url, username, password, agent.sims)
             await serving
             agent_task.cancel()
+            watcher.cancel()
     finally:
         await gateway.close()
 

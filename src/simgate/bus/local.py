@@ -27,6 +27,14 @@ class LocalBus:
                 continue  # the pending "come and fetch" already covers this one
             queue.put_nowait(message)
 
+    def close(self) -> None:
+        """End every open stream (at shutdown): subscribers get a None event."""
+        for queues in self._streams.values():
+            for queue in queues:
+                while queue.full():
+                    queue.get_nowait()
+                queue.put_nowait({"event": None, "data": {}})
+
     def connected(self, device_id: str) -> bool:
         return bool(self._streams.get(device_id))
 

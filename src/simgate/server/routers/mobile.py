@@ -105,6 +105,8 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
+                if item["event"] is None:  # the server is shutting down
+                    return
                 yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
