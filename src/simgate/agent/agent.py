@@ -150,8 +150,14 @@ class Agent:
     # -- claiming work ---------------------------------------------------------------
 
     async def _event_loop(self) -> None:
-        async for event in self.client.events():
-            if event in ("connected", "MessageEnqueued", "MessagesEnqueued"):
+        async for event, carried in self.client.events():
+            if carried:
+                try:
+                    await self._take(carried)
+                except ServerError as exc:
+                    log.warning("claiming pushed messages failed: %s", exc)
+                    self._wake.set()
+            elif event in ("connected", "MessageEnqueued", "MessagesEnqueued"):
                 self._wake.set()
             if event in ("connected", "SettingsUpdated"):
                 await self.load_settings()
@@ -190,8 +196,13 @@ class Agent:
 
     async def _fetch_once(self) -> int:
         pending = await self.client.pending(self.order, FETCH_LIMIT)
+        await self._take(pending)
+        return len(pending)
+
+    async def _take(self, pending: list[PendingMessage]) -> None:
+        """Claim what is new among pending messages (fetched or pushed) and queue it."""
         if not pending:
-            return 0
+            return
         statuses = {m.id: m for m in self.journal.with_status("claimed")}
         known = self.journal.known([m.id for m in pending])
         fresh: list[tuple[JournalMessage, int | None, str | None]] = []
@@ -205,7 +216,6 @@ class Agent:
                               slot, error))
         self.journal.claim([(m.id, m.body, slot) for m, slot, _ in fresh])
         await self._claim(fresh)
-        return len(pending)
 
     def _route(self, message: PendingMessage) -> tuple[int | None, str | None]:
         """The slot for a message, or an error saying why it cannot be sent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,6 +56,15 @@ class PendingMessage:
             priority=item.get("priority", 0),
             valid_until=item.get("validUntil"),
         )
+
+
+def _carried(data: str) -> list[PendingMessage]:
+    """The messages an event carries, if any (older servers send none)."""
+    try:
+        items = json.loads(data).get("messages") or []
+        return [PendingMessage.from_wire(i) for i in items]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return []
 
 
 def sim_to_wire(slot: SimSlot) -> dict[str, Any]:
@@ -140,8 +150,8 @@ class DeviceClient:
     async def ping(self, health: dict[str, Any]) -> None:
         await self._call("POST", "/ping", headers=self._auth(), json={"health": health})
 
-    async def events(self) -> AsyncIterator[str]:
-        """Event names pushed by the server, reconnecting with backoff forever."""
+    async def events(self) -> AsyncIterator[tuple[str, list[PendingMessage]]]:
+        """Events pushed by the server (name, messages it carries), reconnecting forever."""
         failures = 0
         while True:
             try:
@@ -152,10 +162,14 @@ class DeviceClient:
                         raise ServerError(f"event stream refused: {response.status_code}",
                                           response.status_code)
                     failures = 0
-                    yield "connected"
+                    yield "connected", []
+                    name = ""
                     async for line in response.aiter_lines():
                         if line.startswith("event:"):
-                            yield line[6:].strip()
+                            name = line[6:].strip()
+                        elif line.startswith("data:") and name:
+                            yield name, _carried(line[5:])
+                            name = ""
             except (httpx.HTTPError, ServerError) as exc:
                 delay = SSE_BACKOFF[min(failures, len(SSE_BACKOFF) - 1)]
                 failures += 1

@@ -53,7 +53,8 @@ class Gateway:
         )
         webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=dispatcher.wake)
         messages = Messages(sessions, devices,
-                            notify=lambda device_id: bus.notify(device_id, "MessageEnqueued"))
+                            notify=lambda device_id, new: bus.notify(
+                                device_id, "MessageEnqueued", {"messages": new}))
         logs = Logs(sessions)
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)

@@ -103,7 +103,7 @@ StateListener = Callable[
 
 class Messages:
     def __init__(self, sessions: async_sessionmaker, devices: Devices,
-                 notify: Callable[[str], None]) -> None:
+                 notify: Callable[[str, list[Message]], None]) -> None:
         self._sessions = sessions
         self._devices = devices
         self._notify = notify
@@ -155,8 +155,13 @@ class Messages:
         )
 
     def _accepted(self, messages: list[Message]) -> None:
+        """Push the new messages themselves: a device can claim them without a fetch."""
+        by_device: dict[str, list[Message]] = {}
+        for message in messages:
+            if message.schedule_at is None:
+                by_device.setdefault(message.device_id, []).append(message)
         for device_id in {m.device_id for m in messages}:
-            self._notify(device_id)
+            self._notify(device_id, by_device.get(device_id, []))
 
     async def get(self, user_id: int, ext_id: str) -> Message:
         async with self._sessions() as session:

@@ -107,7 +107,14 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
                     continue
                 if item["event"] is None:  # the server is shutting down
                     return
-                yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
+                data = dict(item["data"])
+                if "messages" in data:  # the new messages themselves, as GET /message has them
+                    data["messages"] = [
+                        MobileMessageOut.of(m).model_dump(mode="json", by_alias=True,
+                                                          exclude_none=True)
+                        for m in data["messages"]
+                    ]
+                yield f"event: {item['event']}\ndata: {json.dumps(data)}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
