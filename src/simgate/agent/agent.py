@@ -25,6 +25,7 @@ from simgate.agent.backends.base import (
     SimInfo,
 )
 from simgate.agent.client import DeviceClient, PendingMessage, ServerError
+from simgate.agent.crypto import DecryptionError, decrypt
 from simgate.agent.journal import Journal, JournalMessage
 from simgate.agent.pacing import Pacer
 from simgate.domain.routing import NoSimAvailable, SimSelectionMode, choose_sim
@@ -87,6 +88,7 @@ class Agent:
         self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
         self._pacers: dict[int | None, Pacer] = {}
         self._early_reports: dict[tuple[int, int], DeliveryReport] = {}
+        self._passphrase: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_incoming = on_incoming
         self.ready = asyncio.Event()
@@ -174,6 +176,7 @@ class Agent:
                                      or self.config.sim_selection_mode)
         self.order = (messages.get("processing_order") or self.config.order).lower()
         self._messages_settings = messages
+        self._passphrase = (settings.get("encryption") or {}).get("passphrase")
         for pacer in self._pacers.values():
             pacer.configure(messages)
         ping = (settings.get("ping") or {}).get("interval_seconds")
@@ -223,9 +226,9 @@ class Agent:
             UTC
         ):
             return None, "TTL expired"
-        if message.is_encrypted:
-            return None, ("Can't send message: it is encrypted and this agent has no"
-                          " passphrase")
+        if message.is_encrypted and not self._passphrase:
+            return None, ("Can't send message: it is encrypted and this device has no"
+                          " passphrase: set encryption.passphrase in the settings")
         if message.sim_number is not None:
             slot = next((s for s in self.sims if s.sim_number == message.sim_number), None)
             if slot is None:
@@ -303,12 +306,19 @@ class Agent:
                 continue
             if previous is not None:
                 continue  # reported before the restart
+            try:
+                number, text, data = await self._readable(body, phone)
+            except DecryptionError as exc:
+                self.journal.mark_recipient(message.id, position, "failed")
+                recipients.append({"phoneNumber": phone, "state": "Failed",
+                                   "error": f"Can't send message: {exc}"})
+                continue
             self.journal.mark_recipient(message.id, position, "sending")
             try:
                 result = await self.backend.send(
-                    message.slot, phone,
-                    text=body["text"],
-                    data=base64.b64decode(body["data"]) if body["data"] else None,
+                    message.slot, number,
+                    text=text,
+                    data=base64.b64decode(data) if data else None,
                     port=body["port"],
                     delivery_report=body["with_delivery_report"],
                 )
@@ -334,6 +344,22 @@ class Agent:
             self.report([{"id": message.id, "state": state, "recipients": recipients,
                           "simNumber": None if message.slot is None else message.slot + 1,
                           "states": {state: _now()}}])
+
+    async def _readable(self, body: dict[str, Any],
+                        phone: str) -> tuple[str, str | None, str | None]:
+        """Number, text and data (base64) for the radio, decrypted if the client encrypted."""
+        if not body.get("is_encrypted"):
+            return phone, body["text"], body["data"]
+        passphrase = self._passphrase
+        if not passphrase:
+            raise DecryptionError("encrypted, and this device has no passphrase")
+
+        async def plain(value: str | None) -> str | None:
+            if value is None:
+                return None
+            return await asyncio.to_thread(decrypt, passphrase, value)
+
+        return await plain(phone) or "", await plain(body["text"]), await plain(body["data"])
 
     # -- reporting -------------------------------------------------------------------
 

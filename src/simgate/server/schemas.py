@@ -7,7 +7,7 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from simgate.domain.sims import SimSlot, SimStatus
@@ -27,14 +27,14 @@ class DataMessageIn(Wire):
     data: Annotated[str, Field(min_length=1, max_length=65535)]
     port: Annotated[int, Field(ge=1, le=65535)]
 
-    @field_validator("data")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("dataMessage.data must be base64-encoded bytes") from None
-        return value
+
+def _check_base64(data: DataMessageIn | None) -> None:
+    if data is None:
+        return
+    try:
+        base64.b64decode(data.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("dataMessage.data must be base64-encoded bytes") from None
 
 
 class SendRequest(Wire):
@@ -65,6 +65,8 @@ class SendRequest(Wire):
             )
         if self.ttl is not None and self.valid_until is not None:
             raise ValueError("give either ttl or validUntil, not both")
+        if not self.is_encrypted:  # encrypted data is the client's ciphertext, not base64
+            _check_base64(self.data_message)
         return self
 
     @property
@@ -297,6 +299,11 @@ class IncomingIn(Wire):
     message: Annotated[str | None, Field(max_length=65535)] = None
     data_message: DataMessageIn | None = None
     received_at: datetime
+
+    @model_validator(mode="after")
+    def _data_is_base64(self) -> IncomingIn:
+        _check_base64(self.data_message)
+        return self
 
 
 class IncomingOut(Wire):

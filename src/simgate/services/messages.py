@@ -76,8 +76,12 @@ def _is_final(message: Message) -> bool:
 
 
 def _hash_contents(message: Message) -> None:
-    """Once final, text and numbers are replaced by SHA-256 hashes (privacy)."""
-    if message.is_hashed:
+    """Once final, text and numbers are replaced by SHA-256 hashes (privacy).
+
+    Encrypted messages stay as they are: the server cannot read them anyway, and the
+    client decrypts the numbers it gets back.
+    """
+    if message.is_hashed or message.is_encrypted:
         return
     if message.text is not None:
         message.text = sha256_hex(message.text)
