@@ -11,66 +11,25 @@ import asyncio
 import json
 from collections import Counter
 
-import httpx
-import pytest
 from android_sms_gateway.client import APIClient
 from android_sms_gateway.domain import DeviceSettings, SettingsMessages
 from android_sms_gateway.enums import SimSelectionMode
 
 from tests.conftest import wait_until
-from tests.e2e.processes import SimgateProcess
+from tests.e2e.gateway import (
+    OUTSIDE,
+    PASSWORD,
+    SIM1,
+    SIM2,
+    USER,
+    client,
+    final_state,
+    inbox,
+    ready_device,
+    send,
+    start_run,
+)
 from tests.receiver import Receiver
-
-USER, PASSWORD = "runner", "runner-secret"
-SIM1, SIM2 = "+12025550101", "+12025550102"
-OUTSIDE = "+19162255887"
-FINAL = {"Sent", "Delivered", "Failed", "Cancelled"}
-
-
-def start_run(tmp_path, *args: str) -> SimgateProcess:
-    return SimgateProcess(["run", *args], tmp_path / "run",
-                          env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
-
-
-@pytest.fixture
-async def run(tmp_path):
-    process = start_run(tmp_path)
-    yield process
-    process.stop()
-
-
-def client(process: SimgateProcess) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
-                             timeout=10)
-
-
-async def ready_device(api: httpx.AsyncClient) -> dict:
-    async def registered():
-        devices = (await api.get("/devices")).json()
-        return devices[0] if devices and devices[0]["simCards"] else None
-
-    return await wait_until(registered, timeout=20)
-
-
-async def send(api: httpx.AsyncClient, text: str, to: str, sim: int | None = None) -> str:
-    body = {"textMessage": {"text": text}, "phoneNumbers": [to]}
-    if sim is not None:
-        body["simNumber"] = sim
-    response = await api.post("/messages", json=body)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
-async def final_state(api: httpx.AsyncClient, message_id: str, within: float = 15) -> dict:
-    async def done():
-        state = (await api.get(f"/messages/{message_id}")).json()
-        return state if state["state"] in FINAL else None
-
-    return await wait_until(done, timeout=within)
-
-
-async def inbox(api: httpx.AsyncClient) -> list[dict]:
-    return (await api.get("/inbox", params={"limit": 500})).json()
 
 
 async def test_seed_curl_goes_out_through_sim_2(run):

@@ -10,8 +10,8 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.e2e.gateway import SIM1, SIM2, final_state, inbox, ready_device, send
 from tests.e2e.processes import SimgateProcess
-from tests.e2e.test_run import SIM1, SIM2, final_state, inbox, ready_device, send
 
 USER, PASSWORD = "split-user", "split-secret"
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import wait_until
-from tests.e2e.test_run import (
+from tests.e2e.gateway import (
     OUTSIDE,
     PASSWORD,
     USER,

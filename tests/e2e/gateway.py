@@ -1,0 +1,52 @@
+"""Helpers for driving `simgate run` as a user does, over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import wait_until
+from tests.e2e.processes import SimgateProcess
+
+USER, PASSWORD = "runner", "runner-secret"
+SIM1, SIM2 = "+12025550101", "+12025550102"
+OUTSIDE = "+19162255887"
+FINAL = {"Sent", "Delivered", "Failed", "Cancelled"}
+
+
+def start_run(tmp_path, *args: str) -> SimgateProcess:
+    return SimgateProcess(["run", *args], tmp_path / "run",
+                          env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+
+
+def client(process: SimgateProcess) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                             timeout=10)
+
+
+async def ready_device(api: httpx.AsyncClient) -> dict:
+    async def registered():
+        devices = (await api.get("/devices")).json()
+        return devices[0] if devices and devices[0]["simCards"] else None
+
+    return await wait_until(registered, timeout=20)
+
+
+async def send(api: httpx.AsyncClient, text: str, to: str, sim: int | None = None) -> str:
+    body = {"textMessage": {"text": text}, "phoneNumbers": [to]}
+    if sim is not None:
+        body["simNumber"] = sim
+    response = await api.post("/messages", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+async def final_state(api: httpx.AsyncClient, message_id: str, within: float = 15) -> dict:
+    async def done():
+        state = (await api.get(f"/messages/{message_id}")).json()
+        return state if state["state"] in FINAL else None
+
+    return await wait_until(done, timeout=within)
+
+
+async def inbox(api: httpx.AsyncClient) -> list[dict]:
+    return (await api.get("/inbox", params={"limit": 500})).json()
