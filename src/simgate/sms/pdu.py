@@ -11,15 +11,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gsmmodem import pdu as codec
 
 DATA_MAX_OCTETS = 140 - 7  # user data minus the 16-bit port UDH
+SMSC = "+12025550000"  # the emulated network's service centre
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     """One PDU to hand to AT+CMGS: its hex and the TPDU length the command wants."""
 
     hex: str
@@ -29,14 +29,26 @@ class Part:
 def encode_submit(number: str, *, text: str | None = None, data: bytes | None = None,
                   port: int | None = None, status_report: bool = True,
                   reference: int = 0) -> list[Part]:
-    """SMS-SUBMIT PDUs for one recipient, split into parts when long."""
+    """SMS-SUBMIT PDUs for one recipient, split into parts (with a concat UDH) when long.
+
+    `reference` is the TP-MR and the concatenation reference shared by the parts.
+    """
     if data is not None:
         if len(data) > DATA_MAX_OCTETS:
             raise ValueError(f"data SMS too long: {len(data)} bytes, at most {DATA_MAX_OCTETS}")
-        return [_data_submit(number, data, port or 0, status_report, reference)]
+        first = 0x01 | 0x40 | (0x20 if status_report else 0)  # SUBMIT, UDHI, SRR
+        user_data = _port_udh(port or 0) + data
+        tpdu = (bytes([first, reference & 0xFF]) + _address(number)
+                + bytes([0x00, 0x04, len(user_data)]) + user_data)
+        return [Part("00" + tpdu.hex().upper(), len(tpdu))]
     pdus = codec.encodeSmsSubmitPdu(number, _utf16_units(text or ""), reference=reference & 0xFF,
                                     requestStatusReport=status_report)
     return [Part(str(p), p.tpduLength) for p in pdus]
+
+
+def segment_count(text: str) -> int:
+    """How many SMS parts `text` takes, exactly as encode_submit() would split it."""
+    return len(codec.encodeSmsSubmitPdu("+0", _utf16_units(text), requestStatusReport=False))
 
 
 def _utf16_units(text: str) -> str:
@@ -56,49 +68,47 @@ def join_units(text: str) -> str:
 
 
 def _address(number: str) -> bytes:
-    digits = number.lstrip("+")
-    kind = 0x91 if number.startswith("+") else 0x81
-    return bytes([len(digits), kind]) + bytes(codec.encodeSemiOctets(digits))
+    return bytes(codec._encodeAddressField(number))
 
 
 def _port_udh(port: int) -> bytes:
+    """UDH with one 16-bit application port IE (destination = source = `port`)."""
     return bytes([0x06, 0x05, 0x04, port >> 8, port & 0xFF, port >> 8, port & 0xFF])
-
-
-def _data_submit(number: str, data: bytes, port: int, status_report: bool,
-                 reference: int) -> Part:
-    first = 0x01 | 0x40 | (0x20 if status_report else 0)  # SUBMIT, UDHI, SRR
-    user_data = _port_udh(port) + data
-    tpdu = (bytes([first, reference & 0xFF]) + _address(number)
-            + bytes([0x00, 0x04, len(user_data)]) + user_data)
-    return Part(("00" + tpdu.hex()).upper(), len(tpdu))
 
 
 def _timestamp(at: datetime) -> bytes:
     return bytes(codec._encodeTimestamp(at.astimezone(UTC)))
 
 
+def _smsc_field(smsc: str) -> bytes:
+    return bytes(codec._encodeAddressField(smsc, smscField=True))
+
+
 def encode_deliver(sender: str, *, text: str | None = None, data: bytes | None = None,
                    port: int | None = None, at: datetime | None = None,
-                   smsc: str = "+12025550000") -> list[str]:
-    """SMS-DELIVER PDUs as a network hands an SMS to the receiving modem (hex strings)."""
+                   reference: int | None = None, smsc: str = SMSC) -> list[str]:
+    """SMS-DELIVER PDUs (hex) as a network hands an SMS to the receiving modem.
+
+    Long texts become parts with a concat UDH whose reference is `reference` (random when
+    None); data SMS carry a 16-bit port UDH and 8-bit coding.
+    """
     at = at or datetime.now(UTC)
-    head = bytes(codec._encodeAddressField(smsc, smscField=True))
     if data is not None:
+        if len(data) > DATA_MAX_OCTETS:
+            raise ValueError(f"data SMS too long: {len(data)} bytes, at most {DATA_MAX_OCTETS}")
         user_data = _port_udh(port or 0) + data
         tpdu = (bytes([0x04 | 0x40]) + _address(sender) + bytes([0x00, 0x04])
                 + _timestamp(at) + bytes([len(user_data)]) + user_data)
-        return [(head + tpdu).hex().upper()]
-    # Let the codec pack the text (GSM-7 or UCS-2, UDH for parts), then re-frame as DELIVER;
-    # its reference is also the concatenation reference of the parts.
-    submits = codec.encodeSmsSubmitPdu(sender, _utf16_units(text or ""),
-                                       reference=random.randint(0, 255),
+        return [(_smsc_field(smsc) + tpdu).hex().upper()]
+    # The codec packs the text (GSM-7 or UCS-2, concat UDH); re-framed as DELIVER.
+    concat = random.randint(0, 255) if reference is None else reference
+    submits = codec.encodeSmsSubmitPdu("+0", _utf16_units(text or ""), reference=concat & 0xFF,
                                        requestStatusReport=False)
     return [submit_to_deliver(str(p), sender, at, smsc) for p in submits]
 
 
 def submit_to_deliver(submit_hex: str, sender: str, at: datetime | None = None,
-                      smsc: str = "+12025550000") -> str:
+                      smsc: str = SMSC) -> str:
     """The SMS-DELIVER a network makes of one SMS-SUBMIT part: same coding, UDH and text."""
     raw = bytes.fromhex(submit_hex)
     position = 1 + raw[0]  # skip the SMSC field
@@ -107,22 +117,20 @@ def submit_to_deliver(submit_hex: str, sender: str, at: datetime | None = None,
     position += 2 + (raw[position] + 1) // 2  # destination address
     dcs = raw[position + 1]
     position += 2
-    validity = (first >> 3) & 0x03
-    position += {0: 0, 2: 1}.get(validity, 7)
+    position += {0: 0, 2: 1}.get((first >> 3) & 0x03, 7)  # validity period
     user = raw[position:]  # UDL and UD
-    head = bytes(codec._encodeAddressField(smsc, smscField=True))
     tpdu = (bytes([0x04 | (first & 0x40)]) + _address(sender) + bytes([0x00, dcs])
             + _timestamp(at or datetime.now(UTC)) + user)
-    return (head + tpdu).hex().upper()
+    return (_smsc_field(smsc) + tpdu).hex().upper()
 
 
 def encode_status_report(reference: int, recipient: str, *, delivered: bool,
                          submitted: datetime, done: datetime | None = None) -> tuple[str, int]:
-    """SMS-STATUS-REPORT for a sent part: hex and TPDU length (for +CDS)."""
+    """SMS-STATUS-REPORT for a sent part: hex and TPDU length (what +CDS announces)."""
     status = 0x00 if delivered else 0x41  # 0x41: permanent error, incompatible destination
     tpdu = (bytes([0x06, reference & 0xFF]) + _address(recipient) + _timestamp(submitted)
             + _timestamp(done or datetime.now(UTC)) + bytes([status]))
-    return ("00" + tpdu.hex()).upper(), len(tpdu)
+    return "00" + tpdu.hex().upper(), len(tpdu)
 
 
 @dataclass(frozen=True)
@@ -131,16 +139,18 @@ class Decoded:
 
     kind: str  # SMS-DELIVER | SMS-SUBMIT | SMS-STATUS-REPORT
     number: str
-    text: str | None = None
-    data: bytes | None = None
-    port: int | None = None
+    text: str | None = None  # UTF-16 units of this part; join_units() after reassembly
+    data: bytes | None = None  # 8-bit payload (data SMS)
+    port: int | None = None  # destination port of a data SMS
     concat: tuple[int, int, int] | None = None  # (reference, parts, this part's number)
     reference: int | None = None  # TP-MR (SUBMIT, STATUS-REPORT)
     status: int | None = None  # TP-ST of a status report
-    time: datetime | None = None
+    time: datetime | None = None  # SMSC timestamp (DELIVER, STATUS-REPORT)
+    tpdu_length: int = 0
 
 
 def decode(hex_pdu: str) -> Decoded:
+    """Any PDU with an SMSC field in front (as AT+CMGR, +CMT and +CDS give them)."""
     fields: dict[str, Any] = codec.decodeSmsPdu(hex_pdu)
     concat = port = None
     for element in fields.get("udh", []):
@@ -148,17 +158,21 @@ def decode(hex_pdu: str) -> Decoded:
             concat = (element.reference, element.parts, element.number)
         elif isinstance(element, codec.PortAddress):
             port = element.destination
-    text = fields.get("text")
-    if text is not None and port is None:
+    text, data = fields.get("text"), None
+    if text is not None and (port is not None or _eight_bit(bytes.fromhex(hex_pdu))):
+        data, text = bytes(ord(c) & 0xFF for c in text), None
+    elif text is not None and concat is None:
         text = join_units(text)
-    data = None
-    if port is not None and text is not None:
-        data, text = bytes(ord(c) for c in text), None
     return Decoded(kind=fields["type"], number=fields.get("number") or "", text=text,
                    data=data, port=port, concat=concat, reference=fields.get("reference"),
-                   status=fields.get("status"), time=fields.get("time"))
+                   status=fields.get("status"), time=fields.get("time"),
+                   tpdu_length=fields["tpdu_length"])
 
 
-def segment_count(text: str) -> int:
-    return len(codec.encodeSmsSubmitPdu("+10000000000", _utf16_units(text),
-                                        requestStatusReport=False))
+def _eight_bit(raw: bytes) -> bool:
+    """Whether a DELIVER or SUBMIT carries 8-bit data (the codec reads it as text)."""
+    position = 1 + raw[0]
+    first = raw[position]
+    position += 1 if first & 0x03 == 0 else 2  # SUBMIT has TP-MR
+    position += 2 + (raw[position] + 1) // 2
+    return codec._decodeDataCoding(raw[position + 1]) == 1

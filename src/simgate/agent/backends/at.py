@@ -3,6 +3,11 @@
 One `AtModem` per serial port and SIM slot; `AtBackend` pools them in slot order.
 A reader task splits the modem's output into command responses and unsolicited
 result codes (+CMTI, +CMT, +CDS, +CDSI); commands are serialised with a lock.
+
+New SMS are announced as +CMTI (AT+CNMI=2,1,0,1,0) and read, then deleted, so the
+gateway owns the SIM's message store; messages stored while nobody listened are read
+at start-up with AT+CMGL. AT+CSMS=0 keeps phase 2 semantics, in which a directly
+routed +CMT/+CDS needs no AT+CNMA acknowledgement.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import secrets
-from collections.abc import AsyncIterator
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 import serial
 import serial_asyncio
@@ -30,12 +37,17 @@ from simgate.agent.backends.base import (
 from simgate.sms import pdu
 
 log = logging.getLogger("simgate.agent.at")
-_BOOT = secrets.token_hex(4)  # tells this process's reads from an earlier one's
 
-FINAL_OK = "OK"
-FINAL_ERRORS = ("ERROR", "+CMS ERROR:", "+CME ERROR:", "NO CARRIER")
-URC_PREFIXES = ("+CMTI:", "+CMT:", "+CDS:", "+CDSI:", "RING", "+CREG:", "^", "+CUSD:")
-TWO_LINE_URCS = ("+CMT:", "+CDS:")
+OK = "OK"
+PROMPT = ">"  # "> " after AT+CMGS, with no line end
+LOST = "\x00lost"  # put on the line queue when the port goes away
+FINAL_ERRORS = ("ERROR", "+CMS ERROR:", "+CME ERROR:", "NO CARRIER", "COMMAND NOT SUPPORT",
+                "TOO MANY PARAMETERS")
+TWO_LINE_URCS = ("+CMT:", "+CDS:")  # a header line, then the PDU
+STORED_URCS = ("+CMTI:", "+CDSI:")  # memory and index of a stored SMS / status report
+OPTIONAL_SETUP = ("AT+CSMS=0", 'AT+CPMS="SM","SM","SM"')
+# Status reports routed as +CDS; modems without that store them (+CDSI) or send none.
+NOTIFICATIONS = ("AT+CNMI=2,1,0,1,0", "AT+CNMI=2,1,0,2,0", "AT+CNMI=2,1,0,0,0")
 
 # Common +CMS ERROR codes (3GPP TS 27.005) and +CME ERROR codes (TS 27.007).
 CMS_ERRORS = {
@@ -59,8 +71,19 @@ CME_ERRORS = {
     15: "SIM wrong", 16: "incorrect password", 30: "no network service",
     31: "network timeout", 100: "unknown error",
 }
-# Errors where trying again later may work.
-TRANSIENT = {38, 41, 42, 47, 314, 331, 332, 14, 30, 31}
+# Errors after which trying again later may work.
+TRANSIENT_CMS = {38, 41, 42, 47, 314, 331, 332, 500}
+TRANSIENT_CME = {14, 30, 31, 100}
+# What the user can do about a failed send.
+CMS_ADVICE = {
+    310: "insert a SIM card",
+    311: "unlock the SIM (AT+CPIN=<pin>) or disable its PIN in a phone",
+    316: "the SIM needs its PUK: unblock it in a phone",
+    330: "set the SMS centre number (AT+CSCA) or ask the operator",
+    331: "check coverage, the antenna and that the SIM is active",
+}
+REGISTRATION = {0: "not registered and not searching", 2: "searching for a network",
+                3: "registration denied by the network", 4: "registration state unknown"}
 
 
 class AtError(Exception):
@@ -68,268 +91,440 @@ class AtError(Exception):
 
     def __init__(self, line: str) -> None:
         self.line = line
-        self.code: int | None = None
-        self.kind = line.split(":")[0]
-        if ":" in line:
-            with contextlib.suppress(ValueError):
-                self.code = int(line.split(":", 1)[1].strip())
+        self.kind, _, rest = line.partition(":")
+        self.code: int | None = int(rest) if rest.strip().isdigit() else None
         super().__init__(self.describe())
 
     def describe(self) -> str:
-        table = CMS_ERRORS if self.kind == "+CMS ERROR" else CME_ERRORS
-        meaning = table.get(self.code or -1)
         if self.code is None:
             return self.line
+        meaning = (CMS_ERRORS if self.kind == "+CMS ERROR" else CME_ERRORS).get(self.code)
         return f"{self.kind} {self.code}" + (f" ({meaning})" if meaning else "")
+
+    @property
+    def transient(self) -> bool:
+        table = TRANSIENT_CMS if self.kind == "+CMS ERROR" else TRANSIENT_CME
+        return self.code in table
+
+
+class ModemUnavailable(Exception):
+    """The port is not open (never was, or was lost); the message says what to check."""
 
 
 class AtModem:
     """One modem (one SIM) on one serial port."""
 
-    def __init__(self, port: str, slot: int, *, baudrate: int = 115200,
-                 timeout: float = 10.0, send_timeout: float = 60.0) -> None:
+    def __init__(self, port: str, slot: int, *, events: asyncio.Queue[BackendEvent] | None = None,
+                 baudrate: int = 115200, timeout: float = 10.0, send_timeout: float = 60.0,
+                 probe_timeout: float = 3.0, reopen_after: float = 30.0) -> None:
         self.port = port
         self.slot = slot
         self.baudrate = baudrate
         self.timeout = timeout
         self.send_timeout = send_timeout
-        self.events: asyncio.Queue[BackendEvent] = asyncio.Queue()
+        self.probe_timeout = probe_timeout
+        self.reopen_after = reopen_after
+        self.events: asyncio.Queue[BackendEvent] = events if events is not None else asyncio.Queue()
         self.error: str | None = None  # why the modem is unusable, when it is
         self.iccid: str | None = None
-        self._reader: asyncio.StreamReader | None = None
+        self.number: str | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._lock = asyncio.Lock()
+        self._reader_task: asyncio.Task[None] | None = None
         self._lines: asyncio.Queue[str] = asyncio.Queue()
-        self._prompt = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._urc_tasks: set[asyncio.Task[None]] = set()
-        self._parts: dict[tuple[str, int, int], dict[int, pdu.Decoded]] = {}
+        self._lock = asyncio.Lock()  # one command at a time
+        self._storage_lock = asyncio.Lock()  # one read-and-delete sequence at a time
+        self._open_lock = asyncio.Lock()
+        self._opened_at: float | None = None
+        self._sms_ready = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._parts: dict[tuple[str, int, int], dict[int, tuple[pdu.Decoded, int | None]]] = {}
+        self._recent: OrderedDict[str, int] = OrderedDict()  # ident -> new messages with it
+        self._unconfirmed: dict[int, str] = {}  # storage index -> ident read, not yet deleted
         self._references = itertools.count(1)
-        self._sequence = itertools.count(1)
+
+    @property
+    def sim(self) -> int:
+        return self.slot + 1
 
     # -- connection ------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Open the port and set the modem up; failures end up in `error`, not raised."""
+        async with self._open_lock:
+            if self._writer is not None:
+                return
+            self._opened_at = asyncio.get_running_loop().time()
+            try:
+                reader, self._writer = await serial_asyncio.open_serial_connection(
+                    url=self.port, baudrate=self.baudrate)
+            except (OSError, serial.SerialException) as exc:
+                self.error = (f"cannot open {self.port} for SIM {self.sim}: {exc}; check that "
+                              "the modem is plugged in, the port name, and that this user may "
+                              "use it (dialout group)")
+                return
+            self._lines = asyncio.Queue()
+            self._reader_task = asyncio.create_task(self._read_loop(reader))
+            try:
+                await self._initialise()
+            except (TimeoutError, ModemUnavailable):
+                self.error = (f"the modem on {self.port} (SIM {self.sim}) does not answer AT "
+                              f"commands: check its power, the port name and the baud rate "
+                              f"({self.baudrate})")
+                await self._disconnect()
+                return
+            self.error = None
+
+    async def _initialise(self) -> None:
+        for attempt in range(2):
+            try:
+                await self.command("AT", seconds=self.probe_timeout)
+                break
+            except AtError:
+                break
+            except TimeoutError:
+                if attempt:
+                    raise
+        for command in ("ATE0", "AT+CMEE=1"):
+            with contextlib.suppress(AtError):
+                await self.command(command)
+        self.iccid = await self._read_iccid()
+        await self._setup_sms()
+
+    async def _setup_sms(self) -> None:
+        """PDU mode, storage and notifications; fails quietly until the SIM is usable."""
         try:
-            self._reader, self._writer = await serial_asyncio.open_serial_connection(
-                url=self.port, baudrate=self.baudrate
-            )
-        except (OSError, serial.SerialException) as exc:
-            self.error = (f"cannot open {self.port}: {exc}; check the modem is plugged in "
-                          "and this user may use the port (dialout group)")
-            return
-        self._task = asyncio.create_task(self._read_loop())
-        try:
-            for command in ("ATE0", "AT+CMEE=1", "AT+CMGF=0", 'AT+CPMS="SM","SM","SM"',
-                            "AT+CNMI=2,1,0,1,0"):
+            await self.command("AT+CMGF=0")
+            for command in OPTIONAL_SETUP:
                 with contextlib.suppress(AtError):
                     await self.command(command)
-            with contextlib.suppress(AtError):
-                self.iccid = _value(await self.command("AT+CCID"), "+CCID:")
-        except TimeoutError:
-            self.error = f"modem on {self.port} does not answer AT: check power and baud rate"
+            for command in NOTIFICATIONS:
+                try:
+                    await self.command(command)
+                    break
+                except AtError:
+                    if command == NOTIFICATIONS[-1]:
+                        raise
+        except AtError as exc:
+            log.debug("SMS setup of %s not done yet: %s", self.port, exc)
+            return
+        self._sms_ready = True
+        with contextlib.suppress(AtError):
+            self.number = _phone_number(await self.command("AT+CNUM"))
+        with contextlib.suppress(AtError):
+            await self._read_all_stored()
+
+    async def ensure_open(self) -> None:
+        """Reopen a modem that failed, at most every `reopen_after` seconds."""
+        if self._writer is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._opened_at is None or now - self._opened_at >= self.reopen_after:
+            await self.open()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._urc_tasks):
+        for task in list(self._tasks):
             task.cancel()
-        if self._writer:
-            self._writer.close()
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        task, self._reader_task = self._reader_task, None
+        if task and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        writer, self._writer = self._writer, None
+        self._sms_ready = False
+        if writer:
+            writer.close()
             with contextlib.suppress(Exception):
-                await self._writer.wait_closed()
+                await writer.wait_closed()
 
     # -- reading ---------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        assert self._reader is not None
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         buffer = b""
-        pending_urc: str | None = None
-        while True:
-            chunk = await self._reader.read(4096)
-            if not chunk:
-                self.error = f"modem on {self.port} closed the connection"
-                return
-            buffer += chunk
-            if buffer.endswith(b"> ") or buffer == b">":
-                self._prompt.set()
-                buffer = b""
-                continue
-            *lines, buffer = buffer.split(b"\r\n")
-            for raw in lines:
-                line = raw.decode("ascii", "replace").strip()
-                if not line:
-                    continue
-                if pending_urc is not None:
-                    self._urc(pending_urc, line)
-                    pending_urc = None
-                elif line.startswith(TWO_LINE_URCS):
-                    pending_urc = line
-                elif line.startswith(("+CMTI:", "+CDSI:")) or (
-                    line.startswith(URC_PREFIXES) and not self._lock.locked()
-                ):
-                    self._urc(line, None)
-                else:
-                    self._lines.put_nowait(line)
-
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
-        self._urc_tasks.add(task)
-        task.add_done_callback(self._urc_tasks.discard)
-
-    def _urc(self, line: str, second: str | None) -> None:
-        if line.startswith("+CMTI:") or line.startswith("+CDSI:"):
-            index = int(line.rsplit(",", 1)[1])
-            self._spawn(self._read_stored(index))
-        elif line.startswith(TWO_LINE_URCS) and second:
-            self._on_pdu(second, index=None)
-
-    async def _read_stored(self, index: int) -> None:
+        pending: str | None = None  # header of a two-line URC
         try:
-            lines = await self.command(f"AT+CMGR={index}")
-            hex_pdu = next((x for x in lines if not x.startswith("+CMGR:")), None)
-            if hex_pdu:
-                self._on_pdu(hex_pdu, index)
-            await self.command(f"AT+CMGD={index}")
-        except (AtError, TimeoutError) as exc:
-            log.warning("reading stored SMS %d on %s failed: %s", index, self.port, exc)
+            while chunk := await reader.read(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\r\n")
+                for raw in lines:
+                    line = raw.strip().decode("ascii", "replace")
+                    if line:
+                        pending = self._on_line(line, pending)
+                if buffer.lstrip().startswith(b">"):
+                    buffer = b""
+                    self._lines.put_nowait(PROMPT)
+            reason = "the port was closed"
+        except (OSError, serial.SerialException) as exc:
+            reason = str(exc)
+        self.error = (f"lost the modem on {self.port} (SIM {self.sim}): {reason}; check its "
+                      "cable and power")
+        log.warning("%s", self.error)
+        self._lines.put_nowait(LOST)
+        self._reader_task = None
+        self._spawn(self._disconnect())
+
+    def _on_line(self, line: str, pending: str | None) -> str | None:
+        """Route one line; returns the header of a two-line URC still waiting for its PDU."""
+        if pending is not None:
+            self._on_pdu(line, None)
+        elif line.startswith(TWO_LINE_URCS):
+            return line
+        elif line.startswith(STORED_URCS):
+            memory, _, index = line.partition(":")[2].rpartition(",")
+            if index.strip().isdigit():
+                self._spawn(self._read_stored(memory.strip().strip('"'), int(index)))
+        else:
+            self._lines.put_nowait(line)
+        return None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_stored(self, memory: str, index: int) -> None:
+        """AT+CMGR then AT+CMGD of one stored SMS or status report."""
+        async with self._storage_lock:
+            switch = memory not in ("", "SM")
+            try:
+                if switch:
+                    await self.command(f'AT+CPMS="{memory}"')
+                try:
+                    lines = await self.command(f"AT+CMGR={index}")
+                    body = [x for x in lines if not x.startswith("+CMGR:")]
+                    if body:
+                        self._on_pdu(body[0], index)
+                    await self.command(f"AT+CMGD={index}")
+                    if not switch:
+                        self._unconfirmed.pop(index, None)
+                finally:
+                    if switch:
+                        await self.command('AT+CPMS="SM"')
+            except (AtError, TimeoutError, ModemUnavailable) as exc:
+                log.warning("reading stored SMS %s/%d on %s failed: %s", memory, index,
+                            self.port, exc)
+
+    async def _read_all_stored(self) -> None:
+        """What arrived while nobody listened: AT+CMGL=4 (all), each read then deleted."""
+        async with self._storage_lock:
+            lines = await self.command("AT+CMGL=4")
+            stored = [(int(head[6:].split(",")[0]), body)
+                      for head, body in itertools.pairwise(lines)
+                      if head.startswith("+CMGL:") and not body.startswith("+CMGL:")]
+            for index, body in stored:
+                self._on_pdu(body, index)
+                with contextlib.suppress(AtError):
+                    await self.command(f"AT+CMGD={index}")
+                    self._unconfirmed.pop(index, None)
 
     def _on_pdu(self, hex_pdu: str, index: int | None) -> None:
         try:
             decoded = pdu.decode(hex_pdu)
-        except Exception as exc:  # noqa: BLE001 - a garbled PDU must not stop the modem
-            log.warning("undecodable PDU on %s: %s", self.port, exc)
+        except Exception as exc:  # a garbled PDU must not stop the modem
+            log.warning("undecodable PDU on %s: %s (%s)", self.port, exc, hex_pdu[:80])
             return
-        now = datetime.now(UTC)
         if decoded.kind == "SMS-STATUS-REPORT":
             self.events.put_nowait(DeliveryReport(
                 slot=self.slot, reference=decoded.reference or 0,
                 delivered=(decoded.status or 0) < 0x20, status=decoded.status or 0,
-                at=now, recipient=decoded.number))
+                at=datetime.now(UTC), recipient=decoded.number or None))
+        elif decoded.kind != "SMS-DELIVER":
             return
-        if decoded.kind != "SMS-DELIVER":
-            return
-        stamp = (decoded.time or now).astimezone(UTC)
-        # Identity, never content: where and when it was stored, plus this reader's own
-        # sequence, so two identical texts in the same second stay two messages.
-        ident = (f"{self.iccid or self.port}:{stamp:%Y%m%d%H%M%S}:{decoded.number}:{index}:"
-                 f"{_BOOT}:{next(self._sequence)}")
-        if decoded.concat is None:
-            self._emit(decoded, [decoded], stamp, ident)
-            return
-        reference, total, number = decoded.concat
-        key = (decoded.number, reference, total)
-        parts = self._parts.setdefault(key, {})
-        parts[number] = decoded
-        if len(parts) == total:
-            del self._parts[key]
-            ordered = [parts[i] for i in sorted(parts)]
-            self._emit(decoded, ordered, stamp, f"{ident}:c{reference}")
+        elif decoded.concat is None or decoded.concat[1] <= 1:
+            self._emit([(decoded, index)])
+        else:
+            reference, total, number = decoded.concat
+            key = (decoded.number, reference, total)
+            parts = self._parts.setdefault(key, {})
+            parts[number] = (decoded, index)
+            if len(parts) == total:
+                del self._parts[key]
+                self._emit([parts[n] for n in sorted(parts)])
+            elif len(self._parts) > 256:  # parts of messages that will never complete
+                del self._parts[next(iter(self._parts))]
 
-    def _emit(self, first: pdu.Decoded, parts: list[pdu.Decoded], stamp: datetime,
-              ident: str) -> None:
+    def _emit(self, parts: list[tuple[pdu.Decoded, int | None]]) -> None:
+        first, index = parts[0]
+        stamp = (first.time or datetime.now(UTC)).astimezone(UTC)
+        ident = self._ident(first, stamp, index)
         if first.data is not None:
             sms = IncomingSms(slot=self.slot, sender=first.number, received_at=stamp,
-                              ident=ident, data=b"".join(p.data or b"" for p in parts),
-                              port=first.port)
+                              ident=ident, data=b"".join(d.data or b"" for d, _ in parts),
+                              port=first.port, recipient=self.number)
         else:
-            text = pdu.join_units("".join(p.text or "" for p in parts))
+            text = pdu.join_units("".join(d.text or "" for d, _ in parts))
             sms = IncomingSms(slot=self.slot, sender=first.number, received_at=stamp,
-                              ident=ident, text=text)
+                              ident=ident, text=text, recipient=self.number)
         self.events.put_nowait(sms)
+
+    def _ident(self, first: pdu.Decoded, stamp: datetime, index: int | None) -> str:
+        """Where and when the SMS was stored, never its content.
+
+        The same stored SMS read twice (not deleted in between, or after a restart) keeps
+        its ident; a new SMS that happens to get the same place and second gets a suffix.
+        """
+        concat = first.concat[0] if first.concat else "-"
+        base = (f"{self.iccid or self.port}:{stamp:%Y%m%d%H%M%S}:{first.number}:{concat}:"
+                f"{'-' if index is None else index}")
+        if index is not None and self._unconfirmed.get(index, "").partition("~")[0] == base:
+            return self._unconfirmed[index]
+        seen = self._recent.pop(base, 0) + 1
+        self._recent[base] = seen
+        if len(self._recent) > 1024:
+            self._recent.popitem(last=False)
+        ident = base if seen == 1 else f"{base}~{seen}"
+        if index is not None:
+            self._unconfirmed[index] = ident
+        return ident
 
     # -- commands --------------------------------------------------------------------
 
-    async def command(self, command: str) -> list[str]:
-        """Run one command; its response lines, or AtError / TimeoutError."""
+    def _require(self) -> asyncio.StreamWriter:
         if self._writer is None:
-            raise AtError(f"ERROR: {self.error or 'modem not open'}")
-        async with self._lock:
-            while not self._lines.empty():
-                self._lines.get_nowait()
-            self._writer.write(command.encode() + b"\r")
-            return await self._collect(self.timeout)
+            raise ModemUnavailable(self.error or f"the modem on {self.port} is not open")
+        while not self._lines.empty():  # late answers to an earlier, timed-out command
+            self._lines.get_nowait()
+        return self._writer
 
-    async def _collect(self, seconds: float) -> list[str]:
+    async def command(self, command: str, *, seconds: float | None = None) -> list[str]:
+        """Run one command: its response lines, or AtError / TimeoutError / ModemUnavailable."""
+        async with self._lock:
+            self._require().write(command.encode() + b"\r")
+            return await self._response(command, seconds or self.timeout)
+
+    async def _response(self, command: str, seconds: float, *, prompt: bool = False) -> list[str]:
+        """Lines up to the final result code (or up to the '>' prompt when `prompt`)."""
         lines: list[str] = []
-        async with asyncio.timeout(seconds):
-            while True:
-                line = await self._lines.get()
-                if line == FINAL_OK:
-                    return lines
-                if line.startswith(FINAL_ERRORS):
-                    raise AtError(line)
-                lines.append(line)
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    line = await self._lines.get()
+                    if line == PROMPT:
+                        if prompt:
+                            return lines
+                    elif line == OK:
+                        if prompt:
+                            raise AtError(f"ERROR: {command} gave no '>' prompt")
+                        return lines
+                    elif line == LOST:
+                        raise ModemUnavailable(self.error or f"lost the modem on {self.port}")
+                    elif line.startswith(FINAL_ERRORS):
+                        raise AtError(line)
+                    else:
+                        lines.append(line)
+        except TimeoutError:
+            raise TimeoutError(f"no answer from {self.port} to {command} within "
+                               f"{seconds:g} s") from None
 
     async def send_pdu(self, part: pdu.Part) -> int:
         """AT+CMGS for one part; returns the message reference the network gave it."""
-        if self._writer is None:
-            raise AtError(f"ERROR: {self.error or 'modem not open'}")
+        command = f"AT+CMGS={part.tpdu_length}"
         async with self._lock:
-            self._prompt.clear()
-            while not self._lines.empty():
-                self._lines.get_nowait()
-            self._writer.write(f"AT+CMGS={part.tpdu_length}\r".encode())
-            prompt = asyncio.ensure_future(self._prompt.wait())
-            early = asyncio.ensure_future(self._lines.get())
-            done, _ = await asyncio.wait({prompt, early}, timeout=self.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if early in done:  # an error instead of the prompt
-                prompt.cancel()
-                line = early.result()
-                raise AtError(line if line.startswith(FINAL_ERRORS) else f"ERROR: {line}")
-            early.cancel()
-            if prompt not in done:
-                prompt.cancel()
-                raise TimeoutError(f"no '>' prompt from {self.port}")
-            self._writer.write(part.hex.encode() + b"\x1a")
-            lines = await self._collect(self.send_timeout)
-        return int(_value(lines, "+CMGS:") or 0)
+            writer = self._require()
+            writer.write(command.encode() + b"\r")
+            try:
+                await self._response(command, self.timeout, prompt=True)
+            except TimeoutError:
+                writer.write(b"\x1b")  # leave the PDU prompt, should it come late
+                raise
+            writer.write(part.hex.encode() + b"\x1a")
+            lines = await self._response("the PDU", self.send_timeout)
+        value = _value(lines, "+CMGS:") or ""
+        return int(value) if value.isdigit() else 0
+
+    async def send(self, number: str, *, text: str | None = None, data: bytes | None = None,
+                   port: int | None = None, delivery_report: bool = True) -> SendResult:
+        """Encode and send every part; SendError with a readable reason otherwise."""
+        try:
+            parts = pdu.encode_submit(number, text=text, data=data, port=port,
+                                      status_report=delivery_report,
+                                      reference=next(self._references))
+        except ValueError as exc:
+            raise SendError(f"Can't send message: {exc}") from None
+        await self.ensure_open()
+        references: list[int] = []
+        try:
+            if not self._sms_ready:
+                await self._setup_sms()
+            for part in parts:
+                references.append(await self.send_pdu(part))
+        except AtError as exc:
+            advice = CMS_ADVICE.get(exc.code or 0) if exc.kind == "+CMS ERROR" else None
+            done = f" after {len(references)} of {len(parts)} parts" if references else ""
+            raise SendError(f"Send result: {exc.describe()} on SIM {self.sim}{done}"
+                            + (f": {advice}" if advice else ""),
+                            permanent=not exc.transient, code=exc.code) from None
+        except ModemUnavailable as exc:
+            raise SendError(f"Can't send message: {exc}", permanent=False) from None
+        except TimeoutError as exc:
+            raise SendError(f"Send result: timeout on SIM {self.sim} ({exc}); the SMS may or "
+                            "may not have been sent") from None
+        return SendResult(parts=len(parts), references=references)
 
     # -- SIM state -------------------------------------------------------------------
 
     async def info(self) -> SimInfo:
-        sim = self.slot + 1
-        if self.error:
-            return SimInfo(self.slot, SimState.ERROR, detail=self.error)
+        await self.ensure_open()
+        try:
+            return await self._query()
+        except ModemUnavailable as exc:
+            return SimInfo(self.slot, SimState.ERROR, iccid=self.iccid, detail=str(exc))
+        except TimeoutError as exc:
+            return SimInfo(self.slot, SimState.ERROR, iccid=self.iccid,
+                           detail=f"the modem on {self.port} (SIM {self.sim}) stopped "
+                                  f"answering ({exc}): check its cable and power")
+
+    async def _query(self) -> SimInfo:
+        sim = self.sim
         try:
             pin = _value(await self.command("AT+CPIN?"), "+CPIN:") or ""
         except AtError as exc:
-            if exc.code in (10, 310) or "not inserted" in str(exc).lower():
+            if exc.code in (10, 310) or "not inserted" in exc.line.lower():
                 return SimInfo(self.slot, SimState.ABSENT,
                                detail=f"no SIM in slot {sim}: insert a SIM card")
-            return SimInfo(self.slot, SimState.ERROR, detail=f"SIM {sim}: {exc}")
-        except TimeoutError:
-            return SimInfo(self.slot, SimState.ERROR,
-                           detail=f"modem on {self.port} stopped answering")
+            return SimInfo(self.slot, SimState.ERROR, iccid=self.iccid,
+                           detail=f"SIM {sim} on {self.port}: {exc.describe()}; reseat the SIM "
+                                  "card and check it works in a phone")
         if pin != "READY":
-            return SimInfo(self.slot, SimState.PIN_REQUIRED, iccid=self.iccid,
-                           detail=f"SIM {sim} is locked ({pin}): unlock it with its PIN "
-                                  "(AT+CPIN=<pin>) or disable the PIN in a phone")
-        signal = operator = number = None
-        registered = False
-        with contextlib.suppress(AtError, TimeoutError, ValueError):
+            if "PUK" in pin:
+                detail = (f"SIM {sim} is blocked and needs its PUK: unblock it in a phone "
+                          "(AT+CPIN=<puk>,<new pin>)")
+            else:
+                detail = (f"SIM {sim} is locked by a PIN ({pin or 'unknown lock'}): unlock it "
+                          "(AT+CPIN=<pin>) or disable the PIN in a phone")
+            return SimInfo(self.slot, SimState.PIN_REQUIRED, iccid=self.iccid, detail=detail)
+        if not self._sms_ready:
+            await self._setup_sms()
+        signal = operator = None
+        registration = 0
+        with contextlib.suppress(AtError, ValueError):
             signal = int((_value(await self.command("AT+CSQ"), "+CSQ:") or "99").split(",")[0])
-        with contextlib.suppress(AtError, TimeoutError, ValueError):
-            stat = int((_value(await self.command("AT+CREG?"), "+CREG:") or "0,0").split(",")[1])
-            registered = stat in (1, 5)
-        with contextlib.suppress(AtError, TimeoutError, IndexError):
-            fields = (_value(await self.command("AT+COPS?"), "+COPS:") or "").split(",")
-            operator = fields[2].strip('"') if len(fields) > 2 else None
-        with contextlib.suppress(AtError, TimeoutError, IndexError):
-            fields = (_value(await self.command("AT+CNUM"), "+CNUM:") or "").split(",")
-            number = fields[1].strip('"') if len(fields) > 1 and fields[1] else None
-        signal = None if signal == 99 else signal
-        if not registered:
-            return SimInfo(self.slot, SimState.NO_NETWORK, number, operator, self.iccid, signal,
-                           detail=f"SIM {sim} is not registered on a network: check coverage, "
-                                  "the antenna and that the SIM is active")
-        return SimInfo(self.slot, SimState.READY, number, operator, self.iccid, signal)
+        with contextlib.suppress(AtError):
+            registration = _registration(await self.command("AT+CREG?"))
+        with contextlib.suppress(AtError):
+            quoted = _quoted(_value(await self.command("AT+COPS?"), "+COPS:") or "")
+            operator = quoted[0] if quoted else None
+        with contextlib.suppress(AtError):
+            self.number = _phone_number(await self.command("AT+CNUM")) or self.number
+        signal = None if signal in (None, 99) else signal
+        if registration not in (1, 5):
+            state = REGISTRATION.get(registration, "not registered")
+            return SimInfo(self.slot, SimState.NO_NETWORK, self.number, operator, self.iccid,
+                           signal, detail=f"SIM {sim} is not registered on a network ({state}): "
+                                          "check the antenna, coverage and that the SIM is "
+                                          "active")
+        return SimInfo(self.slot, SimState.READY, self.number, operator, self.iccid, signal)
 
-    def next_reference(self) -> int:
-        return next(self._references) % 256
+    async def _read_iccid(self) -> str | None:
+        for command in ("AT+CCID", "AT+ICCID", "AT^ICCID?"):
+            with contextlib.suppress(AtError):
+                answer = " ".join(await self.command(command))
+                found = re.search(r"\b([0-9A-Fa-f]{18,22})\b", answer)
+                if found:
+                    return found.group(1).rstrip("Ff")
+        return None
 
 
 def _value(lines: list[str], prefix: str) -> str | None:
@@ -339,28 +534,42 @@ def _value(lines: list[str], prefix: str) -> str | None:
     return None
 
 
+def _quoted(text: str) -> list[str]:
+    return re.findall(r'"([^"]*)"', text)
+
+
+def _phone_number(lines: list[str]) -> str | None:
+    """The own number from +CNUM: the first quoted field that is a phone number."""
+    for line in lines:
+        if line.startswith("+CNUM:"):
+            for field in _quoted(line):
+                if re.fullmatch(r"\+?\d{3,}", field):
+                    return field
+    return None
+
+
+def _registration(lines: list[str]) -> int:
+    """<stat> of +CREG: <n>,<stat>[,...]; an unsolicited "+CREG: <stat>" line is skipped."""
+    for line in lines:
+        fields = line.partition(":")[2].split(",")
+        if line.startswith("+CREG:") and len(fields) >= 2 and fields[1].strip().isdigit():
+            return int(fields[1])
+    return 0
+
+
 class AtBackend:
     """A pool of AT modems, one SIM slot each, in the order of `ports`."""
 
-    default_slot: int | None = 0
-
-    def __init__(self, ports: list[str], **modem_options: float) -> None:
-        self.modems = [AtModem(port, slot, **modem_options) for slot, port in enumerate(ports)]
+    def __init__(self, ports: list[str], **modem_options: Any) -> None:
+        self.default_slot: int | None = 0
         self._events: asyncio.Queue[BackendEvent] = asyncio.Queue()
-        self._pumps: list[asyncio.Task[None]] = []
+        self.modems = [AtModem(port, slot, events=self._events, **modem_options)
+                       for slot, port in enumerate(ports)]
 
     async def start(self) -> None:
         await asyncio.gather(*(m.open() for m in self.modems))
-        for modem in self.modems:
-            self._pumps.append(asyncio.create_task(self._pump(modem)))
-
-    async def _pump(self, modem: AtModem) -> None:
-        while True:
-            self._events.put_nowait(await modem.events.get())
 
     async def close(self) -> None:
-        for pump in self._pumps:
-            pump.cancel()
         await asyncio.gather(*(m.close() for m in self.modems), return_exceptions=True)
 
     async def sims(self) -> list[SimInfo]:
@@ -371,25 +580,10 @@ class AtBackend:
                    delivery_report: bool = True) -> SendResult:
         index = self.default_slot if slot is None else slot
         if index is None or not 0 <= index < len(self.modems):
-            raise SendError(f"Can't send message: SIM {(index or 0) + 1} not found")
-        modem = self.modems[index]
-        try:
-            parts = pdu.encode_submit(phone_number, text=text, data=data, port=port,
-                                      status_report=delivery_report,
-                                      reference=modem.next_reference())
-        except ValueError as exc:
-            raise SendError(f"Can't send message: {exc}") from None
-        references = []
-        try:
-            for part in parts:
-                references.append(await modem.send_pdu(part))
-        except AtError as exc:
-            raise SendError(f"Send result: {exc.describe()} on SIM {index + 1}",
-                            permanent=exc.code not in TRANSIENT, code=exc.code) from None
-        except TimeoutError as exc:
-            raise SendError(f"Send result: timeout on SIM {index + 1} ({exc or 'no answer'});"
-                            " the SMS may or may not have been sent", permanent=True) from None
-        return SendResult(parts=len(parts), references=references)
+            raise SendError(f"Can't send message: SIM {(index or 0) + 1} not found; this "
+                            f"device has {len(self.modems)} SIM slot(s)")
+        return await self.modems[index].send(phone_number, text=text, data=data, port=port,
+                                             delivery_report=delivery_report)
 
     async def events(self) -> AsyncIterator[BackendEvent]:
         while True:
