@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvloop
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,8 +56,10 @@ def settings_from(host: str | None = None, port: int | None = None,
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop (the loop uvicorn would pick itself), with friendly errors."""
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
     except ServiceError as exc:
         raise fail(exc.message) from None
     except ServerError as exc:
