@@ -3,6 +3,8 @@
 Throughput: `simgate serve` holds N queued messages; `simgate agent --emulator K` is
 started and the clock runs until every message is Sent (claimed, sent over the AT
 driver through a pty, reported back). Repeated for K = 1 .. 64 SIMs with RoundRobin.
+"steady" counts from the first claim to the last Sent (the server's timestamps);
+"overall" from the agent's process start, so it includes its start-up (~0.5 s).
 Latency: with the agent idle and connected, single messages are posted one by one;
 the time from acceptance to the agent's claim (Processed) is the push latency.
 
@@ -82,7 +84,18 @@ def wait_registered(url: str) -> None:
     raise SystemExit("the agent did not register")
 
 
-def throughput(sims: int, messages: int) -> float:
+def first_claim_to_last_sent(db: Path) -> float:
+    """Seconds from the first claim to the last send, by the server's own timestamps."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        first, last = connection.execute(
+            "SELECT min(json_extract(states, '$.Processed')),"
+            " max(json_extract(states, '$.Sent')) FROM messages"
+        ).fetchone()
+    return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+
+
+def throughput(sims: int, messages: int) -> tuple[float, float]:
+    """Messages/s from start to drained (agent start-up included) and in steady state."""
     data = Path(tempfile.mkdtemp())
     server = SimgateProcess(["serve"], data / "server", env=ENV).start()
     try:
@@ -102,7 +115,7 @@ def throughput(sims: int, messages: int) -> float:
         stop(running)
         if failed:
             print(f"  ({failed} failed)")
-        return messages / elapsed
+        return messages / elapsed, messages / first_claim_to_last_sent(db)
     finally:
         server.stop()
 
@@ -138,9 +151,12 @@ def main() -> None:
     parser.add_argument("--sims", default="1,2,4,8,16,32,64")
     parser.add_argument("--latency", type=int, default=200, help="latency samples")
     args = parser.parse_args()
-    print(f"end-to-end, {args.messages} messages, zero-delay emulated SIMs, RoundRobin")
+    print(f"end-to-end, {args.messages} messages, zero-delay emulated SIMs, RoundRobin;"
+          " steady = first claim to last Sent, overall = agent start to drained")
     for sims in [int(s) for s in args.sims.split(",")]:
-        print(f"  {sims:>3} SIM(s): {throughput(sims, args.messages):8.0f} msg/s", flush=True)
+        overall, steady = throughput(sims, args.messages)
+        print(f"  {sims:>3} SIM(s): steady {steady:6.0f} msg/s   overall {overall:6.0f} msg/s",
+              flush=True)
     delays = sorted(latency(args.latency))
     quantiles = statistics.quantiles(delays, n=100)
     print(f"push latency, accepted -> claimed by the agent ({len(delays)} samples): "
