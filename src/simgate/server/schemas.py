@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 
 from simgate.domain.sims import SimSlot, SimStatus
 from simgate.domain.states import ProcessState
+from simgate.services.accept import AcceptedMessage
 from simgate.store.models import Device, Message
 
 
@@ -94,7 +95,7 @@ class MessageStateOut(Wire):
     sim_number: int | None = None  # the SIM that sent it (simgate extension)
 
     @classmethod
-    def of(cls, message: Message) -> MessageStateOut:
+    def of(cls, message: Message | AcceptedMessage) -> MessageStateOut:
         return cls(
             id=message.ext_id,
             device_id=message.device_id,
@@ -218,7 +219,7 @@ class MobileMessageOut(Wire):
     created_at: datetime
 
     @classmethod
-    def of(cls, message: Message) -> MobileMessageOut:
+    def of(cls, message: Message | AcceptedMessage) -> MobileMessageOut:
         return cls(
             id=message.ext_id,
             message=message.text,

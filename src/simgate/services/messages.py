@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
-from simgate.services.accept import AcceptBatcher
+from simgate.services.accept import (
+    AcceptBatcher,
+    AcceptedMessage,
+    AcceptedRecipient,
+)
 from simgate.services.accept import Request as AcceptRequest
 from simgate.services.devices import Devices
 from simgate.services.errors import BadRequest, Conflict, NotFound
@@ -107,7 +111,7 @@ StateListener = Callable[
 
 class Messages:
     def __init__(self, sessions: async_sessionmaker, devices: Devices,
-                 notify: Callable[[str, list[Message]], None]) -> None:
+                 notify: Callable[[str, list[AcceptedMessage]], None]) -> None:
         self._sessions = sessions
         self._devices = devices
         self._notify = notify
@@ -115,7 +119,8 @@ class Messages:
         self.listeners: list[StateListener] = []
         self.committed: list[Callable[[], None]] = []
 
-    async def enqueue(self, user_id: int, new: NewMessage, active_within_hours: int = 0) -> Message:
+    async def enqueue(self, user_id: int, new: NewMessage,
+                      active_within_hours: int = 0) -> AcceptedMessage:
         """Store the message and its recipients as Pending, then wake the device."""
         return await self._batcher.submit(user_id, new, new.id or new_id(), active_within_hours,
                                           client_id=new.id is not None)
@@ -123,7 +128,7 @@ class Messages:
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _build(self, session: AsyncSession, request: AcceptRequest) -> Message:
+    async def _build(self, session: AsyncSession, request: AcceptRequest) -> AcceptedMessage:
         """The Message row for one accepted request (device chosen, SIM checked)."""
         new: NewMessage = request.payload  # type: ignore[assignment]
         target = await self._devices.target(session, request.user_id, new.device_id,
@@ -134,7 +139,7 @@ class Messages:
             except InvalidSimNumber as exc:
                 raise BadRequest(str(exc)) from None
         now = utcnow()
-        return Message(
+        return AcceptedMessage(
             ext_id=request.ext_id,
             user_id=request.user_id,
             device_id=target.device_id,
@@ -143,7 +148,6 @@ class Messages:
             data=new.data,
             port=new.port,
             is_encrypted=new.is_encrypted,
-            is_hashed=False,
             with_delivery_report=new.with_delivery_report,
             priority=new.priority,
             sim_number=new.sim_number,
@@ -153,12 +157,12 @@ class Messages:
             created_at=now,
             updated_at=now,
             recipients=[
-                Recipient(position=i, phone_number=p, state=ProcessState.PENDING.value)
+                AcceptedRecipient(position=i, phone_number=p, state=ProcessState.PENDING.value)
                 for i, p in enumerate(new.phone_numbers)
             ],
         )
 
-    def _accepted(self, messages: list[Message]) -> None:
+    def _accepted(self, messages: list[AcceptedMessage]) -> None:
         """Push the new messages themselves: a device can claim them without a fetch."""
         by_device: dict[str, list[Message]] = {}
         for message in messages:
