@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simgate import __version__
@@ -13,6 +16,7 @@ from simgate.config import Settings
 from simgate.server import errors
 from simgate.server.routers import health, inbox, logs, mobile, thirdparty, webhooks
 from simgate.server.routers import settings as device_settings
+from simgate.server.schemas import SendRequest
 from simgate.services.gateway import Gateway
 
 
@@ -80,6 +84,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         version=__version__,
         description="SMS gateway API, compatible with SMS Gateway for Android (sms-gate.app).",
         lifespan=lifespan,
+        # No OpenTelemetry here: its per-request checks would cost on every call.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
     for prefix in ("", "/api"):
@@ -94,4 +100,24 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
                            include_in_schema=documented)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    _document_models(app, SendRequest)
     return app
+
+
+def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Add the schemas of bodies that routes read themselves (see the send route)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            _, definitions = models_json_schema(
+                [(m, "validation") for m in models],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in definitions.get("$defs", {}).items():
+                components.setdefault(name, definition)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
