@@ -51,7 +51,13 @@ WRK_SCRIPT = textwrap.dedent("""
     wrk.method = "POST"
     wrk.headers["Content-Type"] = "application/json"
     wrk.headers["Authorization"] = "Basic {auth}"
-    wrk.body = '{{"message": "bench message", "phoneNumbers": ["+19162255887"], "simNumber": 2}}'
+    -- a different recipient each time, so no cache of numbers flatters the figure
+    request = function()
+      local body = string.format(
+        '{{"message": "bench message", "phoneNumbers": ["+1916225%04d"], "simNumber": 2}}',
+        math.random(0, 9999))
+      return wrk.format(nil, nil, nil, body)
+    end
     accepted = 0
     function done(summary, latency, requests)
       local p = {{}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,16 @@ async def with_gateway(settings: Settings, action: Callable[[Gateway], Awaitable
         return await action(gateway)
     finally:
         await gateway.close()
+
+
+def settle_heap() -> None:
+    """Keep what start-up built out of the garbage collector's walks, and walk less often.
+
+    Each request leaves many short-lived objects; collections that walked the whole
+    application every time cost about a fifth of the accept throughput.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def uvicorn_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
@@ -57,6 +68,7 @@ async def _end_streams_on_exit(server: uvicorn.Server, gateway: Gateway,
 async def serve_forever(settings: Settings) -> None:
     gateway = await Gateway.open(settings)
     server = uvicorn_server(settings, gateway)
+    settle_heap()
     watcher = asyncio.create_task(_end_streams_on_exit(server, gateway))
     try:
         await server.serve()
@@ -81,7 +93,9 @@ def _credentials(settings: Settings) -> tuple[str, str]:
 
 
 async def run_agent(config: AgentConfig, backend: SimBackend) -> None:
-    await Agent(config, backend).run()
+    agent = Agent(config, backend)
+    settle_heap()
+    await agent.run()
 
 
 async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelectionMode,
@@ -101,6 +115,7 @@ async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelec
                     sim_selection_mode=mode),
         backend,
     )
+    settle_heap()
     try:
         async with asyncio.TaskGroup() as group:
             serving = group.create_task(server.serve())
