@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import update
+
+from simgate.store.models import Device
 from tests.conftest import PASSWORD, USER, register_device
 
 SEED = {"message": "Hello from SIM2, Dr. Turk!", "phoneNumbers": ["+19162255887"],
@@ -68,6 +72,33 @@ async def test_phone_numbers_are_normalised_or_rejected(api):
     skipped = await send(api, {"message": "x", "phoneNumbers": ["12345"]}, skipPhoneValidation="true")
     assert skipped.status_code == 202
     assert skipped.json()["recipients"][0]["phoneNumber"] == "12345"
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"deviceActiveWithin": "-1"}, "deviceActiveWithin: Input should be greater than or equal to 0"),
+        ({"deviceActiveWithin": "soon"}, "deviceActiveWithin: Input should be a valid integer"),
+        ({"skipPhoneValidation": "maybe"}, "skipPhoneValidation: Input should be a valid boolean"),
+    ],
+)
+async def test_bad_query_options_are_a_clear_400(api, params, fragment):
+    await register_device(api)
+    response = await send(api, **params)
+    assert response.status_code == 400
+    assert fragment in response.json()["message"]
+    assert (await api.get("/3rdparty/v1/messages")).json() == []  # nothing stored
+
+
+async def test_device_active_within_skips_devices_not_seen_lately(api, gateway):
+    device = await register_device(api)
+    async with gateway.sessions.begin() as session:
+        await session.execute(update(Device).where(Device.id == device["id"])
+                              .values(last_seen=datetime(2020, 1, 1, tzinfo=UTC)))
+    response = await send(api, deviceActiveWithin="1")
+    assert response.status_code == 400
+    assert "no device seen in the last 1 h" in response.json()["message"]
+    assert (await send(api)).status_code == 202  # without the option, any device
 
 
 @pytest.mark.parametrize(
