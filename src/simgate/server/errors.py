@@ -44,6 +44,13 @@ def describe_validation(errors: list[dict[str, Any]]) -> str:
     return "; ".join(sentences)
 
 
+def _plain(value: Any) -> str:
+    """What an error's input was, as text (a raw body arrives as bytes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
@@ -53,7 +60,7 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         return error_response(400, describe_validation(errors),
-                              json.loads(json.dumps(errors, default=str)))
+                              json.loads(json.dumps(errors, default=_plain)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
