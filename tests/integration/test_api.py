@@ -222,7 +222,18 @@ async def test_health_endpoints(api):
 async def test_openapi_docs(api):
     assert (await api.get("/docs", auth=None)).status_code == 200
     spec = (await api.get("/openapi.json", auth=None)).json()
-    assert "/3rdparty/v1/messages" in spec["paths"]
+    messages = spec["paths"]["/3rdparty/v1/messages"]
+    assert {"get", "post"} <= set(messages)
+    send = messages["post"]
+    assert send["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SendRequest")
+    assert {p["name"] for p in send["parameters"]} == {"skipPhoneValidation",
+                                                       "deviceActiveWithin"}
+    send_schema = spec["components"]["schemas"]["SendRequest"]
+    assert {"phoneNumbers", "simNumber", "textMessage"} <= set(send_schema["properties"])
+    refs = set(__import__("re").findall(r'"#/components/schemas/([^"]+)"',
+                                        __import__("json").dumps(spec)))
+    assert refs <= set(spec["components"]["schemas"]), "every $ref resolves"
 
 
 async def test_health_reports_each_sim_with_advice(api):

@@ -16,7 +16,7 @@ from simgate.config import Settings
 from simgate.server import errors
 from simgate.server.routers import health, inbox, logs, mobile, thirdparty, webhooks
 from simgate.server.routers import settings as device_settings
-from simgate.server.schemas import SendRequest
+from simgate.server.schemas import ErrorOut, SendRequest
 from simgate.services.gateway import Gateway
 
 
@@ -100,17 +100,20 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
                            include_in_schema=documented)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    _document_models(app, SendRequest)
+    _document(app, {"/3rdparty/v1/messages": {"post": thirdparty.SEND_OPERATION}},
+              [SendRequest, ErrorOut])
     return app
 
 
-def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
-    """Add the schemas of bodies that routes read themselves (see the send route)."""
+def _document(app: FastAPI, paths: dict[str, Any], models: list[type[BaseModel]]) -> None:
+    """Add to OpenAPI the routes FastAPI does not describe (plain Starlette routes)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
+            for path, operations in paths.items():
+                schema["paths"].setdefault(path, {}).update(operations)
             _, definitions = models_json_schema(
                 [(m, "validation") for m in models],
                 ref_template="#/components/schemas/{model}",
