@@ -60,7 +60,6 @@ class AcceptedMessage:
     recipients: list[AcceptedRecipient]
     is_hashed: bool = False
     sim_used: int | None = None
-    pk: int | None = None
 
 
 Build = Callable[[AsyncSession, "Request"], Awaitable[AcceptedMessage]]
@@ -183,9 +182,7 @@ async def _insert(session: AsyncSession, messages: list[AcceptedMessage]) -> Non
             )
         )
         for pk, ext_id in rows:
-            message = by_key[(user_id, ext_id)]
-            message.pk = pk
-            for recipient in message.recipients:
+            for recipient in by_key[(user_id, ext_id)].recipients:
                 recipient.message_pk = pk
     await session.execute(insert(Recipient.__table__), [
         {k: getattr(r, k) for k in _RECIPIENT_COLUMNS}
