@@ -5,7 +5,7 @@ dual-SIM device, drives concurrent POSTs with wrk (Debian package `wrk`), then d
 same against a bare ASGI echo endpoint under the same uvicorn, so the figure is a ratio.
 At the end it counts the stored messages: every accepted message must be in the store.
 
-    python bench/accept.py [--seconds 10] [--connections 64] [--threads 2]
+    python bench/accept.py [--seconds 10] [--connections 64] [--threads 1] [--workers 2]
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--workers", type=int, default=1, help="simgate server processes")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -127,7 +128,8 @@ def main() -> None:
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text(WRK_SCRIPT.format(auth=auth))
-    env = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning"}
+    env = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning",
+           "SIMGATE_WORKERS": str(args.workers)}
     if args.database_url:
         env["SIMGATE_DATABASE_URL"] = args.database_url
     server = SimgateProcess(["serve"], Path(tempfile.mkdtemp()), env=env).start()
@@ -152,7 +154,7 @@ def main() -> None:
     print(json.dumps({"simgate": simgate, "echo": ceiling}, indent=2))
     print(f"accepted: {simgate['rate']:.0f} msg/s  p50 {simgate['p50_ms']:.1f} ms  "
           f"p99 {simgate['p99_ms']:.1f} ms  (connections {args.connections}, "
-          f"cpus {os.cpu_count()})")
+          f"workers {args.workers}, cpus {os.cpu_count()})")
     ratio = simgate["rate"] / ceiling["rate"]
     print(f"echo ceiling: {ceiling['rate']:.0f} req/s -> ratio {ratio:.1%}")
     print(f"stored: {stored} of {accepted} accepted"

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import getpass
 import json
-import logging
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from simgate import __version__
 from simgate.agent.backends.base import SimBackend
 from simgate.agent.client import ServerError
-from simgate.config import Settings
+from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
 from simgate.services.errors import ServiceError
@@ -79,20 +78,30 @@ def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
 
 
 @app.command()
-def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
+def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
+          workers: Annotated[int | None, typer.Option(
+              "--workers", help="Server processes sharing the port, up to one per core"
+              " [SIMGATE_WORKERS].")] = None) -> None:
     """Run the server only (agents connect to it over /mobile/v1)."""
-    from simgate.runner import serve_forever
+    from simgate.runner import prepare_store, serve_forever
 
-    settings = settings_from(host, port, data_dir)
-    run_async(serve_forever(settings))
+    settings = settings_from(host, port, data_dir, workers=workers)
+    if settings.workers == 1:
+        run_async(serve_forever(settings))
+        return
+    from simgate.workers import WorkerFailed, serve_workers
+
+    run_async(prepare_store(settings))
+    try:
+        serve_workers(settings, settings.workers)
+    except WorkerFailed as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
 
 
 ModeOpt = Annotated[SimSelectionMode, typer.Option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pydantic import Field
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=30.0, gt=0)
     webhook_retry_base: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Server processes sharing the port; more than the number of cores does not help.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
 
     @classmethod
@@ -56,3 +59,12 @@ class Settings(BaseSettings):
                 url = "postgresql+asyncpg://" + url.split("://", 1)[1]
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'simgate.db').resolve()}"
+
+
+def configure_logging() -> None:
+    """Timestamped INFO logs on stderr, without the chatter of HTTP clients and migrations."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

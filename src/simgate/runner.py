@@ -7,19 +7,38 @@ import contextlib
 import gc
 import json
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
 
 from simgate.agent.agent import Agent, AgentConfig
 from simgate.agent.backends.base import SimBackend
+from simgate.bus.peers import PeerLink
 from simgate.config import Settings
 from simgate.domain.routing import SimSelectionMode
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """One of several server processes sharing a listening socket (simgate.workers)."""
+
+    index: int
+    count: int
+    links: Path  # where the workers' bus sockets live
+    listener: socket.socket
+
+    @property
+    def leader(self) -> bool:
+        """The worker that delivers webhooks and keeps house."""
+        return self.index == 0
 
 
 async def with_gateway(settings: Settings, action: Callable[[Gateway], Awaitable[T]]) -> T:
@@ -65,15 +84,28 @@ async def _end_streams_on_exit(server: uvicorn.Server, gateway: Gateway,
     gateway.bus.close()
 
 
-async def serve_forever(settings: Settings) -> None:
-    gateway = await Gateway.open(settings)
+async def prepare_store(settings: Settings) -> None:
+    """Migrate the store and make sure the configured user exists (once, before workers)."""
+    await with_gateway(settings, lambda _: asyncio.sleep(0))
+
+
+async def serve_forever(settings: Settings, worker: WorkerSlot | None = None) -> None:
+    """The server alone, or one worker of it (the store is then already prepared)."""
+    gateway = await Gateway.open(settings, background=worker is None or worker.leader,
+                                 prepare=worker is None)
+    link = None
+    if worker is not None and worker.count > 1:
+        link = PeerLink(gateway.bus, worker.links, worker.index, worker.count)
+        await link.start()
     server = uvicorn_server(settings, gateway)
     settle_heap()
     watcher = asyncio.create_task(_end_streams_on_exit(server, gateway))
     try:
-        await server.serve()
+        await server.serve(sockets=[worker.listener] if worker else None)
     finally:
         watcher.cancel()
+        if link is not None:
+            await link.close()
         await gateway.close()
 
 

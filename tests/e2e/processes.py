@@ -69,3 +69,14 @@ class SimgateProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode if self.process else None
+
+
+def start_agent(server: SimgateProcess, data_dir: Path, username: str,
+                password: str) -> subprocess.Popen[bytes]:
+    """`simgate agent --emulator 2` against a running server."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "simgate", "agent", "--server", server.url, "--emulator", "2",
+         "--username", username, "--password", password, "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"),
+    )

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections import Counter
 
 import httpx
 import pytest
 
 from tests.e2e.gateway import SIM1, SIM2, final_state, inbox, ready_device, send
-from tests.e2e.processes import SimgateProcess
+from tests.e2e.processes import SimgateProcess, start_agent
 
 USER, PASSWORD = "split-user", "split-secret"
-
-
-def start_agent(server: SimgateProcess, data_dir) -> subprocess.Popen:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [sys.executable, "-m", "simgate", "agent", "--server", server.url, "--emulator", "2",
-         "--username", USER, "--password", PASSWORD, "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"),
-    )
 
 
 @pytest.fixture
@@ -34,7 +23,7 @@ def server(tmp_path):
 
 
 async def test_agent_killed_and_restarted_loses_and_repeats_nothing(server, tmp_path):
-    agent = start_agent(server, tmp_path / "agent")
+    agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
     async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1", auth=(USER, PASSWORD),
                                  timeout=10) as api:
         try:
@@ -47,7 +36,7 @@ async def test_agent_killed_and_restarted_loses_and_repeats_nothing(server, tmp_
             ids = [await send(api, f"while away {i}", SIM2, sim=1) for i in range(20)]
             states = {(await api.get(f"/messages/{i}")).json()["state"] for i in ids}
             assert states == {"Pending"}
-            agent = start_agent(server, tmp_path / "agent")  # same journal, same device
+            agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)  # same journal, same device
             finals = [await final_state(api, i, within=30) for i in ids]
             assert {s["state"] for s in finals} <= {"Sent", "Delivered"}
             assert {s["simNumber"] for s in finals} == {1}

@@ -117,4 +117,6 @@ async def test_push_reaches_subscribed_device(gateway):
         event = await asyncio.wait_for(mine.get(), 1)
         assert event["event"] == "MessageEnqueued"
         assert other.empty()
-    assert not gateway.bus.connected("dev-1")
+    gateway.bus.notify("dev-1", "MessageEnqueued")  # nobody listens now: dropped
+    async with gateway.bus.subscribe("dev-1") as again:
+        assert again.empty()

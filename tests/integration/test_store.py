@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from simgate.config import Settings
@@ -75,3 +77,24 @@ async def test_users_authenticate(store):
     await store.users.ensure("dave", "new-secret-1")
     assert await store.users.authenticate("dave", "new-secret-1") is not None
     assert await store.users.authenticate("dave", "dave-secret") is None
+
+
+async def test_logins_arriving_together_share_one_password_check(store, monkeypatch):
+    """A client opening many connections at once must not start one slow hash each."""
+    from simgate.services import users
+
+    checked: list[str] = []
+    real_verify = users._verify
+
+    async def counted(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        return await real_verify(password_hash, password)
+
+    monkeypatch.setattr(users, "_verify", counted)
+    user = await store.users.add("erin", "erin-secret")
+    crowd = [store.users.authenticate("erin", "erin-secret") for _ in range(16)]
+    assert await asyncio.gather(*crowd) == [user.id] * 16
+    assert checked == ["erin-secret"]
+    wrong = [store.users.authenticate("erin", "not-it") for _ in range(4)]
+    assert await asyncio.gather(*wrong) == [None] * 4
+    assert checked == ["erin-secret", "not-it"]

@@ -1,31 +1,66 @@
-"""In-process device push: one queue per connected device stream."""
+"""In-process bus: device push to live event streams, and signals between services."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+# ("push", device_id, event, data) or ("signal", topic, args): what crosses to sibling workers.
+Frame = tuple[Any, ...]
+
 
 class LocalBus:
-    """Fan-out of small events to the live event streams of each device.
+    """Fan-out of small events to the live event streams of each device, and of signals
+    (wake the webhook dispatcher, drop a cached device) to whoever listens for them.
 
     Queues are bounded: a device that does not read loses nothing that matters,
     because every event only says "come and fetch", and the agent polls as well.
+    When the server runs as several workers, `forward` carries every event to the
+    siblings (bus.peers), whose `receive` delivers it there as if it were local.
     """
 
     def __init__(self, queue_size: int = 64) -> None:
         self._streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._handlers: dict[str, list[Callable[..., None]]] = defaultdict(list)
         self._queue_size = queue_size
+        self.forward: Callable[[Frame], None] | None = None
 
     def notify(self, device_id: str, event: str, data: dict[str, Any] | None = None) -> None:
-        message = {"event": event, "data": data or {}}
+        """Tell a device's event streams, here and in sibling workers."""
+        data = data or {}
+        self._push(device_id, event, data)
+        if self.forward is not None:
+            self.forward(("push", device_id, event, data))
+
+    def on(self, topic: str, handler: Callable[..., None]) -> None:
+        self._handlers[topic].append(handler)
+
+    def signal(self, topic: str, *args: Any) -> None:
+        """Call the handlers of a topic, here and in sibling workers."""
+        self._call(topic, args)
+        if self.forward is not None:
+            self.forward(("signal", topic, args))
+
+    def receive(self, frame: Frame) -> None:
+        """An event from a sibling worker: deliver it here only."""
+        if frame[0] == "push":
+            self._push(*frame[1:])
+        elif frame[0] == "signal":
+            self._call(frame[1], frame[2])
+
+    def _push(self, device_id: str, event: str, data: dict[str, Any]) -> None:
+        message = {"event": event, "data": data}
         for queue in self._streams.get(device_id, ()):
             if queue.full():
                 continue  # the pending "come and fetch" already covers this one
             queue.put_nowait(message)
+
+    def _call(self, topic: str, args: tuple[Any, ...]) -> None:
+        for handler in self._handlers.get(topic, ()):
+            handler(*args)
 
     def close(self) -> None:
         """End every open stream (at shutdown): subscribers get a None event."""
@@ -34,9 +69,6 @@ class LocalBus:
                 while queue.full():
                     queue.get_nowait()
                 queue.put_nowait({"event": None, "data": {}})
-
-    def connected(self, device_id: str) -> bool:
-        return bool(self._streams.get(device_id))
 
     @asynccontextmanager
     async def subscribe(self, device_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,11 +60,19 @@ def slots_of(device: Device) -> list[SimSlot]:
 
 
 class Devices:
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    """Devices and what is cached about them.
+
+    Recently chosen targets and token owners are remembered, so a burst of messages or
+    an agent's frequent calls do not load the device each time. A change calls
+    `changed(user_id, device_id)`, which must reach `forget` in every process that
+    caches (the bus does that); other changes show within the TTLs.
+    """
+
+    def __init__(self, sessions: async_sessionmaker,
+                 changed: Callable[[int, str], None] | None = None) -> None:
         self._sessions = sessions
+        self._changed = changed or self.forget
         self._last_touch: dict[str, datetime] = {}
-        # Recently chosen targets, so accepting a burst does not load the device each time;
-        # changes made here drop them at once, changes by another replica within the TTL.
         self._targets: dict[tuple[int, str | None, int], tuple[float, Target]] = {}
         self._identities: dict[str, tuple[float, DeviceIdentity]] = {}
 
@@ -85,7 +94,7 @@ class Devices:
             Logs.add(session, user_id, device.id, Entry(
                 Priority.INFO, "devices", f"device {name!r} registered",
                 {"sims": [s.sim_number for s in sims or []]}))
-        self._forget_targets(user_id)
+        self._changed(user_id, device.id)
         return Registration(device=device, token=token)
 
     async def update(self, identity: DeviceIdentity, *, push_token: str | None = None,
@@ -100,7 +109,7 @@ class Devices:
             if sims is not None:
                 await self._replace_sims(session, device, sims)
             device.updated_at = utcnow()
-        self._forget_targets(identity.user_id)
+        self._changed(identity.user_id, identity.device_id)
         return device
 
     async def _replace_sims(self, session: AsyncSession, device: Device,
@@ -175,9 +184,7 @@ class Devices:
             device = await self._get(session, user_id, device_id)
             device.deleted_at = utcnow()
             device.token_hash = sha256_hex(new_token())
-        self._forget_targets(user_id)
-        for key in [k for k, (_, i) in self._identities.items() if i.device_id == device_id]:
-            del self._identities[key]
+        self._changed(user_id, device_id)
 
     async def target(self, session: AsyncSession, user_id: int, device_id: str | None,
                      active_within_hours: int = 0) -> Target:
@@ -192,9 +199,12 @@ class Devices:
         self._targets[key] = (now + TARGET_TTL, found)
         return found
 
-    def _forget_targets(self, user_id: int) -> None:
+    def forget(self, user_id: int, device_id: str) -> None:
+        """Drop what is cached about a user's targets and a device's tokens."""
         for key in [k for k in self._targets if k[0] == user_id]:
             del self._targets[key]
+        for key in [k for k, (_, i) in self._identities.items() if i.device_id == device_id]:
+            del self._identities[key]
 
     async def pick(self, session: AsyncSession, user_id: int, device_id: str | None,
                    active_within_hours: int = 0) -> Device:

@@ -38,34 +38,47 @@ class Gateway:
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, settings: Settings, background: bool = True) -> Gateway:
-        """Migrate the store, build the services, start webhook delivery."""
+    async def open(cls, settings: Settings, background: bool = True,
+                   prepare: bool = True) -> Gateway:
+        """Build the services on the store; `prepare` migrates it and makes sure the
+        configured user exists, `background` starts webhook delivery and housekeeping
+        (one process of a server does that; the bus wakes it from the others)."""
         url = settings.resolved_database_url
-        await migrate(url)
+        if prepare:
+            await migrate(url)
         engine = create_engine(url)
         sessions = session_factory(engine)
         bus = LocalBus()
-        devices = Devices(sessions)
+        devices = Devices(sessions, changed=lambda user_id, device_id: bus.signal(
+            "device-changed", user_id, device_id))
+        users = Users(sessions, changed=lambda: bus.signal("password-changed"))
         device_settings = SettingsService(sessions, push=bus.notify)
         dispatcher = Dispatcher(
             sessions, device_settings, allow_private=settings.allow_private_webhooks,
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
         )
-        webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=dispatcher.wake)
+        bus.on("device-changed", devices.forget)
+        bus.on("password-changed", users.forget)
+        bus.on("webhooks-due", dispatcher.wake)
+
+        def wake_dispatcher() -> None:
+            bus.signal("webhooks-due")
+
+        webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=wake_dispatcher)
         messages = Messages(sessions, devices,
                             notify=lambda device_id, new: bus.notify(
                                 device_id, "MessageEnqueued", {"messages": new}))
         logs = Logs(sessions)
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)
-        messages.committed.append(dispatcher.wake)
+        messages.committed.append(wake_dispatcher)
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
-            users=Users(sessions), devices=devices, messages=messages,
+            users=users, devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
-            inbox=Inbox(sessions, wake=dispatcher.wake), logs=logs, dispatcher=dispatcher,
+            inbox=Inbox(sessions, wake=wake_dispatcher), logs=logs, dispatcher=dispatcher,
         )
-        if settings.username and settings.password:
+        if prepare and settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)
         if background:
             gateway._background.append(asyncio.create_task(dispatcher.run()))

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import time
+from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -33,13 +34,20 @@ class Users:
     """Creates users and checks Basic credentials.
 
     Argon2 is slow on purpose; a verified (username, password) pair is remembered
-    for a short while, so a busy API client does not pay it on every request.
+    for a short while, so a busy API client does not pay it on every request. A new
+    password calls `changed`, which must reach `forget` in every process that caches.
     """
 
-    def __init__(self, sessions: async_sessionmaker, cache_seconds: float = 60.0) -> None:
+    def __init__(self, sessions: async_sessionmaker, cache_seconds: float = 60.0,
+                 changed: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
         self._cache: dict[bytes, tuple[int, float]] = {}
         self._cache_seconds = cache_seconds
+        self._checks: dict[bytes, asyncio.Future[int | None]] = {}
+        self._changed = changed or self.forget
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     async def add(self, username: str, password: str) -> User:
         validate_credentials(username, password)
@@ -58,7 +66,7 @@ class Users:
             if user is None:
                 raise BadRequest(f"no user {username!r}")
             user.password_hash = await _hash(password)
-        self._cache.clear()
+        self._changed()
 
     async def ensure(self, username: str, password: str) -> None:
         """Make sure the user exists with exactly this password (for unattended starts)."""
@@ -76,12 +84,23 @@ class Users:
             return list(await session.scalars(select(User).order_by(User.id)))
 
     async def authenticate(self, username: str, password: str) -> int | None:
-        """The user id for valid credentials, else None."""
+        """The user id for valid credentials, else None.
+
+        Requests that arrive together with the same credentials share one check: a client
+        opening many connections at once would otherwise start one slow hash each.
+        """
         key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
         cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached and cached[1] > now:
+        if cached and cached[1] > time.monotonic():
             return cached[0]
+        check = self._checks.get(key)
+        if check is None:
+            check = asyncio.ensure_future(self._check(key, username, password))
+            self._checks[key] = check
+            check.add_done_callback(lambda _: self._checks.pop(key, None))
+        return await asyncio.shield(check)
+
+    async def _check(self, key: bytes, username: str, password: str) -> int | None:
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -92,7 +111,7 @@ class Users:
             return None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (row.id, now + self._cache_seconds)
+        self._cache[key] = (row.id, time.monotonic() + self._cache_seconds)
         return row.id
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,22 +57,44 @@ class _SerialWrites(async_sessionmaker):
     """SQLite has one writer: queue write transactions here instead of in its busy handler.
 
     SQLite's busy handler sleeps in growing steps when a second writer waits, which leaves
-    the process idle under load; an asyncio lock hands the write lock over at once.
+    the process idle under load. Within a process an asyncio lock hands the write lock over
+    at once; between processes (server workers, the CLI) a lock file does, as the kernel
+    wakes the next waiter when it is released.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lock_path: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._write_lock = asyncio.Lock()
+        self._lock_path = lock_path
+        self._lock_fd: int | None = None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
-        async with self._write_lock, super().begin() as session:
-            yield session
+        async with self._write_lock:
+            await self._lock_file()
+            try:
+                async with super().begin() as session:
+                    yield session
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    async def _lock_file(self) -> None:
+        if self._lock_path is None:
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process writes: wait for it off the event loop
+            await asyncio.to_thread(fcntl.flock, self._lock_fd, fcntl.LOCK_EX)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     if engine.dialect.name == "sqlite":
-        return _SerialWrites(engine, expire_on_commit=False)
+        database = engine.url.database
+        lock_path = f"{database}.lock" if database and database != ":memory:" else None
+        return _SerialWrites(engine, expire_on_commit=False, lock_path=lock_path)
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

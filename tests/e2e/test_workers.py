@@ -1,0 +1,90 @@
+"""`simgate serve --workers 2`: two processes on one port, one gateway seen from outside."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import wait_until
+from tests.e2e.gateway import SIM2, final_state, ready_device, send
+from tests.e2e.processes import SimgateProcess, start_agent
+from tests.receiver import Receiver
+
+USER, PASSWORD = "workers-user", "workers-secret"
+
+
+@pytest.fixture
+def server(tmp_path):
+    process = SimgateProcess(
+        ["serve", "--workers", "2"], tmp_path / "server",
+        env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
+             "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true"},
+    ).start()
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+def workers_of(process: SimgateProcess) -> set[int]:
+    pid = process.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {int(child) for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()}
+
+
+def fresh_connections() -> httpx.AsyncClient:
+    """A new connection per request, so the kernel spreads them over the workers."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0),
+                             auth=(USER, PASSWORD), timeout=10)
+
+
+async def test_messages_and_webhooks_go_through_whichever_worker_took_them(server, tmp_path):
+    """The agent's event stream lives in one worker; messages accepted by the other reach
+    it at once (the agent would otherwise wait for its 30 s poll), and the webhooks of
+    states reported to either worker are delivered."""
+    assert len(workers_of(server)) == 2
+    receiver = await Receiver().start()
+    agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
+    try:
+        async with fresh_connections() as api:
+            api.base_url = f"{server.url}/3rdparty/v1"
+            await ready_device(api)
+            response = await api.post("/webhooks", json={"url": receiver.url,
+                                                         "event": "sms:sent"})
+            assert response.status_code == 201, response.text
+            ids = []
+            for i in range(12):  # one at a time: each needs its own push
+                ids.append(await send(api, f"via any worker {i}", SIM2, sim=1 + i % 2))
+                await final_state(api, ids[-1], within=10)
+            states = [(await api.get(f"/messages/{i}")).json() for i in ids]
+            assert [s["simNumber"] for s in states] == [1 + i % 2 for i in range(12)]
+
+            def sent_ids() -> set[str]:
+                return {e["payload"]["messageId"] for e in receiver.events("sms:sent")}
+
+            await wait_until(lambda: sent_ids() >= set(ids), timeout=15)
+    finally:
+        agent.kill()
+        agent.wait(5)
+        await receiver.stop()
+
+
+async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
+    async with fresh_connections() as api:
+        api.base_url = f"{server.url}/3rdparty/v1"
+        await api.post(f"{server.url}/mobile/v1/device",
+                       json={"name": "phone", "simCards": [{"slotIndex": 0}, {"slotIndex": 1}]})
+        before = [await send(api, f"before {i}", SIM2, sim=2) for i in range(10)]
+        victim = min(workers_of(server))
+        os.kill(victim, signal.SIGKILL)
+        replaced = await wait_until(
+            lambda: (w := workers_of(server)) and len(w) == 2 and victim not in w, timeout=20)
+        assert replaced
+        after = [await send(api, f"after {i}", SIM2, sim=2) for i in range(10)]
+        for message_id in before + after:
+            state = (await api.get(f"/messages/{message_id}")).json()
+            assert state["state"] == "Pending" and state["recipients"][0]["phoneNumber"] == SIM2
+    assert "ended with exit code -9: starting it again" in server.output()
