@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.services.errors import Conflict, ServiceError
+from simgate.store.db import Sessions
 from simgate.store.models import Message, Recipient
 
 MAX_BATCH = 256
@@ -80,7 +82,7 @@ def _conflict(ext_id: str) -> Conflict:
 
 
 class AcceptBatcher:
-    def __init__(self, sessions: async_sessionmaker, build: Build,
+    def __init__(self, sessions: Sessions, build: Build,
                  committed: Callable[[list[AcceptedMessage]], None]) -> None:
         self._sessions = sessions
         self._build = build
@@ -119,33 +121,40 @@ class AcceptBatcher:
                         request.future.set_exception(exc)
 
     async def _store(self, batch: list[Request]) -> None:
+        """Check and build the batch with reads, then store it in one write transaction.
+
+        An id taken meanwhile by another process fails the write (IntegrityError), and the
+        batch is then stored request by request.
+        """
         stored: list[tuple[Request, AcceptedMessage]] = []
-        try:
-            async with self._sessions.begin() as session:
-                taken = await self._taken_ids(session, batch)
-                for request in batch:
-                    if request.future.done():
-                        continue
-                    key = (request.user_id, request.ext_id)
-                    if key in taken:
-                        request.future.set_exception(_conflict(request.ext_id))
-                        continue
-                    try:
-                        message = await self._build(session, request)
-                    except ServiceError as exc:
-                        request.future.set_exception(exc)
-                        continue
-                    taken.add(key)
-                    stored.append((request, message))
-                await _insert(session, [m for _, m in stored])
-        except IntegrityError:
-            if len(batch) == 1 and not batch[0].future.done():
-                batch[0].future.set_exception(_conflict(batch[0].ext_id))
-                return
-            raise
+        async with self._sessions() as session:
+            taken = await self._taken_ids(session, batch)
+            for request in batch:
+                if request.future.done():
+                    continue
+                key = (request.user_id, request.ext_id)
+                if key in taken:
+                    request.future.set_exception(_conflict(request.ext_id))
+                    continue
+                try:
+                    message = await self._build(session, request)
+                except ServiceError as exc:
+                    request.future.set_exception(exc)
+                    continue
+                taken.add(key)
+                stored.append((request, message))
+        messages = [m for _, m in stored]
+        if messages:
+            try:
+                await self._sessions.write(lambda connection: _insert(connection, messages))
+            except IntegrityError:
+                if len(batch) == 1 and not batch[0].future.done():
+                    batch[0].future.set_exception(_conflict(batch[0].ext_id))
+                    return
+                raise
         for request, message in stored:
             request.future.set_result(message)
-        self._committed([m for _, m in stored])
+        self._committed(messages)
 
     @staticmethod
     async def _taken_ids(session: AsyncSession, batch: list[Request]) -> set[tuple[int, str]]:
@@ -163,28 +172,20 @@ _MESSAGE_COLUMNS = [c.key for c in Message.__table__.columns if c.key != "pk"]
 _RECIPIENT_COLUMNS = [c.key for c in Recipient.__table__.columns]
 
 
-async def _insert(session: AsyncSession, messages: list[AcceptedMessage]) -> None:
-    """Bulk INSERTs of Core; the keys come back by (user, id) in one SELECT.
-
-    RETURNING in parameter order would make SQLite insert row by row, ten times slower.
-    """
-    if not messages:
-        return
+def _insert(connection: Connection, messages: list[AcceptedMessage]) -> None:
+    """Multi-row INSERTs of Core. The message keys come back by RETURNING, matched to the
+    messages by (user, id): asking for them in parameter order instead would make SQLite
+    insert row by row, ten times slower."""
     table = Message.__table__
-    await session.execute(insert(table), [{k: getattr(m, k) for k in _MESSAGE_COLUMNS}
-                                          for m in messages])
+    keys = connection.execute(
+        insert(table).returning(table.c.pk, table.c.user_id, table.c.ext_id),
+        [{k: getattr(m, k) for k in _MESSAGE_COLUMNS} for m in messages],
+    )
     by_key = {(m.user_id, m.ext_id): m for m in messages}
-    for user_id in {m.user_id for m in messages}:
-        rows = await session.execute(
-            select(table.c.pk, table.c.ext_id).where(
-                table.c.user_id == user_id,
-                table.c.ext_id.in_([m.ext_id for m in messages if m.user_id == user_id]),
-            )
-        )
-        for pk, ext_id in rows:
-            for recipient in by_key[(user_id, ext_id)].recipients:
-                recipient.message_pk = pk
-    await session.execute(insert(Recipient.__table__), [
+    for pk, user_id, ext_id in keys:
+        for recipient in by_key[(user_id, ext_id)].recipients:
+            recipient.message_pk = pk
+    connection.execute(insert(Recipient.__table__), [
         {k: getattr(r, k) for k in _RECIPIENT_COLUMNS}
         for m in messages for r in m.recipients
     ])

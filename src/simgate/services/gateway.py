@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate.bus.local import LocalBus
 from simgate.config import Settings
@@ -17,7 +17,7 @@ from simgate.services.messages import Messages
 from simgate.services.settings import SettingsService
 from simgate.services.users import Users
 from simgate.services.webhooks import Webhooks
-from simgate.store.db import create_engine, migrate, session_factory
+from simgate.store.db import Sessions, create_engine, migrate, session_factory
 from simgate.webhooks.dispatcher import Dispatcher
 
 
@@ -25,7 +25,7 @@ from simgate.webhooks.dispatcher import Dispatcher
 class Gateway:
     settings: Settings
     engine: AsyncEngine
-    sessions: async_sessionmaker
+    sessions: Sessions
     bus: LocalBus
     users: Users
     devices: Devices
@@ -98,4 +98,5 @@ class Gateway:
                 await task
         await self.messages.close()
         await self.dispatcher.close()
+        self.sessions.close()
         await self.engine.dispose()

@@ -6,15 +6,16 @@ import asyncio
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
@@ -53,7 +55,19 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-class _SerialWrites(async_sessionmaker):
+class Sessions(async_sessionmaker):
+    """Sessions, and `write` for hot write paths written once as plain (sync) Core code."""
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction, through the async driver."""
+        async with self.kw["bind"].begin() as connection:
+            return await connection.run_sync(work)
+
+    def close(self) -> None:
+        """Release what the factory holds beside the engine's pool."""
+
+
+class _SerialWrites(Sessions):
     """SQLite has one writer: queue write transactions here instead of in its busy handler.
 
     SQLite's busy handler sleeps in growing steps when a second writer waits, which leaves
@@ -62,22 +76,45 @@ class _SerialWrites(async_sessionmaker):
     wakes the next waiter when it is released.
     """
 
-    def __init__(self, *args: Any, lock_path: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, database_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._write_lock = asyncio.Lock()
-        self._lock_path = lock_path
+        self._lock_path = f"{database_file}.lock" if database_file else None
         self._lock_fd: int | None = None
+        self._inline: Engine | None = None
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+    async def _serial(self) -> AsyncIterator[None]:
         async with self._write_lock:
             await self._lock_file()
             try:
-                async with super().begin() as session:
-                    yield session
+                yield
             finally:
                 if self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        async with self._serial(), super().begin() as session:
+            yield session
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction, in place, on a plain sqlite3 connection.
+
+        Through the async driver every statement waits for an event-loop iteration, which
+        is long under load, and the write lock (of every process) is held all along;
+        SQLite itself takes microseconds a row, less than the waiting.
+        """
+        if self._lock_path is None:  # in memory: only the async engine's connection sees it
+            async with self._serial():
+                return await super().write(work)
+        if self._inline is None:
+            async_engine: AsyncEngine = self.kw["bind"]
+            self._inline = sa_create_engine(async_engine.url.set(drivername="sqlite"))
+            event.listen(self._inline, "connect", _sqlite_pragmas)
+        async with self._serial():
+            with self._inline.begin() as connection:
+                return work(connection)
 
     async def _lock_file(self) -> None:
         if self._lock_path is None:
@@ -89,13 +126,21 @@ class _SerialWrites(async_sessionmaker):
         except BlockingIOError:  # another process writes: wait for it off the event loop
             await asyncio.to_thread(fcntl.flock, self._lock_fd, fcntl.LOCK_EX)
 
+    def close(self) -> None:
+        if self._inline is not None:
+            self._inline.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker:
+
+def session_factory(engine: AsyncEngine) -> Sessions:
     if engine.dialect.name == "sqlite":
         database = engine.url.database
-        lock_path = f"{database}.lock" if database and database != ":memory:" else None
-        return _SerialWrites(engine, expire_on_commit=False, lock_path=lock_path)
-    return async_sessionmaker(engine, expire_on_commit=False)
+        in_memory = not database or database == ":memory:"
+        return _SerialWrites(engine, expire_on_commit=False,
+                             database_file=None if in_memory else database)
+    return Sessions(engine, expire_on_commit=False)
 
 
 def alembic_config(url: str) -> Config:
