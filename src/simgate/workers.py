@@ -14,7 +14,6 @@ import multiprocessing
 import signal
 import socket
 import tempfile
-import threading
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -44,9 +43,9 @@ def serve_workers(settings: Settings, count: int) -> None:
     """Run `count` workers until SIGINT/SIGTERM, starting again any that dies."""
     listeners = listen(settings.host, settings.port, count)
     context = multiprocessing.get_context("spawn")
-    stop = threading.Event()
+    stop: list[int] = []  # a signal handler may not take locks (threading.Event would)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: stop.append(signum))
     with tempfile.TemporaryDirectory(prefix="simgate-") as links:
         slots = [WorkerSlot(i, count, Path(links), listener)
                  for i, listener in enumerate(listeners)]
@@ -54,7 +53,10 @@ def serve_workers(settings: Settings, count: int) -> None:
         logger.info("serving on http://%s:%d with %d workers", settings.host, settings.port,
                     count)
         try:
-            while not stop.wait(0.5):
+            while True:
+                time.sleep(0.5)
+                if stop:  # a worker that ended now may have had the same signal
+                    break
                 for index, (process, started) in enumerate(running):
                     if process.is_alive():
                         continue
