@@ -148,9 +148,13 @@ async def test_retries_until_receiver_is_back_with_stable_ids(api, receiver, gat
     receiver.status = 503
     for i in range(3):
         await incoming(api, device, f"modem:{i}")
-    await asyncio.sleep(0.8)  # several failed attempts
-    attempts = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
-    assert all(d["status"] == "pending" and d["attempts"] >= 1 for d in attempts)
+
+    async def all_attempted():
+        rows = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+        return rows if len(rows) == 3 and all(d["attempts"] >= 1 for d in rows) else None
+
+    attempts = await wait_until(all_attempted, timeout=15)
+    assert all(d["status"] == "pending" for d in attempts)
     assert "503" in attempts[0]["lastError"]
     receiver.status = 200
     await wait_until(lambda: len(receiver.received) >= 3, timeout=15)
