@@ -32,17 +32,30 @@ async def joined(tmp_path, count: int = 2) -> list[tuple[LocalBus, PeerLink]]:
     return pairs
 
 
+async def pushed(bus: LocalBus, device_id: str, stream: asyncio.Queue) -> dict:
+    """Push until the stream gets it: until the sibling's news of the stream has arrived."""
+
+    async def arrived() -> dict | None:
+        bus.notify(device_id, "MessageEnqueued", {"messages": [accepted("m-1")]})
+        await asyncio.sleep(0.05)
+        return None if stream.empty() else stream.get_nowait()
+
+    return await wait_until(arrived, timeout=5)
+
+
 async def test_a_push_reaches_the_stream_held_by_a_sibling(tmp_path):
     (first, *_), (second, *_), (third, *_) = pairs = await joined(tmp_path, 3)
     try:
         async with second.subscribe("dev-1") as stream, third.subscribe("dev-2") as other:
-            first.notify("dev-1", "MessageEnqueued", {"messages": [accepted("m-1")]})
-            event = await asyncio.wait_for(stream.get(), 5)
+            event = await pushed(first, "dev-1", stream)
             assert event["event"] == "MessageEnqueued"
             assert [m.ext_id for m in event["data"]["messages"]] == ["m-1"]
             assert event["data"]["messages"][0].recipients[0].phone_number == "+19162255887"
-            await asyncio.sleep(0.2)
             assert other.empty()
+        await asyncio.sleep(0.2)  # the stream closed: pushes for dev-1 stay home now
+        async with first.subscribe("dev-1") as home:
+            first.notify("dev-1", "MessageEnqueued", {"messages": [accepted("m-2")]})
+            assert [m.ext_id for m in (await home.get())["data"]["messages"]] == ["m-2"]
     finally:
         for _, link in pairs:
             await link.close()
@@ -63,28 +76,31 @@ async def test_signals_reach_every_worker_once(tmp_path):
             await link.close()
 
 
-async def test_a_restarted_sibling_is_reached_again(tmp_path):
+async def test_a_restarted_sibling_is_reached_and_learns_where_streams_are(tmp_path):
     (first, first_link), (second, second_link) = await joined(tmp_path)
     heard: list[str] = []
-    second.on("ping", heard.append)
-    first.signal("ping", "before")
-    await wait_until(lambda: heard == ["before"], timeout=5)
-    await second_link.close()  # the sibling goes away...
+    first.on("ping", heard.append)
+    async with first.subscribe("dev-1") as stream:
+        await pushed(second, "dev-1", stream)
+        await second_link.close()  # the sibling goes away...
 
-    again = LocalBus()  # ...and its replacement listens at the same place
-    again_link = PeerLink(again, tmp_path, 1, 2)
-    await again_link.start()
-    heard_again: list[str] = []
-    again.on("ping", heard_again.append)
-    try:
-        # hints sent while the sibling was away may be lost; the link reconnects by itself
-        async def reached() -> bool:
-            first.signal("ping", "after")
-            await asyncio.sleep(0.05)
-            return "after" in heard_again
+        again = LocalBus()  # ...and its replacement listens at the same place
+        again_link = PeerLink(again, tmp_path, 1, 2)
+        await again_link.start()
+        try:
+            # it was not there when the stream opened: it asks at its start
+            event = await pushed(again, "dev-1", stream)
+            assert event["event"] == "MessageEnqueued"
+            heard_again: list[str] = []
+            again.on("ping", heard_again.append)
 
-        assert await wait_until(reached, timeout=5)
-        assert heard == ["before"]
-    finally:
-        await first_link.close()
-        await again_link.close()
+            # hints sent while a sibling was away may be lost; the link reconnects by itself
+            async def reached() -> bool:
+                first.signal("ping", "hello again")
+                await asyncio.sleep(0.05)
+                return "hello again" in heard_again
+
+            assert await wait_until(reached, timeout=5)
+        finally:
+            await first_link.close()
+            await again_link.close()

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-# ("push", device_id, event, data) or ("signal", topic, args): what crosses to sibling workers.
+# What crosses to sibling workers: ("push", device_id, event, data), ("signal", topic, args),
+# and ("stream", device_id, open) when this worker starts or stops holding a device's stream.
 Frame = tuple[Any, ...]
 
 
@@ -58,6 +59,10 @@ class LocalBus:
                 continue  # the pending "come and fetch" already covers this one
             queue.put_nowait(message)
 
+    def devices_streaming(self) -> list[str]:
+        """The devices with an event stream open here."""
+        return list(self._streams)
+
     def _call(self, topic: str, args: tuple[Any, ...]) -> None:
         for handler in self._handlers.get(topic, ()):
             handler(*args)
@@ -73,6 +78,8 @@ class LocalBus:
     @asynccontextmanager
     async def subscribe(self, device_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
+        if device_id not in self._streams and self.forward is not None:
+            self.forward(("stream", device_id, True))
         self._streams[device_id].add(queue)
         try:
             yield queue
@@ -80,3 +87,5 @@ class LocalBus:
             self._streams[device_id].discard(queue)
             if not self._streams[device_id]:
                 del self._streams[device_id]
+                if self.forward is not None:
+                    self.forward(("stream", device_id, False))
