@@ -13,7 +13,6 @@ class InvalidPhoneNumber(ValueError):
 _MOBILE_TYPES = {
     PhoneNumberType.MOBILE,
     PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    PhoneNumberType.UNKNOWN,
     PhoneNumberType.PAGER,
     PhoneNumberType.VOIP,
     PhoneNumberType.PERSONAL_NUMBER,
@@ -25,16 +24,19 @@ def normalize(raw: str, default_region: str) -> str:
     """Return `raw` in E.164, or raise InvalidPhoneNumber naming the number.
 
     Fixed-line numbers are rejected as the original server does: they cannot receive SMS.
+    The type is UNKNOWN exactly when the number is not valid, so one lookup does both
+    checks (`is_valid_number` would repeat the same pattern matching).
     """
     try:
         number = phonenumbers.parse(raw, default_region)
     except NumberParseException as exc:
         raise InvalidPhoneNumber(f"invalid phone number {raw!r}: {exc._msg}") from None
-    if not phonenumbers.is_valid_number(number):
+    kind = phonenumbers.number_type(number)
+    if kind is PhoneNumberType.UNKNOWN:
         raise InvalidPhoneNumber(
             f"invalid phone number {raw!r}: not a valid number"
             f" (use the international format, e.g. +12025550123)"
         )
-    if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+    if kind not in _MOBILE_TYPES:
         raise InvalidPhoneNumber(f"invalid phone number {raw!r}: not mobile phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
