@@ -26,6 +26,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 T = TypeVar("T")
+LOCK_RETRY = 0.001
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
@@ -121,10 +122,14 @@ class _SerialWrites(Sessions):
             return
         if self._lock_fd is None:
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another process writes: wait for it off the event loop
-            await asyncio.to_thread(fcntl.flock, self._lock_fd, fcntl.LOCK_EX)
+        # Taken only while this coroutine runs: a lock granted to a waiting thread would be
+        # held, idle, until the busy event loop came back to the write.
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:  # another process writes, for a millisecond or so
+                await asyncio.sleep(LOCK_RETRY)
 
     def close(self) -> None:
         if self._inline is not None:
