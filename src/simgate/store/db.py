@@ -73,8 +73,8 @@ class _SerialWrites(Sessions):
 
     SQLite's busy handler sleeps in growing steps when a second writer waits, which leaves
     the process idle under load. Within a process an asyncio lock hands the write lock over
-    at once; between processes (server workers, the CLI) a lock file does, as the kernel
-    wakes the next waiter when it is released.
+    at once; between processes (server workers, the CLI) a lock file, tried every
+    millisecond, does the same.
     """
 
     def __init__(self, *args: Any, database_file: str | None = None, **kwargs: Any) -> None:
