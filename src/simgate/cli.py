@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -101,7 +102,8 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     except WorkerFailed as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
-        raise fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise fail(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
 
 
 ModeOpt = Annotated[SimSelectionMode, typer.Option(

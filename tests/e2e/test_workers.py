@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -88,3 +91,16 @@ async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
             state = (await api.get(f"/messages/{message_id}")).json()
             assert state["state"] == "Pending" and state["recipients"][0]["phoneNumber"] == SIM2
     assert "ended with exit code -9: starting it again" in server.output()
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "simgate", "serve", "--workers", "2", "--port", str(port),
+             "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
