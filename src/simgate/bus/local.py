@@ -33,8 +33,7 @@ class LocalBus:
         """Tell a device's event streams, here and in sibling workers."""
         data = data or {}
         self._push(device_id, event, data)
-        if self.forward is not None:
-            self.forward(("push", device_id, event, data))
+        self._to_siblings(("push", device_id, event, data))
 
     def on(self, topic: str, handler: Callable[..., None]) -> None:
         self._handlers[topic].append(handler)
@@ -42,8 +41,7 @@ class LocalBus:
     def signal(self, topic: str, *args: Any) -> None:
         """Call the handlers of a topic, here and in sibling workers."""
         self._call(topic, args)
-        if self.forward is not None:
-            self.forward(("signal", topic, args))
+        self._to_siblings(("signal", topic, args))
 
     def receive(self, frame: Frame) -> None:
         """An event from a sibling worker: deliver it here only."""
@@ -63,6 +61,10 @@ class LocalBus:
         """The devices with an event stream open here."""
         return list(self._streams)
 
+    def _to_siblings(self, frame: Frame) -> None:
+        if self.forward is not None:
+            self.forward(frame)
+
     def _call(self, topic: str, args: tuple[Any, ...]) -> None:
         for handler in self._handlers.get(topic, ()):
             handler(*args)
@@ -78,8 +80,8 @@ class LocalBus:
     @asynccontextmanager
     async def subscribe(self, device_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
-        if device_id not in self._streams and self.forward is not None:
-            self.forward(("stream", device_id, True))
+        if device_id not in self._streams:
+            self._to_siblings(("stream", device_id, True))
         self._streams[device_id].add(queue)
         try:
             yield queue
@@ -87,5 +89,4 @@ class LocalBus:
             self._streams[device_id].discard(queue)
             if not self._streams[device_id]:
                 del self._streams[device_id]
-                if self.forward is not None:
-                    self.forward(("stream", device_id, False))
+                self._to_siblings(("stream", device_id, False))
