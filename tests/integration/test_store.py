@@ -98,3 +98,16 @@ async def test_logins_arriving_together_share_one_password_check(store, monkeypa
     wrong = [store.users.authenticate("erin", "not-it") for _ in range(4)]
     assert await asyncio.gather(*wrong) == [None] * 4
     assert checked == ["erin-secret", "not-it"]
+
+
+async def test_close_waits_for_a_password_check_whose_request_went_away(store_url, tmp_path):
+    """A client hanging up mid-login leaves its check running; closing must not cut it off."""
+    gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url))
+    await gateway.users.add("fay", "fay-secret")
+    before = asyncio.all_tasks()
+    login = asyncio.ensure_future(gateway.users.authenticate("fay", "fay-secret"))
+    await asyncio.sleep(0.01)  # the check is under way
+    login.cancel()
+    await gateway.close()
+    running = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert running == [], "a password check outlived the store"

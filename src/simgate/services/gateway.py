@@ -96,6 +96,7 @@ class Gateway:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.users.close()
         await self.messages.close()
         await self.dispatcher.close()
         self.sessions.close()

@@ -49,6 +49,11 @@ class Users:
     def forget(self) -> None:
         self._cache.clear()
 
+    async def close(self) -> None:
+        """Let credential checks in flight finish: one left running would touch the store
+        after it is closed (a request cancelled while waiting does not stop its check)."""
+        await asyncio.gather(*self._checks.values(), return_exceptions=True)
+
     async def add(self, username: str, password: str) -> User:
         validate_credentials(username, password)
         async with self._sessions.begin() as session:
