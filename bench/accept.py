@@ -2,8 +2,11 @@
 
 Starts `simgate serve` on a fresh data directory (SQLite, or --database-url), registers a
 dual-SIM device, drives concurrent POSTs with wrk (Debian package `wrk`), and in turns
-the same against a bare ASGI echo endpoint under the same uvicorn and number of worker
+the same against a bare ASGI echo endpoint under uvicorn with the same number of worker
 processes, so the figure is a ratio; medians of the rounds, as a shared machine is noisy.
+The echo runs on two stacks: httptools + uvloop, the one simgate serves on (the strict
+ceiling), and h11 + asyncio, plain `uvicorn` without its extras (with one worker only:
+with several, that stack here waits out a 40 ms delayed ACK on every answer).
 At the end it counts the stored messages: every accepted message must be in the store.
 
     python bench/accept.py [--seconds 10] [--connections 64] [--workers 2] [--rounds 3]
@@ -89,11 +92,17 @@ def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path
             "non_2xx": int(errors)}
 
 
-def echo_server(port: int, workers: int) -> subprocess.Popen:
+ECHO_STACKS = {
+    "echo (httptools, uvloop)": ["--http", "httptools", "--loop", "uvloop"],
+    "echo (h11, asyncio)": ["--http", "h11", "--loop", "asyncio"],
+}
+
+
+def echo_server(port: int, workers: int, stack: list[str]) -> subprocess.Popen:
     app_dir = Path(tempfile.mkdtemp())
     (app_dir / "echo_app.py").write_text(ECHO_APP)
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "echo_app:app", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", "echo_app:app", "--port", str(port), *stack,
          "--workers", str(workers), "--log-level", "warning", "--no-access-log"], cwd=app_dir,
     )
     for _ in range(100):
@@ -140,33 +149,40 @@ def main() -> None:
         env["SIMGATE_DATABASE_URL"] = args.database_url
     data_dir = Path(tempfile.mkdtemp())
     server = SimgateProcess(["serve"], data_dir, env=env).start()
-    echo_port = free_port()
-    echo = echo_server(echo_port, args.workers)
-    runs: dict[str, list[dict]] = {"simgate": [], "echo": []}
+    urls = {"simgate": f"{server.url}/3rdparty/v1/messages"}
+    echoes = []
+    runs: dict[str, list[dict]] = {"simgate": []}
     try:
+        for name, stack in ECHO_STACKS.items():
+            if "h11" in stack and args.workers > 1:
+                continue
+            port = free_port()
+            echoes.append(echo_server(port, args.workers, stack))
+            urls[name], runs[name] = f"http://127.0.0.1:{port}/", []
         httpx.post(f"{server.url}/mobile/v1/device", auth=(USER, PASSWORD),
                    json={"name": "bench", "simCards": [{"slotIndex": 0}, {"slotIndex": 1}]})
-        for _ in range(args.rounds):  # taken in turns, so both see the same machine
-            runs["simgate"].append(run_wrk(f"{server.url}/3rdparty/v1/messages", args.seconds,
-                                           args.connections, args.threads, script))
-            runs["echo"].append(run_wrk(f"http://127.0.0.1:{echo_port}/", args.seconds,
-                                        args.connections, args.threads, script))
+        for _ in range(args.rounds):  # taken in turns, so all see the same machine
+            for name, url in urls.items():
+                runs[name].append(run_wrk(url, args.seconds, args.connections, args.threads,
+                                          script))
         store = Settings(data_dir=data_dir, database_url=args.database_url)
         stored = asyncio.run(stored_count(store.resolved_database_url))
     finally:
         server.stop()
-        echo.terminate()
-        echo.wait()
+        for echo in echoes:
+            echo.terminate()
+            echo.wait()
 
     print(json.dumps(runs, indent=2))
-    simgate, ceiling = median(runs["simgate"]), median(runs["echo"])
+    simgate = median(runs["simgate"])
     accepted = sum(r["requests"] - r["non_2xx"] for r in runs["simgate"])
     print(f"accepted: {simgate['rate']:.0f} msg/s  p50 {simgate['p50_ms']:.1f} ms  "
           f"p99 {simgate['p99_ms']:.1f} ms  (median of {args.rounds}; connections "
           f"{args.connections}, workers {args.workers}, cpus {os.cpu_count()})")
-    ratio = simgate["rate"] / ceiling["rate"]
-    print(f"echo ceiling ({args.workers} worker(s)): {ceiling['rate']:.0f} req/s"
-          f" -> ratio {ratio:.1%}")
+    for name in [n for n in runs if n != "simgate"]:
+        ceiling = median(runs[name])["rate"]
+        print(f"{name}, {args.workers} worker(s): {ceiling:.0f} req/s"
+              f" -> ratio {simgate['rate'] / ceiling:.1%}")
     print(f"stored: {stored} of {accepted} accepted"
           + ("" if stored >= accepted else "  <-- LOST MESSAGES"))
 
