@@ -6,7 +6,7 @@ import httpx
 import pytest
 from android_sms_gateway import client, domain
 from android_sms_gateway.enums import ProcessState, SimSelectionMode, WebhookEvent
-from android_sms_gateway.errors import BadRequestError, UnauthorizedError
+from android_sms_gateway.errors import BadRequestError, ForbiddenError, UnauthorizedError
 
 from tests.e2e.processes import SimgateProcess
 
@@ -108,3 +108,32 @@ def test_settings_read_patch_and_logs(api):
 def test_health_probes(api):
     for probe in (api.liveness_check, api.readiness_check, api.startup_check):
         assert probe().status.value == "pass"
+
+
+def test_tokens_generate_use_refresh_revoke(api, server):
+    """A client that asks for a token once, then works with it instead of the password."""
+    base = f"{server.url}/3rdparty/v1"
+    issued = api.generate_token(domain.TokenRequest(scopes=["messages:send", "messages:read"],
+                                                    ttl=600))
+    assert issued.token_type == "Bearer" and issued.id and issued.refresh_token
+    with client.APIClient(None, issued.access_token, base_url=base) as by_token:
+        sent = by_token.send(domain.Message(phone_numbers=["+19162255887"], sim_number=2,
+                                            text_message=domain.TextMessage("by token")))
+        assert by_token.get_state(sent.id).id == sent.id
+        with pytest.raises(ForbiddenError) as refused:
+            by_token.list_devices()
+        assert "devices:list" in refused.value.response["message"]
+
+    renewed = api.refresh_token(issued.refresh_token)
+    assert renewed.id != issued.id
+    with client.APIClient(None, issued.access_token, base_url=base) as old, \
+            pytest.raises(UnauthorizedError):
+        old.get_state(sent.id)  # a refresh retires the pair it came with
+    with pytest.raises(UnauthorizedError):
+        api.refresh_token(issued.refresh_token)  # and a refresh token works once
+
+    with client.APIClient(None, renewed.access_token, base_url=base) as by_token:
+        assert by_token.get_state(sent.id).id == sent.id
+        api.revoke_token(renewed.id)
+        with pytest.raises(UnauthorizedError):
+            by_token.get_state(sent.id)

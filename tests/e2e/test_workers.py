@@ -93,6 +93,22 @@ async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
     assert "ended with exit code -9: starting it again" in server.output()
 
 
+async def test_a_revoked_token_stops_working_in_every_worker_at_once(server):
+    """Each worker remembers good tokens for a while; revoking must reach them all."""
+    async with fresh_connections() as api:
+        api.base_url = f"{server.url}/3rdparty/v1"
+        token = (await api.post("/auth/token", json={"scopes": ["messages:list"]})).json()
+        headers = {"Authorization": f"Bearer {token['accessToken']}"}
+        # twenty new connections: both workers see the token (and remember it)
+        before = [(await api.get("/messages", headers=headers, auth=None)).status_code
+                  for _ in range(20)]
+        assert before == [200] * 20
+        assert (await api.delete(f"/auth/token/{token['id']}")).status_code == 204
+        after = [(await api.get("/messages", headers=headers, auth=None)).status_code
+                 for _ in range(20)]
+        assert after == [401] * 20
+
+
 def test_a_taken_port_is_a_clear_error(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ from simgate.domain.states import ProcessState
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.gateway import Gateway
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
+from simgate.services.tokens import InvalidToken
 
 
 @pytest.fixture
@@ -111,3 +112,19 @@ async def test_close_waits_for_a_password_check_whose_request_went_away(store_ur
     await gateway.close()
     running = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert running == [], "a password check outlived the store"
+
+
+async def test_tokens_issue_refresh_revoke(store):
+    user = await store.users.add("gus", "gus-secret")
+    issued = await store.tokens.issue(user.id, ["messages:read", "messages:read"], ttl=60)
+    claims = await store.tokens.authenticate(issued.access_token)
+    assert (claims.user_id, claims.scopes) == (user.id, frozenset({"messages:read"}))
+    renewed = await store.tokens.refresh(issued.refresh_token)
+    with pytest.raises(InvalidToken):
+        await store.tokens.authenticate(issued.access_token)
+    with pytest.raises(InvalidToken):
+        await store.tokens.refresh(issued.refresh_token)
+    assert (await store.tokens.authenticate(renewed.access_token)).user_id == user.id
+    await store.tokens.revoke(user.id, renewed.id)
+    with pytest.raises(InvalidToken):
+        await store.tokens.authenticate(renewed.access_token)

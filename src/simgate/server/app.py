@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simgate import __version__
 from simgate.config import Settings
 from simgate.server import errors
-from simgate.server.routers import health, inbox, logs, mobile, thirdparty, webhooks
+from simgate.server.routers import health, inbox, logs, mobile, thirdparty, tokens, webhooks
 from simgate.server.routers import settings as device_settings
 from simgate.server.schemas import ErrorOut, SendRequest
 from simgate.services.gateway import Gateway
@@ -91,7 +91,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     for prefix in ("", "/api"):
         documented = prefix == ""
         for router in (thirdparty.router, webhooks.router, device_settings.router,
-                       inbox.router, logs.router):
+                       inbox.router, logs.router, tokens.router):
             app.include_router(router, prefix=f"{prefix}/3rdparty/v1",
                                include_in_schema=documented)
         app.include_router(health.router, prefix=f"{prefix}/3rdparty/v1",

@@ -1,19 +1,39 @@
-"""Who is calling: Basic credentials for users, Bearer tokens for devices."""
+"""Who is calling: users by Basic credentials or API tokens, devices by their tokens."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from fastapi.security import SecurityScopes
 
 from simgate.services.devices import DeviceIdentity
+from simgate.services.tokens import ALL, InvalidToken
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="simgate"'}
+_TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A user, with what it may do: Basic credentials may do everything."""
+
+    user_id: int
+    scopes: frozenset[str] | None = None  # None: every scope
+    token_id: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return self.scopes is None or ALL in self.scopes or scope in self.scopes
 
 
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers=_BASIC_CHALLENGE)
+
+
+def token_refused(message: str) -> HTTPException:
+    return HTTPException(401, message, headers=_TOKEN_CHALLENGE)
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -31,23 +51,51 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
     return username, password
 
 
-async def current_user(request: Request) -> int:
-    """FastAPI dependency: the user id behind valid Basic credentials."""
-    credentials = basic_credentials(request)
-    if credentials is None:
-        raise _unauthorized("authentication required: use Basic auth (username:password)")
-    user_id = await request.app.state.gateway.users.authenticate(*credentials)
-    if user_id is None:
-        raise _unauthorized("invalid username or password")
-    return user_id
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authorize(request: Request, *scopes: str) -> Caller:
+    """The caller behind Basic credentials or an API token, who must hold `scopes`."""
+    token = bearer_token(request)
+    if token is not None:
+        try:
+            claims = await request.app.state.gateway.tokens.authenticate(token)
+        except InvalidToken as exc:
+            raise token_refused(str(exc)) from None
+        caller = Caller(claims.user_id, claims.scopes, claims.token_id)
+    else:
+        credentials = basic_credentials(request)
+        if credentials is None:
+            raise _unauthorized("authentication required: use Basic auth (username:password)"
+                                " or Authorization: Bearer <token>")
+        user_id = await request.app.state.gateway.users.authenticate(*credentials)
+        if user_id is None:
+            raise _unauthorized("invalid username or password")
+        caller = Caller(user_id)
+    for scope in scopes:
+        if not caller.allows(scope):
+            raise HTTPException(403, f"scope required: {scope}: ask for a token with it")
+    return caller
+
+
+async def current_caller(request: Request, security_scopes: SecurityScopes) -> Caller:
+    """FastAPI dependency: the caller, holding the scopes the route asks for."""
+    return await authorize(request, *security_scopes.scopes)
+
+
+async def current_user(request: Request, security_scopes: SecurityScopes) -> int:
+    """FastAPI dependency: the id of the user calling, holding the route's scopes."""
+    return (await authorize(request, *security_scopes.scopes)).user_id
 
 
 async def current_device(request: Request) -> DeviceIdentity:
     """FastAPI dependency: the device behind a Bearer token."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if token is None:
         raise HTTPException(401, "device authentication required: Authorization: Bearer <token>")
-    identity = await request.app.state.gateway.devices.identify(token.strip())
+    identity = await request.app.state.gateway.devices.identify(token)
     if identity is None:
         raise HTTPException(401, "unknown or revoked device token: register the device again")
     await request.app.state.gateway.devices.touch(identity.device_id)

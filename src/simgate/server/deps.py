@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 
 from simgate.server.auth import current_device, current_user
 from simgate.services.devices import DeviceIdentity
@@ -17,8 +17,12 @@ async def gateway_of(request: Request) -> Gateway:
 
 
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
-UserId = Annotated[int, Depends(current_user)]
 DeviceDep = Annotated[DeviceIdentity, Depends(current_device)]
+
+
+def user_with(scope: str) -> Any:
+    """The id of the user calling, who must hold `scope` (Basic credentials hold all)."""
+    return Security(current_user, scopes=[scope])
 
 
 def aware(value: datetime | None) -> datetime | None:

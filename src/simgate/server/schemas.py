@@ -346,3 +346,18 @@ class LogOut(Wire):
     message: str
     context: dict[str, Any] | None
     created_at: datetime
+
+
+class TokenRequest(Wire):
+    scopes: list[str]
+    ttl: int | None = None  # seconds the access token lives
+
+
+class TokenOut(Wire):
+    """As the official client reads it (camelCase)."""
+
+    id: str
+    token_type: str = "Bearer"
+    access_token: str
+    refresh_token: str
+    expires_at: datetime

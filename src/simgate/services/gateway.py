@@ -15,6 +15,7 @@ from simgate.services.inbox import Inbox
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
 from simgate.services.settings import SettingsService
+from simgate.services.tokens import Tokens, signing_key
 from simgate.services.users import Users
 from simgate.services.webhooks import Webhooks
 from simgate.store.db import Sessions, create_engine, migrate, session_factory
@@ -28,6 +29,7 @@ class Gateway:
     sessions: Sessions
     bus: LocalBus
     users: Users
+    tokens: Tokens
     devices: Devices
     messages: Messages
     device_settings: SettingsService
@@ -52,6 +54,8 @@ class Gateway:
         devices = Devices(sessions, changed=lambda user_id, device_id: bus.signal(
             "device-changed", user_id, device_id))
         users = Users(sessions, changed=lambda: bus.signal("password-changed"))
+        tokens = Tokens(sessions, await signing_key(sessions),
+                        changed=lambda: bus.signal("token-revoked"))
         device_settings = SettingsService(sessions, push=bus.notify)
         dispatcher = Dispatcher(
             sessions, device_settings, allow_private=settings.allow_private_webhooks,
@@ -59,6 +63,7 @@ class Gateway:
         )
         bus.on("device-changed", devices.forget)
         bus.on("password-changed", users.forget)
+        bus.on("token-revoked", tokens.forget)
         bus.on("webhooks-due", dispatcher.wake)
 
         def wake_dispatcher() -> None:
@@ -74,7 +79,7 @@ class Gateway:
         messages.committed.append(wake_dispatcher)
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
-            users=users, devices=devices, messages=messages,
+            users=users, tokens=tokens, devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=Inbox(sessions, wake=wake_dispatcher), logs=logs, dispatcher=dispatcher,
         )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from simgate.server.deps import GatewayDep, UserId, aware
+from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import ExportRequest, IncomingOut, RefreshRequest
 from simgate.services.inbox import PREVIEW_CHARS, InboxQuery
 from simgate.store.models import IncomingMessage
@@ -26,7 +26,7 @@ def _out(message: IncomingMessage) -> IncomingOut:
 
 @router.get("/inbox", response_model=list[IncomingOut])
 async def list_inbox(
-    user_id: UserId, gateway: GatewayDep,
+    user_id: Annotated[int, user_with("inbox:list")], gateway: GatewayDep,
     type: Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"] | None = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
@@ -41,14 +41,14 @@ async def list_inbox(
 
 
 @router.post("/inbox/refresh", status_code=status.HTTP_202_ACCEPTED)
-async def refresh_inbox(body: RefreshRequest, user_id: UserId,
+async def refresh_inbox(body: RefreshRequest, user_id: Annotated[int, user_with("inbox:refresh")],
                         gateway: GatewayDep) -> dict[str, int]:
     """Raise the received-SMS webhooks again for a period, from the stored inbox."""
     return await export_inbox(body, user_id, gateway)
 
 
 @router.post("/messages/inbox/export", status_code=status.HTTP_202_ACCEPTED)
-async def export_inbox(body: ExportRequest, user_id: UserId,
+async def export_inbox(body: ExportRequest, user_id: Annotated[int, user_with("inbox:refresh")],
                        gateway: GatewayDep) -> dict[str, int]:
     """The older name of /inbox/refresh."""
     count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),

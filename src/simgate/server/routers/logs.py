@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from simgate.server.deps import GatewayDep, UserId, aware
+from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import LogOut
 
 router = APIRouter(tags=["logs"])
@@ -15,7 +15,7 @@ router = APIRouter(tags=["logs"])
 
 @router.get("/logs", response_model=list[LogOut])
 async def list_logs(
-    user_id: UserId, gateway: GatewayDep,
+    user_id: Annotated[int, user_with("logs:read")], gateway: GatewayDep,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> list[LogOut]:

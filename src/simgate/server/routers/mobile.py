@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from simgate.server.auth import basic_credentials, current_device, current_user
-from simgate.server.deps import GatewayDep, aware
+from simgate.server.auth import basic_credentials, current_device
+from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import (
     DeviceUpdateRequest,
     IncomingIn,
@@ -27,6 +27,7 @@ from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
 from simgate.services.logs import Entry, Priority
 from simgate.services.messages import RecipientUpdate, StateUpdate
+from simgate.services.tokens import ALL
 
 router = APIRouter(tags=["device"])
 
@@ -38,8 +39,9 @@ KEEPALIVE_SECONDS = 15.0
 
 @router.post("/device", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
 async def register(body: RegisterRequest, request: Request, gateway: GatewayDep,
-                   user_id: Annotated[int, Depends(current_user)]) -> RegisterResponse:
-    """Register a device of the Basic-auth user, with its SIM slots; returns its token."""
+                   user_id: Annotated[int, user_with(ALL)]) -> RegisterResponse:
+    """Register a device of the user (Basic auth, or a token with all:any), with its SIM
+    slots; returns the device's own token."""
     sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
     registration = await gateway.devices.register(
         user_id, body.name or "simgate device", body.push_token, sims

@@ -11,8 +11,8 @@ from pydantic import Field, ValidationError
 
 from simgate.domain.phones import InvalidPhoneNumber, normalize
 from simgate.domain.states import ProcessState
-from simgate.server.auth import current_user
-from simgate.server.deps import GatewayDep, UserId, aware
+from simgate.server.auth import authorize
+from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import DeviceOut, MessageStateOut, SendRequest, Wire
 from simgate.services.errors import BadRequest
 from simgate.services.gateway import Gateway
@@ -71,7 +71,7 @@ def _validated(model: type[W], loc: str, value: bytes | dict) -> W:
 
 async def send_message(request: Request) -> Response:
     """Accept a message for sending; `simNumber` picks the SIM slot (1-based)."""
-    user_id = await current_user(request)
+    user_id = (await authorize(request, "messages:send")).user_id
     body = _validated(SendRequest, "body", await request.body())
     options = _validated(SendOptions, "query", dict(request.query_params))
     gateway: Gateway = request.app.state.gateway
@@ -124,19 +124,27 @@ SEND_OPERATION: dict[str, Any] = {
 
 @router.get("/messages/{id}", response_model=MessageStateOut, response_model_exclude_none=True,
             name="get_message")
-async def get_message(id: str, user_id: UserId, gateway: GatewayDep) -> MessageStateOut:
+async def get_message(
+    id: str,
+    user_id: Annotated[int, user_with("messages:read")],
+    gateway: GatewayDep,
+) -> MessageStateOut:
     return MessageStateOut.of(await gateway.messages.get(user_id, id))
 
 
 @router.get("/message/{id}", response_model=MessageStateOut, response_model_exclude_none=True,
             include_in_schema=False)
-async def get_message_legacy(id: str, user_id: UserId, gateway: GatewayDep) -> MessageStateOut:
+async def get_message_legacy(
+    id: str,
+    user_id: Annotated[int, user_with("messages:read")],
+    gateway: GatewayDep,
+) -> MessageStateOut:
     return MessageStateOut.of(await gateway.messages.get(user_id, id))
 
 
 @router.get("/messages", response_model=list[MessageStateOut], response_model_exclude_none=True)
 async def list_messages(
-    user_id: UserId,
+    user_id: Annotated[int, user_with("messages:list")],
     gateway: GatewayDep,
     response: Response,
     since: Annotated[datetime | None, Query(alias="from")] = None,
@@ -154,20 +162,31 @@ async def list_messages(
 
 
 @router.delete("/messages/{id}", status_code=status.HTTP_204_NO_CONTENT)
-async def cancel_message(id: str, user_id: UserId, gateway: GatewayDep) -> Response:
+async def cancel_message(
+    id: str,
+    user_id: Annotated[int, user_with("messages:cancel")],
+    gateway: GatewayDep,
+) -> Response:
     """Cancel a message that is still Pending."""
     await gateway.messages.cancel(user_id, id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/devices", response_model=list[DeviceOut], tags=["devices"])
-async def list_devices(user_id: UserId, gateway: GatewayDep) -> list[DeviceOut]:
+async def list_devices(
+    user_id: Annotated[int, user_with("devices:list")],
+    gateway: GatewayDep,
+) -> list[DeviceOut]:
     """Devices with their SIM slots (`simCards`)."""
     return [DeviceOut.of(d) for d in await gateway.devices.list(user_id)]
 
 
 @router.delete("/devices/{id}", status_code=status.HTTP_204_NO_CONTENT, tags=["devices"])
-async def remove_device(id: str, user_id: UserId, gateway: GatewayDep) -> Response:
+async def remove_device(
+    id: str,
+    user_id: Annotated[int, user_with("devices:delete")],
+    gateway: GatewayDep,
+) -> Response:
     await gateway.devices.remove(user_id, id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

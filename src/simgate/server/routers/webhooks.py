@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from simgate.server.deps import GatewayDep, UserId
+from simgate.server.deps import GatewayDep, user_with
 from simgate.server.schemas import DeliveryOut, WebhookIn, WebhookOut
 from simgate.store.models import Webhook, WebhookDelivery
 
@@ -27,7 +27,7 @@ def _delivery(d: WebhookDelivery) -> DeliveryOut:
 
 
 @router.get("", response_model=list[WebhookOut], response_model_exclude_none=True)
-async def list_webhooks(user_id: UserId, gateway: GatewayDep,
+async def list_webhooks(user_id: Annotated[int, user_with("webhooks:list")], gateway: GatewayDep,
                         device_id: Annotated[str | None, Query(alias="deviceId")] = None
                         ) -> list[WebhookOut]:
     return [_out(h) for h in await gateway.webhooks.list(user_id, device_id)]
@@ -35,21 +35,29 @@ async def list_webhooks(user_id: UserId, gateway: GatewayDep,
 
 @router.post("", response_model=WebhookOut, status_code=status.HTTP_201_CREATED,
              response_model_exclude_none=True)
-async def create_webhook(body: WebhookIn, user_id: UserId, gateway: GatewayDep) -> WebhookOut:
+async def create_webhook(
+    body: WebhookIn,
+    user_id: Annotated[int, user_with("webhooks:write")],
+    gateway: GatewayDep,
+) -> WebhookOut:
     """One event per webhook; the same id again replaces that webhook."""
     hook = await gateway.webhooks.create(user_id, body.url, body.event, body.device_id, body.id)
     return _out(hook)
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_webhook(webhook_id: str, user_id: UserId, gateway: GatewayDep) -> Response:
+async def delete_webhook(
+    webhook_id: str,
+    user_id: Annotated[int, user_with("webhooks:delete")],
+    gateway: GatewayDep,
+) -> Response:
     await gateway.webhooks.delete(user_id, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/deliveries", response_model=list[DeliveryOut])
 async def list_deliveries(
-    user_id: UserId, gateway: GatewayDep,
+    user_id: Annotated[int, user_with("webhooks:list")], gateway: GatewayDep,
     webhook_id: Annotated[str | None, Query(alias="webhookId")] = None,
     state: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -60,8 +68,11 @@ async def list_deliveries(
 
 
 @router.post("/{webhook_id}/redrive")
-async def redrive_webhook(webhook_id: str, user_id: UserId, gateway: GatewayDep,
-                          event_id: Annotated[str | None, Query(alias="eventId")] = None
-                          ) -> dict[str, int]:
+async def redrive_webhook(
+    webhook_id: str,
+    user_id: Annotated[int, user_with("webhooks:write")],
+    gateway: GatewayDep,
+    event_id: Annotated[str | None, Query(alias="eventId")] = None,
+) -> dict[str, int]:
     """Send again the events of this webhook that ran out of retries (or just one)."""
     return {"redriven": await gateway.webhooks.redrive(user_id, webhook_id, event_id)}

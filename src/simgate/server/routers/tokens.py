@@ -1,0 +1,52 @@
+"""API tokens, /3rdparty/v1/auth/token: so clients need not send the password each time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Request, Response, Security, status
+
+from simgate.server.auth import Caller, bearer_token, current_caller, token_refused
+from simgate.server.deps import GatewayDep
+from simgate.server.schemas import TokenOut, TokenRequest
+from simgate.services.tokens import REFRESH, InvalidToken, IssuedToken, check_scopes
+
+router = APIRouter(prefix="/auth/token", tags=["tokens"])
+
+Manager = Annotated[Caller, Security(current_caller, scopes=["tokens:manage"])]
+
+
+def _out(issued: IssuedToken) -> TokenOut:
+    return TokenOut(id=issued.id, access_token=issued.access_token,
+                    refresh_token=issued.refresh_token, expires_at=issued.expires_at)
+
+
+@router.post("", response_model=TokenOut, status_code=status.HTTP_201_CREATED)
+async def generate_token(body: TokenRequest, caller: Manager, gateway: GatewayDep) -> TokenOut:
+    """An access token with the asked scopes (and a refresh token); Basic credentials may
+    ask for any scope, a token only for scopes it holds."""
+    missing = [s for s in check_scopes(body.scopes) if not caller.allows(s)]
+    if missing:
+        raise HTTPException(403, f"a token can only grant scopes it holds: {', '.join(missing)}"
+                                 " missing; ask with Basic credentials instead")
+    return _out(await gateway.tokens.issue(caller.user_id, body.scopes, body.ttl))
+
+
+@router.post("/refresh", response_model=TokenOut)
+async def refresh_token(request: Request, gateway: GatewayDep) -> TokenOut:
+    """A new pair for `Authorization: Bearer <refreshToken>`; the old pair stops working."""
+    token = bearer_token(request)
+    if token is None:
+        raise token_refused(f"send the refresh token as Authorization: Bearer <token> (the"
+                            f" refreshToken given with the access token, holding {REFRESH})")
+    try:
+        return _out(await gateway.tokens.refresh(token))
+    except InvalidToken as exc:
+        raise token_refused(str(exc)) from None
+
+
+@router.delete("/{jti}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_token(jti: str, caller: Manager, gateway: GatewayDep) -> Response:
+    """Revoke a token pair by its id: both its access and its refresh token stop working."""
+    await gateway.tokens.revoke(caller.user_id, jti)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

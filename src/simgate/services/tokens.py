@@ -1,0 +1,193 @@
+"""API tokens: signed bearer tokens with scopes, so a client need not send its password.
+
+As the original server: POST /auth/token gives an access token and a refresh token (one
+pair, one id, the `jti` of both); a refresh rotates the pair; revoking the id ends both.
+The signature vouches for a token's claims; the store says whether it was revoked.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simgate.services.errors import BadRequest, NotFound
+from simgate.services.ids import new_id
+from simgate.store.db import Sessions
+from simgate.store.models import ApiToken, ServerSecret, utcnow
+
+ALL = "all:any"
+REFRESH = "tokens:refresh"
+SCOPES = frozenset({
+    ALL,
+    "messages:send", "messages:read", "messages:list", "messages:cancel",
+    "inbox:list", "inbox:read", "inbox:refresh",
+    "devices:list", "devices:delete",
+    "webhooks:list", "webhooks:write", "webhooks:delete",
+    "settings:read", "settings:write",
+    "logs:read",
+    "tokens:manage",
+})
+DEFAULT_TTL = 3600
+MAX_TTL = 30 * 24 * 3600
+REFRESH_LIFETIME = timedelta(hours=720)
+_ALGORITHM = "HS256"
+_ISSUER = "simgate"
+_KEY_NAME = "token-signing-key"
+
+
+class InvalidToken(Exception):
+    """A bearer token that does not authenticate; the text says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: int
+    token_id: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: str
+    access_token: str
+    refresh_token: str
+    expires_at: datetime
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    """The asked scopes, sorted and without repeats; a 400 names any it does not know."""
+    if not scopes:
+        raise BadRequest("scopes: ask for at least one scope, e.g. [\"messages:send\"]")
+    if REFRESH in scopes:
+        raise BadRequest(f"scopes: {REFRESH} is given to refresh tokens only: do not ask for it")
+    unknown = sorted(set(scopes) - SCOPES)
+    if unknown:
+        raise BadRequest(f"scopes: unknown scope {', '.join(map(repr, unknown))}; "
+                         f"known scopes: {', '.join(sorted(SCOPES))}")
+    return sorted(set(scopes))
+
+
+async def signing_key(sessions: Sessions) -> str:
+    """The key every worker signs with, made by whichever process asks first."""
+    async with sessions() as session:
+        key = await session.scalar(select(ServerSecret.value).where(ServerSecret.name == _KEY_NAME))
+    if key is not None:
+        return key
+    try:
+        async with sessions.begin() as session:
+            session.add(ServerSecret(name=_KEY_NAME, value=secrets.token_urlsafe(48)))
+    except IntegrityError:
+        pass  # another worker made it a moment ago: use theirs
+    async with sessions() as session:
+        return await session.scalar(
+            select(ServerSecret.value).where(ServerSecret.name == _KEY_NAME))
+
+
+class Tokens:
+    """Issues, refreshes, revokes and checks API tokens.
+
+    A token still good is remembered for a short while, so a busy client does not cost a
+    store read per request; revoking calls `changed`, which must reach `forget` in every
+    process that remembers.
+    """
+
+    def __init__(self, sessions: Sessions, key: str, cache_seconds: float = 60.0,
+                 changed: Callable[[], None] | None = None) -> None:
+        self._sessions = sessions
+        self._key = key
+        self._cache_seconds = cache_seconds
+        self._live: dict[str, float] = {}
+        self._changed = changed or self.forget
+
+    def forget(self) -> None:
+        self._live.clear()
+
+    async def issue(self, user_id: int, scopes: list[str], ttl: int | None) -> IssuedToken:
+        ttl = DEFAULT_TTL if ttl is None else ttl
+        if not 1 <= ttl <= MAX_TTL:
+            raise BadRequest(f"ttl: give the access token's lifetime in seconds, 1 to {MAX_TTL}"
+                             f" (30 days); without it, {DEFAULT_TTL}")
+        async with self._sessions.begin() as session:
+            return self._new_pair(session, user_id, check_scopes(scopes), ttl)
+
+    async def refresh(self, refresh_token: str) -> IssuedToken:
+        """A new pair for a refresh token; the old pair is revoked, so each refresh token
+        works once."""
+        claims = self._decode(refresh_token)
+        if REFRESH not in claims.scopes:
+            raise InvalidToken("not a refresh token: use the refreshToken that came with it")
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiToken, claims.token_id)
+            revoked = await session.execute(
+                update(ApiToken)
+                .where(ApiToken.id == claims.token_id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow()))
+            if row is None or revoked.rowcount != 1:
+                raise InvalidToken("refresh token revoked or already used: "
+                                   "ask for a new one at POST /3rdparty/v1/auth/token")
+            issued = self._new_pair(session, row.user_id, row.scopes, row.ttl_seconds)
+        self._changed()
+        return issued
+
+    async def revoke(self, user_id: int, token_id: str) -> None:
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiToken, token_id)
+            if row is None or row.user_id != user_id:
+                raise NotFound(f"no token {token_id!r}: give the id that came with the token")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+        self._changed()
+
+    async def authenticate(self, token: str) -> TokenClaims:
+        """The claims of a good access token; InvalidToken says what is wrong with it."""
+        claims = self._decode(token)
+        if self._live.get(claims.token_id, 0.0) > time.monotonic():
+            return claims
+        async with self._sessions() as session:
+            row = (await session.execute(
+                select(ApiToken.revoked_at).where(ApiToken.id == claims.token_id))).first()
+        if row is None or row.revoked_at is not None:
+            raise InvalidToken("token revoked: ask for a new one at POST /3rdparty/v1/auth/token")
+        if len(self._live) > 10_000:
+            self._live.clear()
+        self._live[claims.token_id] = time.monotonic() + self._cache_seconds
+        return claims
+
+    def _decode(self, token: str) -> TokenClaims:
+        try:
+            claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM], issuer=_ISSUER,
+                                options={"require": ["exp", "sub", "jti"]})
+            return TokenClaims(int(claims["sub"]), str(claims["jti"]),
+                               frozenset(claims.get("scopes", ())))
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired: refresh it at POST /3rdparty/v1/auth/token/refresh"
+                               " or ask for a new one") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise InvalidToken("invalid token: not one this server issued, or damaged") from None
+
+    def _new_pair(self, session: AsyncSession, user_id: int, scopes: list[str],
+                  ttl: int) -> IssuedToken:
+        now, token_id = utcnow(), new_id()
+        expires_at = now + timedelta(seconds=ttl)
+        refresh_expires_at = now + REFRESH_LIFETIME
+        session.add(ApiToken(id=token_id, user_id=user_id, scopes=scopes, ttl_seconds=ttl,
+                             expires_at=refresh_expires_at, created_at=now))
+        return IssuedToken(
+            id=token_id,
+            access_token=self._sign(user_id, token_id, scopes, now, expires_at),
+            refresh_token=self._sign(user_id, token_id, [REFRESH], now, refresh_expires_at),
+            expires_at=expires_at,
+        )
+
+    def _sign(self, user_id: int, token_id: str, scopes: list[str], now: datetime,
+              expires_at: datetime) -> str:
+        return jwt.encode({"iss": _ISSUER, "sub": str(user_id), "jti": token_id, "iat": now,
+                           "exp": expires_at, "scopes": scopes}, self._key, algorithm=_ALGORITHM)
