@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from simgate.services.tokens import signing_key
-from tests.conftest import register_device
+from simgate.server.routers import inbox, logs, settings, thirdparty, tokens, webhooks
+from simgate.services.tokens import ALL, SCOPES, signing_key
+from tests.conftest import PASSWORD, USER, register_device
 
 SEND = {"message": "by token", "phoneNumbers": ["+19162255887"], "simNumber": 2}
 
@@ -33,25 +34,56 @@ async def test_issued_token_is_shaped_as_the_official_client_reads_it(api):
     assert before + timedelta(seconds=595) < expires < before + timedelta(seconds=610)
 
 
-async def test_a_token_does_what_its_scopes_allow_and_nothing_else(api):
-    await register_device(api)
-    token = await issue(api, ["messages:send", "messages:read"])
-    headers = bearer(token["accessToken"])
-    sent = await api.post("/3rdparty/v1/messages", json=SEND, headers=headers, auth=None)
-    assert sent.status_code == 202, sent.text
-    state = await api.get(f"/3rdparty/v1/messages/{sent.json()['id']}", headers=headers,
-                          auth=None)
-    assert state.status_code == 200 and state.json()["id"] == sent.json()["id"]
-    for method, path, scope in [("GET", "/3rdparty/v1/messages", "messages:list"),
-                                ("GET", "/3rdparty/v1/devices", "devices:list"),
-                                ("GET", "/3rdparty/v1/settings", "settings:read"),
-                                ("GET", "/3rdparty/v1/webhooks", "webhooks:list"),
-                                ("GET", "/3rdparty/v1/logs", "logs:read"),
-                                ("POST", "/3rdparty/v1/auth/token", "tokens:manage")]:
-        refused = await api.request(method, path, headers=headers, auth=None,
-                                    json={"scopes": ["all:any"]})
-        assert refused.status_code == 403, (path, refused.text)
+# Every user route and the scope it asks of a token; Basic credentials hold them all.
+ROUTE_SCOPES = {
+    ("POST", "/messages"): "messages:send",
+    ("POST", "/message"): "messages:send",
+    ("GET", "/messages/{id}"): "messages:read",
+    ("GET", "/message/{id}"): "messages:read",
+    ("GET", "/messages"): "messages:list",
+    ("DELETE", "/messages/{id}"): "messages:cancel",
+    ("GET", "/devices"): "devices:list",
+    ("DELETE", "/devices/{id}"): "devices:delete",
+    ("GET", "/webhooks"): "webhooks:list",
+    ("POST", "/webhooks"): "webhooks:write",
+    ("DELETE", "/webhooks/{webhook_id}"): "webhooks:delete",
+    ("GET", "/webhooks/deliveries"): "webhooks:list",
+    ("POST", "/webhooks/{webhook_id}/redrive"): "webhooks:write",
+    ("GET", "/settings"): "settings:read",
+    ("PUT", "/settings"): "settings:write",
+    ("PATCH", "/settings"): "settings:write",
+    ("GET", "/inbox"): "inbox:list",
+    ("POST", "/inbox/refresh"): "inbox:refresh",
+    ("POST", "/messages/inbox/export"): "inbox:refresh",
+    ("GET", "/logs"): "logs:read",
+    ("POST", "/auth/token"): "tokens:manage",
+    ("DELETE", "/auth/token/{jti}"): "tokens:manage",
+}
+
+
+def test_the_scope_table_covers_every_user_route():
+    routes = {(method, route.path)
+              for module in (thirdparty, webhooks, settings, inbox, logs, tokens)
+              for route in module.router.routes for method in route.methods}
+    refresh = ("POST", "/auth/token/refresh")  # takes a refresh token, not a scope
+    assert routes - {refresh} == ROUTE_SCOPES.keys()
+
+
+@pytest.mark.parametrize("route, scope", ROUTE_SCOPES.items(), ids=lambda v: str(v))
+async def test_each_route_asks_its_scope(api, route, scope):
+    method, path = route
+    for prefix in ("/3rdparty/v1", "/api/3rdparty/v1"):
+        url = prefix + path.replace("{id}", "x").replace("{webhook_id}", "x").replace(
+            "{jti}", "x")
+        others = await issue(api, sorted(SCOPES - {scope, ALL}))
+        refused = await api.request(method, url, json={}, auth=None,
+                                    headers=bearer(others["accessToken"]))
+        assert refused.status_code == 403, refused.text
         assert refused.json()["message"].startswith(f"scope required: {scope}")
+        holder = await issue(api, [scope])
+        allowed = await api.request(method, url, json={}, auth=None,
+                                    headers=bearer(holder["accessToken"]))
+        assert allowed.status_code not in (401, 403), allowed.text
 
 
 async def test_all_any_opens_every_route(api):
@@ -84,9 +116,11 @@ async def test_a_token_grants_only_scopes_it_holds(api):
     headers = bearer(manager["accessToken"])
     narrower = await issue(api, ["messages:read"], headers=headers, auth=None)
     assert narrower["accessToken"]
+    assert "refreshToken" not in narrower  # it lives no longer than the token it came from
     wider = await api.post("/3rdparty/v1/auth/token", json={"scopes": ["messages:send"]},
                            headers=headers, auth=None)
-    assert wider.status_code == 403 and "messages:send" in wider.json()["message"]
+    assert wider.status_code == 403
+    assert wider.json()["message"].startswith("scope required: messages:send")
 
 
 async def test_expired_tampered_and_foreign_tokens_are_refused(api, gateway):
@@ -95,9 +129,16 @@ async def test_expired_tampered_and_foreign_tokens_are_refused(api, gateway):
     key = await signing_key(gateway.sessions)
     expired = jwt.encode({**claims, "exp": datetime.now(UTC) - timedelta(seconds=5)}, key)
     foreign = jwt.encode(claims, "not the key of this server, long enough for HS256")
-    tampered = jwt.encode({**claims, "scopes": ["all:any"]}, "not the key of this server, long enough for HS256")
+    header, _, signature = token["accessToken"].split(".")
+    wider = jwt.encode({**claims, "scopes": ["all:any"]}, key).split(".")[1]
+    tampered = f"{header}.{wider}.{signature}"  # claims changed, signature kept
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    other_algorithm = jwt.encode(claims, key, algorithm="HS384")
+    resigned = jwt.encode({**claims, "scopes": ["all:any"]}, key)  # the key alone is not enough
     for bad, says in [(expired, "token expired"), (foreign, "invalid token"),
-                      (tampered, "invalid token"), ("not-a-jwt", "invalid token")]:
+                      (tampered, "invalid token"), (unsigned, "invalid token"),
+                      (other_algorithm, "invalid token"), (resigned, "invalid token"),
+                      ("not-a-jwt", "invalid token")]:
         response = await api.get("/3rdparty/v1/messages", headers=bearer(bad), auth=None)
         assert response.status_code == 401
         assert response.json()["message"].startswith(says)
@@ -125,7 +166,7 @@ async def test_refresh_rotates_the_pair_once(api):
     assert wrong.status_code == 401 and "not a refresh token" in wrong.json()["message"]
     misuse = await api.get("/3rdparty/v1/messages", headers=bearer(fresh["refreshToken"]),
                            auth=None)
-    assert misuse.status_code == 403
+    assert misuse.status_code == 401 and "only gets new tokens" in misuse.json()["message"]
 
 
 async def test_revoke_ends_both_tokens_and_only_the_owner_may(api, gateway):
@@ -152,3 +193,32 @@ async def test_a_users_token_sees_only_that_users_messages(api, gateway):
     response = await api.get(f"/3rdparty/v1/messages/{sent['id']}",
                              headers=bearer(token["accessToken"]), auth=None)
     assert response.status_code == 404
+
+
+async def test_a_token_minted_with_a_token_ends_with_it(api):
+    parent = await issue(api, ["tokens:manage", "messages:list"], ttl=60)
+    child = await issue(api, ["tokens:manage", "messages:list"], ttl=3600, auth=None,
+                        headers=bearer(parent["accessToken"]))
+    assert datetime.fromisoformat(child["expiresAt"]) <= (
+        datetime.fromisoformat(parent["expiresAt"]) + timedelta(seconds=1))
+    grandchild = await issue(api, ["messages:list"], auth=None,
+                             headers=bearer(child["accessToken"]))
+    minted = [bearer(child["accessToken"]), bearer(grandchild["accessToken"])]
+    for headers in minted:
+        assert (await api.get("/3rdparty/v1/messages", headers=headers,
+                              auth=None)).status_code == 200
+    assert (await api.delete(f"/3rdparty/v1/auth/token/{parent['id']}")).status_code == 204
+    for headers in minted:
+        assert (await api.get("/3rdparty/v1/messages", headers=headers,
+                              auth=None)).status_code == 401
+
+
+async def test_a_new_password_ends_the_users_tokens(api, gateway):
+    token = await issue(api, ["messages:list"])
+    headers = bearer(token["accessToken"])
+    assert (await api.get("/3rdparty/v1/messages", headers=headers, auth=None)).status_code == 200
+    await gateway.users.set_password(USER, PASSWORD + "-new")
+    assert (await api.get("/3rdparty/v1/messages", headers=headers, auth=None)).status_code == 401
+    refresh = await api.post("/3rdparty/v1/auth/token/refresh",
+                             headers=bearer(token["refreshToken"]), auth=None)
+    assert refresh.status_code == 401

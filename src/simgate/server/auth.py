@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.security import SecurityScopes
 
 from simgate.services.devices import DeviceIdentity
-from simgate.services.tokens import ALL, InvalidToken
+from simgate.services.tokens import InvalidToken, TokenClaims
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="simgate"'}
 _TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -18,14 +18,14 @@ _TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A user, with what it may do: Basic credentials may do everything."""
+    """A user, with what it may do: Basic credentials may do everything, a token what
+    its scopes say."""
 
     user_id: int
-    scopes: frozenset[str] | None = None  # None: every scope
-    token_id: str | None = None
+    token: TokenClaims | None = None
 
     def allows(self, scope: str) -> bool:
-        return self.scopes is None or ALL in self.scopes or scope in self.scopes
+        return self.token is None or self.token.allows(scope)
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -64,7 +64,7 @@ async def authorize(request: Request, *scopes: str) -> Caller:
             claims = await request.app.state.gateway.tokens.authenticate(token)
         except InvalidToken as exc:
             raise token_refused(str(exc)) from None
-        caller = Caller(claims.user_id, claims.scopes, claims.token_id)
+        caller = Caller(claims.user_id, claims)
     else:
         credentials = basic_credentials(request)
         if credentials is None:

@@ -359,5 +359,5 @@ class TokenOut(Wire):
     id: str
     token_type: str = "Bearer"
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = None  # none for a token asked for with a token
     expires_at: datetime

@@ -20,6 +20,10 @@ class BadRequest(ServiceError):
     status = 400
 
 
+class Forbidden(ServiceError):
+    status = 403
+
+
 class NotFound(ServiceError):
     status = 404
 

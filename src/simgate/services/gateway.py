@@ -63,6 +63,7 @@ class Gateway:
         )
         bus.on("device-changed", devices.forget)
         bus.on("password-changed", users.forget)
+        bus.on("password-changed", tokens.forget)  # a new password revokes the tokens
         bus.on("token-revoked", tokens.forget)
         bus.on("webhooks-due", dispatcher.wake)
 
@@ -91,9 +92,10 @@ class Gateway:
         return gateway
 
     async def _housekeeping(self, every: float = 3600.0) -> None:
-        """Prune old log entries now and then."""
+        """Prune old log entries and expired tokens now and then."""
         while True:
             await self.logs.prune()
+            await self.tokens.prune()
             await asyncio.sleep(every)
 
     async def close(self) -> None:

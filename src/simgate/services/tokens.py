@@ -1,25 +1,27 @@
-"""API tokens: signed bearer tokens with scopes, so a client need not send its password.
+"""API tokens: bearer tokens with scopes, so a client need not send its password.
 
-As the original server: POST /auth/token gives an access token and a refresh token (one
+As the original server: POST /auth/token gives a JWT access token and a refresh token (one
 pair, one id, the `jti` of both); a refresh rotates the pair; revoking the id ends both.
-The signature vouches for a token's claims; the store says whether it was revoked.
+The signature spares the store garbage; the store keeps hashes of the tokens it issued
+(so its key alone forges nothing) and says whether they were revoked.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from simgate.services.errors import BadRequest, NotFound
-from simgate.services.ids import new_id
+from simgate.services.errors import BadRequest, Forbidden, NotFound
+from simgate.services.ids import new_id, sha256_hex
 from simgate.store.db import Sessions
 from simgate.store.models import ApiToken, ServerSecret, utcnow
 
@@ -52,13 +54,17 @@ class TokenClaims:
     user_id: int
     token_id: str
     scopes: frozenset[str]
+    expires_at: datetime
+
+    def allows(self, scope: str) -> bool:
+        return ALL in self.scopes or scope in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     id: str
     access_token: str
-    refresh_token: str
+    refresh_token: str | None
     expires_at: datetime
 
 
@@ -91,10 +97,17 @@ async def signing_key(sessions: Sessions) -> str:
             select(ServerSecret.value).where(ServerSecret.name == _KEY_NAME))
 
 
+async def revoke_all(session: AsyncSession, user_id: int) -> None:
+    """End every token of a user (a new password ends what the old one gave)."""
+    await session.execute(update(ApiToken)
+                          .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                          .values(revoked_at=utcnow()))
+
+
 class Tokens:
     """Issues, refreshes, revokes and checks API tokens.
 
-    A token still good is remembered for a short while, so a busy client does not cost a
+    A token found good is remembered for a short while, so a busy client does not cost a
     store read per request; revoking calls `changed`, which must reach `forget` in every
     process that remembers.
     """
@@ -105,18 +118,31 @@ class Tokens:
         self._key = key
         self._cache_seconds = cache_seconds
         self._live: dict[str, float] = {}
+        self._generation = 0  # a check that began before a forget must not fill the cache
         self._changed = changed or self.forget
 
     def forget(self) -> None:
+        self._generation += 1
         self._live.clear()
 
-    async def issue(self, user_id: int, scopes: list[str], ttl: int | None) -> IssuedToken:
+    async def issue(self, user_id: int, scopes: list[str], ttl: int | None,
+                    parent: TokenClaims | None = None) -> IssuedToken:
+        """A new pair; asked with a token (`parent`), it holds no more than that token:
+        its scopes at most, its lifetime at most, no refresh token, revoked with it."""
+        scopes = check_scopes(scopes)
         ttl = DEFAULT_TTL if ttl is None else ttl
         if not 1 <= ttl <= MAX_TTL:
             raise BadRequest(f"ttl: give the access token's lifetime in seconds, 1 to {MAX_TTL}"
                              f" (30 days); without it, {DEFAULT_TTL}")
+        if parent is not None:
+            missing = [scope for scope in scopes if not parent.allows(scope)]
+            if missing:
+                raise Forbidden(f"scope required: {missing[0]}: a token can grant only the"
+                                " scopes it holds; ask with Basic credentials instead")
+            left = (parent.expires_at - utcnow()).total_seconds()
+            ttl = max(1, min(ttl, int(left)))
         async with self._sessions.begin() as session:
-            return self._new_pair(session, user_id, check_scopes(scopes), ttl)
+            return self._new_pair(session, user_id, scopes, ttl, parent)
 
     async def refresh(self, refresh_token: str) -> IssuedToken:
         """A new pair for a refresh token; the old pair is revoked, so each refresh token
@@ -126,68 +152,100 @@ class Tokens:
             raise InvalidToken("not a refresh token: use the refreshToken that came with it")
         async with self._sessions.begin() as session:
             row = await session.get(ApiToken, claims.token_id)
+            if row is None or not _same(row.refresh_hash, refresh_token):
+                raise InvalidToken(_NOT_OURS)
             revoked = await session.execute(
                 update(ApiToken)
                 .where(ApiToken.id == claims.token_id, ApiToken.revoked_at.is_(None))
                 .values(revoked_at=utcnow()))
-            if row is None or revoked.rowcount != 1:
+            if revoked.rowcount != 1:
                 raise InvalidToken("refresh token revoked or already used: "
                                    "ask for a new one at POST /3rdparty/v1/auth/token")
-            issued = self._new_pair(session, row.user_id, row.scopes, row.ttl_seconds)
+            issued = self._new_pair(session, row.user_id, row.scopes, row.ttl_seconds, None)
         self._changed()
         return issued
 
     async def revoke(self, user_id: int, token_id: str) -> None:
+        """Revoke a pair, and the pairs minted with it (and theirs)."""
         async with self._sessions.begin() as session:
-            row = await session.get(ApiToken, token_id)
-            if row is None or row.user_id != user_id:
+            owner = await session.scalar(select(ApiToken.user_id).where(ApiToken.id == token_id))
+            if owner != user_id:
                 raise NotFound(f"no token {token_id!r}: give the id that came with the token")
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
+            now, pending = utcnow(), [token_id]
+            while pending:
+                await session.execute(
+                    update(ApiToken)
+                    .where(ApiToken.id.in_(pending), ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+                pending = list(await session.scalars(
+                    select(ApiToken.id).where(ApiToken.parent_id.in_(pending))))
         self._changed()
 
     async def authenticate(self, token: str) -> TokenClaims:
         """The claims of a good access token; InvalidToken says what is wrong with it."""
         claims = self._decode(token)
-        if self._live.get(claims.token_id, 0.0) > time.monotonic():
+        if REFRESH in claims.scopes:
+            raise InvalidToken("a refresh token only gets new tokens, at POST "
+                               "/3rdparty/v1/auth/token/refresh: send the accessToken here")
+        if self._live.get(token, 0.0) > time.monotonic():
             return claims
+        generation = self._generation
         async with self._sessions() as session:
             row = (await session.execute(
-                select(ApiToken.revoked_at).where(ApiToken.id == claims.token_id))).first()
-        if row is None or row.revoked_at is not None:
+                select(ApiToken.user_id, ApiToken.access_hash, ApiToken.revoked_at)
+                .where(ApiToken.id == claims.token_id))).first()
+        if row is None or row.user_id != claims.user_id or not _same(row.access_hash, token):
+            raise InvalidToken(_NOT_OURS)
+        if row.revoked_at is not None:
             raise InvalidToken("token revoked: ask for a new one at POST /3rdparty/v1/auth/token")
-        if len(self._live) > 10_000:
-            self._live.clear()
-        self._live[claims.token_id] = time.monotonic() + self._cache_seconds
+        if generation == self._generation:
+            if len(self._live) > 10_000:
+                self._live.clear()
+            self._live[token] = time.monotonic() + self._cache_seconds
         return claims
+
+    async def prune(self) -> None:
+        """Forget pairs whose last token has expired: they can no longer be used."""
+        async with self._sessions.begin() as session:
+            await session.execute(delete(ApiToken).where(ApiToken.expires_at < utcnow()))
 
     def _decode(self, token: str) -> TokenClaims:
         try:
             claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM], issuer=_ISSUER,
                                 options={"require": ["exp", "sub", "jti"]})
             return TokenClaims(int(claims["sub"]), str(claims["jti"]),
-                               frozenset(claims.get("scopes", ())))
+                               frozenset(claims.get("scopes", ())),
+                               datetime.fromtimestamp(claims["exp"], UTC))
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired: refresh it at POST /3rdparty/v1/auth/token/refresh"
                                " or ask for a new one") from None
-        except (jwt.InvalidTokenError, ValueError, TypeError):
-            raise InvalidToken("invalid token: not one this server issued, or damaged") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError):
+            raise InvalidToken(_NOT_OURS) from None
 
-    def _new_pair(self, session: AsyncSession, user_id: int, scopes: list[str],
-                  ttl: int) -> IssuedToken:
+    def _new_pair(self, session: AsyncSession, user_id: int, scopes: list[str], ttl: int,
+                  parent: TokenClaims | None) -> IssuedToken:
         now, token_id = utcnow(), new_id()
-        expires_at = now + timedelta(seconds=ttl)
-        refresh_expires_at = now + REFRESH_LIFETIME
-        session.add(ApiToken(id=token_id, user_id=user_id, scopes=scopes, ttl_seconds=ttl,
-                             expires_at=refresh_expires_at, created_at=now))
-        return IssuedToken(
-            id=token_id,
-            access_token=self._sign(user_id, token_id, scopes, now, expires_at),
-            refresh_token=self._sign(user_id, token_id, [REFRESH], now, refresh_expires_at),
-            expires_at=expires_at,
-        )
+        expires_at = last_expiry = now + timedelta(seconds=ttl)
+        access, refresh = self._sign(user_id, token_id, scopes, now, expires_at), None
+        if parent is None:
+            last_expiry = max(expires_at, now + REFRESH_LIFETIME)
+            refresh = self._sign(user_id, token_id, [REFRESH], now, last_expiry)
+        session.add(ApiToken(
+            id=token_id, user_id=user_id, parent_id=parent and parent.token_id, scopes=scopes,
+            ttl_seconds=ttl, access_hash=sha256_hex(access),
+            refresh_hash=refresh and sha256_hex(refresh), expires_at=last_expiry,
+            created_at=now))
+        return IssuedToken(id=token_id, access_token=access, refresh_token=refresh,
+                           expires_at=expires_at)
 
     def _sign(self, user_id: int, token_id: str, scopes: list[str], now: datetime,
               expires_at: datetime) -> str:
         return jwt.encode({"iss": _ISSUER, "sub": str(user_id), "jti": token_id, "iat": now,
                            "exp": expires_at, "scopes": scopes}, self._key, algorithm=_ALGORITHM)
+
+
+_NOT_OURS = "invalid token: not one this server issued, or damaged"
+
+
+def _same(stored_hash: str | None, token: str) -> bool:
+    return stored_hash is not None and hmac.compare_digest(stored_hash, sha256_hex(token))

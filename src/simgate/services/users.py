@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.services.errors import BadRequest, Conflict
+from simgate.services.tokens import revoke_all
 from simgate.store.models import User
 
 _hasher = PasswordHasher()
@@ -35,7 +36,8 @@ class Users:
 
     Argon2 is slow on purpose; a verified (username, password) pair is remembered
     for a short while, so a busy API client does not pay it on every request. A new
-    password calls `changed`, which must reach `forget` in every process that caches.
+    password ends the user's API tokens and calls `changed`, which must reach `forget` in
+    every process that caches credentials or tokens.
     """
 
     def __init__(self, sessions: async_sessionmaker, cache_seconds: float = 60.0,
@@ -44,9 +46,11 @@ class Users:
         self._cache: dict[bytes, tuple[int, float]] = {}
         self._cache_seconds = cache_seconds
         self._checks: dict[bytes, asyncio.Future[int | None]] = {}
+        self._generation = 0  # a check that began before a forget must not fill the cache
         self._changed = changed or self.forget
 
     def forget(self) -> None:
+        self._generation += 1
         self._cache.clear()
 
     async def close(self) -> None:
@@ -71,6 +75,7 @@ class Users:
             if user is None:
                 raise BadRequest(f"no user {username!r}")
             user.password_hash = await _hash(password)
+            await revoke_all(session, user.id)
         self._changed()
 
     async def ensure(self, username: str, password: str) -> None:
@@ -106,6 +111,7 @@ class Users:
         return await asyncio.shield(check)
 
     async def _check(self, key: bytes, username: str, password: str) -> int | None:
+        generation = self._generation
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -114,9 +120,10 @@ class Users:
             ).first()
         if row is None or not await _verify(row.password_hash, password):
             return None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (row.id, time.monotonic() + self._cache_seconds)
+        if generation == self._generation:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (row.id, time.monotonic() + self._cache_seconds)
         return row.id
 
 

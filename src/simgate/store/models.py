@@ -246,19 +246,23 @@ class LogEntry(Base):
 
 
 class ApiToken(Base):
-    """An access/refresh token pair of a user: its id is both tokens' `jti`.
+    """An access token and its refresh token: the row's id is both tokens' `jti`.
 
-    The tokens themselves are signed and carry their claims; the row is what revoking
-    changes, and what a refresh reissues from (scopes, access lifetime).
+    Only hashes of the tokens are kept, as for devices: the signing key alone cannot make
+    a token this table accepts. A pair minted with another token (`parent_id`) has no
+    refresh token, ends no later than its parent, and is revoked with it.
     """
 
     __tablename__ = "api_tokens"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
     scopes: Mapped[list[str]] = mapped_column(JSON)
     ttl_seconds: Mapped[int] = mapped_column(Integer)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)  # of the refresh token
+    access_hash: Mapped[str] = mapped_column(String(64))
+    refresh_hash: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the last of the two tokens
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response, Security, status
+from fastapi import APIRouter, Request, Response, Security, status
 
 from simgate.server.auth import Caller, bearer_token, current_caller, token_refused
 from simgate.server.deps import GatewayDep
 from simgate.server.schemas import TokenOut, TokenRequest
-from simgate.services.tokens import REFRESH, InvalidToken, IssuedToken, check_scopes
+from simgate.services.tokens import REFRESH, InvalidToken, IssuedToken
 
 router = APIRouter(prefix="/auth/token", tags=["tokens"])
 
@@ -21,15 +21,12 @@ def _out(issued: IssuedToken) -> TokenOut:
                     refresh_token=issued.refresh_token, expires_at=issued.expires_at)
 
 
-@router.post("", response_model=TokenOut, status_code=status.HTTP_201_CREATED)
+@router.post("", response_model=TokenOut, status_code=status.HTTP_201_CREATED,
+             response_model_exclude_none=True)
 async def generate_token(body: TokenRequest, caller: Manager, gateway: GatewayDep) -> TokenOut:
-    """An access token with the asked scopes (and a refresh token); Basic credentials may
-    ask for any scope, a token only for scopes it holds."""
-    missing = [s for s in check_scopes(body.scopes) if not caller.allows(s)]
-    if missing:
-        raise HTTPException(403, f"a token can only grant scopes it holds: {', '.join(missing)}"
-                                 " missing; ask with Basic credentials instead")
-    return _out(await gateway.tokens.issue(caller.user_id, body.scopes, body.ttl))
+    """An access token with the asked scopes, and a refresh token. Asked with a token, it
+    gets at most that token's scopes and lifetime, and no refresh token."""
+    return _out(await gateway.tokens.issue(caller.user_id, body.scopes, body.ttl, caller.token))
 
 
 @router.post("/refresh", response_model=TokenOut)
