@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import update
@@ -186,7 +187,9 @@ async def test_list_filters_sort_and_pages(api):
 async def test_cancel(api):
     await register_device(api)
     message_id = (await send(api)).json()["id"]
-    assert (await api.delete(f"/3rdparty/v1/messages/{message_id}")).status_code == 204
+    cancelled = await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    assert cancelled.status_code == 200  # with the state after, as the original
+    assert cancelled.json()["state"] == "Cancelled" and cancelled.json()["id"] == message_id
     state = (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()
     assert state["state"] == "Cancelled" and state["isHashed"] is True
     assert state["recipients"][0]["phoneNumber"] != "+19162255887"
@@ -256,3 +259,45 @@ async def test_health_fails_when_a_device_has_no_ready_sim(api):
     assert response.status_code == 500
     assert response.json()["checks"][f"devices:{device['id']}:sims"]["status"] == "fail"
     assert (await api.get("/health/ready", auth=None)).status_code == 200
+
+
+async def test_lists_tell_the_total_count(api):
+    await register_device(api)
+    ids = [(await send(api)).json()["id"] for _ in range(3)]
+    page = await api.get("/3rdparty/v1/messages", params={"limit": 2})
+    assert page.headers["X-Total-Count"] == "3"
+    assert [m["id"] for m in page.json()] == ids[::-1][:2]
+    none = await api.get("/3rdparty/v1/messages", params={"state": "Failed"})
+    assert none.headers["X-Total-Count"] == "0" and none.json() == []
+
+
+async def test_singular_legacy_paths_still_work(api):
+    device = await register_device(api)
+    message_id = (await send(api)).json()["id"]
+    assert [m["id"] for m in (await api.get("/3rdparty/v1/message")).json()] == [message_id]
+    cancelled = await api.delete(f"/3rdparty/v1/message/{message_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "Cancelled"
+    assert [d["id"] for d in (await api.get("/3rdparty/v1/device")).json()] == [device["id"]]
+    assert (await api.delete(f"/3rdparty/v1/device/{device['id']}")).status_code == 204
+    assert (await api.get("/3rdparty/v1/devices")).json() == []
+
+
+async def test_sim_number_for_a_device_that_told_no_slots_is_taken_at_its_word(api):
+    """The original Android app registers without SIM slots: the seed's simNumber 2 must
+    still be accepted (the device fails it if it has no such SIM)."""
+    app = await api.post("/mobile/v1/device", json={"name": "android app"})
+    assert app.status_code == 201
+    response = await send(api)
+    assert response.status_code == 202, response.text
+    assert response.json()["deviceId"] == app.json()["id"]
+
+
+async def test_client_ids_may_hold_any_text_but_a_slash(api):
+    await register_device(api)
+    for ident in ("order #42 (retry)", "café:1"):
+        sent = await send(api, {**SEED, "id": ident})
+        assert sent.status_code == 202, sent.text
+        fetched = await api.get(f"/3rdparty/v1/messages/{quote(ident)}")
+        assert fetched.status_code == 200 and fetched.json()["id"] == ident
+    slash = await send(api, {**SEED, "id": "a/b"})
+    assert slash.status_code == 400 and "id" in slash.json()["message"]

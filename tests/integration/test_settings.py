@@ -33,6 +33,10 @@ async def test_defaults_patch_put_and_reset(api):
     assert reset["messages"]["sim_selection_mode"] == "OSDefault"
     assert reset["messages"]["limit_value"] == 10
 
+    group_reset = (await api.patch("/3rdparty/v1/settings", json={"messages": None})).json()
+    assert group_reset["messages"]["limit_period"] == "Disabled"
+    assert group_reset["webhooks"]["retry_count"] == 3  # other groups as they were
+
     replaced = (await api.put("/3rdparty/v1/settings", json={
         "messages": {"sim_selection_mode": "Random"}})).json()
     assert replaced["messages"]["sim_selection_mode"] == "Random"

@@ -127,10 +127,12 @@ def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """PATCH semantics: deep-merge per group; a null value resets that key."""
+    """PATCH semantics: deep-merge per group; a null value resets that key (or group)."""
     merged = copy.deepcopy(stored)
     for group, keys in patch.items():
-        if isinstance(keys, dict) and isinstance(merged.get(group), dict):
+        if keys is None:
+            merged.pop(group, None)
+        elif isinstance(keys, dict) and isinstance(merged.get(group), dict):
             merged[group].update(keys)
         else:
             merged[group] = keys

@@ -60,12 +60,16 @@ def describe_valid(slots: list[SimSlot]) -> str:
     return "valid simNumber values: " + ", ".join(str(n) for n in usable)
 
 
-def check_sim_number(sim_number: int, slots: list[SimSlot], device: str) -> SimSlot:
+def check_sim_number(sim_number: int, slots: list[SimSlot], device: str) -> SimSlot | None:
     """The slot for an explicit `sim_number`, or InvalidSimNumber saying what is valid.
 
     A slot that exists but is not ready (PIN, no network) is accepted: the send then fails
-    with the reason, as the SIM may recover before the message is sent.
+    with the reason, as the SIM may recover before the message is sent. A device that has
+    not told its slots (the original Android app does not) is taken at its word, as the
+    original server does: None, and the device fails a slot it does not have.
     """
+    if not slots:
+        return None
     by_number = {s.sim_number: s for s in slots}
     slot = by_number.get(sim_number)
     if slot is None:

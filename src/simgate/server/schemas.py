@@ -41,7 +41,8 @@ def _check_base64(data: DataMessageIn | None) -> None:
 class SendRequest(Wire):
     """POST /3rdparty/v1/messages (and the legacy /message)."""
 
-    id: Annotated[str | None, Field(max_length=36, pattern=r"^[A-Za-z0-9_.:-]+$")] = None
+    # any text, as the original; but a "/" would make the id unreachable at /messages/{id}
+    id: Annotated[str | None, Field(min_length=1, max_length=36, pattern=r"^[^/]+$")] = None
     message: Annotated[str | None, Field(min_length=1, max_length=65535)] = None
     text_message: TextMessageIn | None = None
     data_message: DataMessageIn | None = None
@@ -324,8 +325,8 @@ class ExportRequest(Wire):
 
 
 class RefreshRequest(ExportRequest):
-    message_types: list[str] | None = None
-    webhook_delivery: str | None = None
+    message_types: list[Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"]] | None = None
+    webhook_delivery: Literal["Individual", "Batch", "Disabled"] | None = None
 
 
 # --- logs ------------------------------------------------------------------------------

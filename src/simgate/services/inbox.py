@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.services.devices import DeviceIdentity
@@ -39,6 +39,19 @@ class InboxQuery:
     device_id: str | None = None
     limit: int = 50
     offset: int = 0
+
+
+def _matching(user_id: int, query: InboxQuery) -> list[ColumnElement[bool]]:
+    conditions = [IncomingMessage.user_id == user_id]
+    if query.type:
+        conditions.append(IncomingMessage.type == query.type)
+    if query.since:
+        conditions.append(IncomingMessage.received_at >= query.since)
+    if query.until:
+        conditions.append(IncomingMessage.received_at <= query.until)
+    if query.device_id:
+        conditions.append(IncomingMessage.device_id == query.device_id)
+    return conditions
 
 
 def event_of(message: IncomingMessage) -> tuple[WebhookEvent, dict]:
@@ -101,30 +114,30 @@ class Inbox:
         return ids
 
     async def list(self, user_id: int, query: InboxQuery) -> list[IncomingMessage]:
-        conditions = [IncomingMessage.user_id == user_id]
-        if query.type:
-            conditions.append(IncomingMessage.type == query.type)
-        if query.since:
-            conditions.append(IncomingMessage.received_at >= query.since)
-        if query.until:
-            conditions.append(IncomingMessage.received_at <= query.until)
-        if query.device_id:
-            conditions.append(IncomingMessage.device_id == query.device_id)
         async with self._sessions() as session:
             return list(await session.scalars(
-                select(IncomingMessage).where(*conditions)
+                select(IncomingMessage).where(*_matching(user_id, query))
                 .order_by(IncomingMessage.received_at.desc(), IncomingMessage.pk.desc())
                 .limit(query.limit).offset(query.offset)
             ))
 
+    async def count(self, user_id: int, query: InboxQuery) -> int:
+        """How many received messages match, all pages together (X-Total-Count)."""
+        async with self._sessions() as session:
+            return await session.scalar(select(func.count()).select_from(IncomingMessage)
+                                        .where(*_matching(user_id, query)))
+
     async def export(self, user_id: int, device_id: str | None, since: datetime,
-                     until: datetime) -> int:
-        """Raise the received events again for stored messages of a period."""
+                     until: datetime, types: Collection[str] | None = None) -> int:
+        """Raise the received events again for stored messages of a period (of `types`,
+        if given)."""
         count = 0
         async with self._sessions.begin() as session:
             conditions = [IncomingMessage.user_id == user_id,
                           IncomingMessage.received_at >= since,
                           IncomingMessage.received_at <= until]
+            if types is not None:
+                conditions.append(IncomingMessage.type.in_(types))
             if device_id:
                 conditions.append(IncomingMessage.device_id == device_id)
             for message in await session.scalars(select(IncomingMessage).where(*conditions)):

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
@@ -70,6 +70,19 @@ class MessageQuery:
     limit: int = 50
     offset: int = 0
     newest_first: bool = True
+
+
+def _matching(user_id: int, query: MessageQuery) -> list[ColumnElement[bool]]:
+    conditions = [Message.user_id == user_id]
+    if query.since:
+        conditions.append(Message.created_at >= query.since)
+    if query.until:
+        conditions.append(Message.created_at <= query.until)
+    if query.state:
+        conditions.append(Message.state == query.state.value)
+    if query.device_id:
+        conditions.append(Message.device_id == query.device_id)
+    return conditions
 
 
 def _is_final(message: Message) -> bool:
@@ -176,22 +189,19 @@ class Messages:
             return await self._get(session, user_id, ext_id)
 
     async def list(self, user_id: int, query: MessageQuery) -> list[Message]:
-        conditions = [Message.user_id == user_id]
-        if query.since:
-            conditions.append(Message.created_at >= query.since)
-        if query.until:
-            conditions.append(Message.created_at <= query.until)
-        if query.state:
-            conditions.append(Message.state == query.state.value)
-        if query.device_id:
-            conditions.append(Message.device_id == query.device_id)
         order = Message.pk.desc() if query.newest_first else Message.pk.asc()
         async with self._sessions() as session:
             result = await session.scalars(
-                select(Message).where(*conditions).order_by(order)
+                select(Message).where(*_matching(user_id, query)).order_by(order)
                 .limit(query.limit).offset(query.offset)
             )
             return list(result)
+
+    async def count(self, user_id: int, query: MessageQuery) -> int:
+        """How many messages match, all pages together (the X-Total-Count of a list)."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.count()).select_from(Message).where(*_matching(user_id, query)))
 
     async def cancel(self, user_id: int, ext_id: str) -> Message:
         """Cancel a message that no device has taken yet."""

@@ -29,7 +29,7 @@ ALL = "all:any"
 REFRESH = "tokens:refresh"
 SCOPES = frozenset({
     ALL,
-    "messages:send", "messages:read", "messages:list", "messages:cancel",
+    "messages:send", "messages:read", "messages:list", "messages:cancel", "messages:export",
     "inbox:list", "inbox:read", "inbox:refresh",
     "devices:list", "devices:delete",
     "webhooks:list", "webhooks:write", "webhooks:delete",

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.domain.states import ProcessState
 from simgate.services.devices import DeviceIdentity
-from simgate.services.errors import BadRequest, NotFound
+from simgate.services.errors import BadRequest, Conflict
 from simgate.services.ids import new_id
 from simgate.store.models import Message, Recipient, Webhook, WebhookDelivery, utcnow
 from simgate.webhooks.urls import ForbiddenUrl, check_url
@@ -67,7 +67,9 @@ class Webhooks:
         async with self._sessions.begin() as session:
             if webhook_id:
                 existing = await session.get(Webhook, webhook_id)
-                if existing is not None and existing.user_id == user_id:
+                if existing is not None and existing.user_id != user_id:
+                    raise Conflict(f"webhook id {webhook_id!r} is already used: choose another")
+                if existing is not None:
                     existing.url, existing.event, existing.device_id = url, kind.value, device_id
                     return existing
             webhook = Webhook(id=webhook_id or new_id(), user_id=user_id, url=url,
@@ -83,11 +85,11 @@ class Webhooks:
             return list(await session.scalars(query.order_by(Webhook.created_at)))
 
     async def delete(self, user_id: int, webhook_id: str) -> None:
+        """Idempotent, as the original: deleting a webhook that is not there is done."""
         async with self._sessions.begin() as session:
             webhook = await session.get(Webhook, webhook_id)
-            if webhook is None or webhook.user_id != user_id:
-                raise NotFound(f"webhook {webhook_id!r} not found")
-            await session.delete(webhook)
+            if webhook is not None and webhook.user_id == user_id:
+                await session.delete(webhook)
 
     # -- the outbox -------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import ExportRequest, IncomingOut, RefreshRequest
@@ -26,7 +26,7 @@ def _out(message: IncomingMessage) -> IncomingOut:
 
 @router.get("/inbox", response_model=list[IncomingOut])
 async def list_inbox(
-    user_id: Annotated[int, user_with("inbox:list")], gateway: GatewayDep,
+    user_id: Annotated[int, user_with("inbox:list")], gateway: GatewayDep, response: Response,
     type: Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"] | None = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
@@ -34,23 +34,34 @@ async def list_inbox(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[IncomingOut]:
-    """Received messages, newest first, with the SIM that received each."""
+    """Received messages, newest first, with the SIM that received each; X-Total-Count
+    tells how many match across all pages."""
     query = InboxQuery(type=type, since=aware(since), until=aware(until), device_id=device_id,
                        limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(await gateway.inbox.count(user_id, query))
     return [_out(m) for m in await gateway.inbox.list(user_id, query)]
 
 
 @router.post("/inbox/refresh", status_code=status.HTTP_202_ACCEPTED)
 async def refresh_inbox(body: RefreshRequest, user_id: Annotated[int, user_with("inbox:refresh")],
                         gateway: GatewayDep) -> dict[str, int]:
-    """Raise the received-SMS webhooks again for a period, from the stored inbox."""
-    return await export_inbox(body, user_id, gateway)
+    """Raise the received-SMS webhooks again for a period, from the stored inbox
+    (`messageTypes` picks the types; `webhookDelivery: Disabled` raises none)."""
+    if body.webhook_delivery == "Disabled":
+        return {"events": 0}
+    count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
+                                       aware(body.until), body.message_types)
+    return {"events": count}
 
 
 @router.post("/messages/inbox/export", status_code=status.HTTP_202_ACCEPTED)
-async def export_inbox(body: ExportRequest, user_id: Annotated[int, user_with("inbox:refresh")],
-                       gateway: GatewayDep) -> dict[str, int]:
-    """The older name of /inbox/refresh."""
+@router.post("/message/inbox/export", status_code=status.HTTP_202_ACCEPTED,
+             include_in_schema=False)
+async def export_inbox(body: ExportRequest,
+                       user_id: Annotated[int, user_with("messages:export")],
+                       gateway: GatewayDep, response: Response) -> dict[str, int]:
+    """The older form of /inbox/refresh."""
+    response.headers["Deprecation"] = "true"
     count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
                                        aware(body.until))
     return {"events": count}

@@ -37,6 +37,5 @@ async def replace_settings(
 @router.patch("")
 async def patch_settings(user_id: Annotated[int, user_with("settings:write")], gateway: GatewayDep,
                          body: SettingsBody = Body()) -> dict[str, Any]:
-    """Merge into the settings; a null value resets that key to its default."""
-    values = {k: v for k, v in body.items() if v is not None}
-    return public_view(await gateway.device_settings.patch(user_id, values))
+    """Merge into the settings; a null value resets that key, or group, to its default."""
+    return public_view(await gateway.device_settings.patch(user_id, body))

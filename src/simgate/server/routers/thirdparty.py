@@ -122,8 +122,12 @@ SEND_OPERATION: dict[str, Any] = {
 }
 
 
+# The original still answers under the singular /message and /device: so does simgate,
+# undocumented.
 @router.get("/messages/{id}", response_model=MessageStateOut, response_model_exclude_none=True,
             name="get_message")
+@router.get("/message/{id}", response_model=MessageStateOut, response_model_exclude_none=True,
+            include_in_schema=False)
 async def get_message(
     id: str,
     user_id: Annotated[int, user_with("messages:read")],
@@ -132,17 +136,9 @@ async def get_message(
     return MessageStateOut.of(await gateway.messages.get(user_id, id))
 
 
-@router.get("/message/{id}", response_model=MessageStateOut, response_model_exclude_none=True,
-            include_in_schema=False)
-async def get_message_legacy(
-    id: str,
-    user_id: Annotated[int, user_with("messages:read")],
-    gateway: GatewayDep,
-) -> MessageStateOut:
-    return MessageStateOut.of(await gateway.messages.get(user_id, id))
-
-
 @router.get("/messages", response_model=list[MessageStateOut], response_model_exclude_none=True)
+@router.get("/message", response_model=list[MessageStateOut], response_model_exclude_none=True,
+            include_in_schema=False)
 async def list_messages(
     user_id: Annotated[int, user_with("messages:list")],
     gateway: GatewayDep,
@@ -155,24 +151,31 @@ async def list_messages(
     offset: Annotated[int, Query(ge=0)] = 0,
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> list[MessageStateOut]:
+    """Messages, newest first unless `sort=created_at`; X-Total-Count tells how many match
+    across all pages."""
     query = MessageQuery(since=aware(since), until=aware(until), state=state,
                          device_id=device_id, limit=limit, offset=offset,
                          newest_first=sort == "-created_at")
+    response.headers["X-Total-Count"] = str(await gateway.messages.count(user_id, query))
     return [MessageStateOut.of(m) for m in await gateway.messages.list(user_id, query)]
 
 
-@router.delete("/messages/{id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/messages/{id}", response_model=MessageStateOut,
+               response_model_exclude_none=True)
+@router.delete("/message/{id}", response_model=MessageStateOut,
+               response_model_exclude_none=True, include_in_schema=False)
 async def cancel_message(
     id: str,
     user_id: Annotated[int, user_with("messages:cancel")],
     gateway: GatewayDep,
-) -> Response:
-    """Cancel a message that is still Pending."""
-    await gateway.messages.cancel(user_id, id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+) -> MessageStateOut:
+    """Cancel a message that is still Pending; answers its state after."""
+    return MessageStateOut.of(await gateway.messages.cancel(user_id, id))
 
 
 @router.get("/devices", response_model=list[DeviceOut], tags=["devices"])
+@router.get("/device", response_model=list[DeviceOut], tags=["devices"],
+            include_in_schema=False)
 async def list_devices(
     user_id: Annotated[int, user_with("devices:list")],
     gateway: GatewayDep,
@@ -182,6 +185,8 @@ async def list_devices(
 
 
 @router.delete("/devices/{id}", status_code=status.HTTP_204_NO_CONTENT, tags=["devices"])
+@router.delete("/device/{id}", status_code=status.HTTP_204_NO_CONTENT, tags=["devices"],
+               include_in_schema=False)
 async def remove_device(
     id: str,
     user_id: Annotated[int, user_with("devices:delete")],
