@@ -125,7 +125,7 @@ async def test_outgoing_events_per_recipient_with_sim(api, receiver):
     for event in ("sms:sent", "sms:delivered", "sms:failed"):
         await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": event})
     message = (await api.post("/3rdparty/v1/messages", json={
-        "message": "x", "phoneNumbers": ["+19162255887", "+19162255888"]})).json()
+        "message": "x" * 200, "phoneNumbers": ["+19162255887", "+19162255888"]})).json()
     await api.patch("/mobile/v1/message", **bearer(device), json=[{
         "id": message["id"], "state": "Sent", "simNumber": 1, "recipients": [
             {"phoneNumber": "+19162255887", "state": "Sent"},
@@ -137,10 +137,13 @@ async def test_outgoing_events_per_recipient_with_sim(api, receiver):
     sent = receiver.events("sms:sent")
     assert [e["payload"]["phoneNumber"] for e in sent] == ["+19162255887"]
     assert sent[0]["payload"]["simNumber"] == 1 and sent[0]["payload"]["messageId"] == message["id"]
+    assert sent[0]["payload"]["sender"] == "+12025550101"  # the number of SIM 1
+    assert sent[0]["payload"]["partsCount"] == 2  # 200 GSM characters: two parts
     failed = receiver.events("sms:failed")[0]["payload"]
     assert failed["phoneNumber"] == "+19162255888" and failed["reason"] == "no network"
     delivered = receiver.events("sms:delivered")[0]["payload"]
     assert delivered["phoneNumber"] == "+19162255887" and "deliveredAt" in delivered
+    assert failed["sender"] == delivered["sender"] == "+12025550101"
 
 
 async def test_retries_until_receiver_is_back_with_stable_ids(api, receiver, gateway):

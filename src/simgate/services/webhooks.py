@@ -13,7 +13,8 @@ from simgate.domain.states import ProcessState
 from simgate.services.devices import DeviceIdentity
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.ids import new_id
-from simgate.store.models import Message, Recipient, Webhook, WebhookDelivery, utcnow
+from simgate.sms.pdu import segment_count
+from simgate.store.models import Message, Recipient, SimCard, Webhook, WebhookDelivery, utcnow
 from simgate.webhooks.urls import ForbiddenUrl, check_url
 
 
@@ -97,13 +98,7 @@ class Webhooks:
     async def emit(session: AsyncSession, user_id: int, device_id: str | None,
                    event: WebhookEvent, payload: dict[str, Any]) -> int:
         """Write one event for every matching webhook, in the caller's transaction."""
-        cache = session.info.setdefault("webhooks", {})
-        key = (user_id, event.value)
-        if key not in cache:
-            cache[key] = list(await session.scalars(
-                select(Webhook).where(Webhook.user_id == user_id, Webhook.event == event.value)
-            ))
-        hooks = cache[key]
+        hooks = await Webhooks._hooks(session, user_id, event)
         event_id = new_id()
         count = 0
         for hook in hooks:
@@ -118,14 +113,44 @@ class Webhooks:
             session.info["webhook_events"] = True
         return count
 
+    @staticmethod
+    async def _hooks(session: AsyncSession, user_id: int, event: WebhookEvent) -> list[Webhook]:
+        """The user's webhooks for an event, read once per transaction."""
+        cache = session.info.setdefault("webhooks", {})
+        key = (user_id, event.value)
+        if key not in cache:
+            cache[key] = list(await session.scalars(
+                select(Webhook).where(Webhook.user_id == user_id, Webhook.event == event.value)
+            ))
+        return cache[key]
+
+    @staticmethod
+    async def _sim_numbers(session: AsyncSession, device_id: str) -> dict[int, str | None]:
+        """A device's own numbers by simNumber, read once per transaction (and without
+        flushing: a batch of state changes must stay one flush)."""
+        cache = session.info.setdefault("sim_numbers", {})
+        if device_id not in cache:
+            with session.no_autoflush:
+                rows = await session.execute(select(SimCard.slot_index, SimCard.phone_number)
+                                             .where(SimCard.device_id == device_id))
+            cache[device_id] = {slot + 1: number for slot, number in rows}
+        return cache[device_id]
+
     async def on_message_change(self, session: AsyncSession, message: Message,
                                 changed: list[tuple[Recipient, ProcessState]]) -> None:
-        """Messages listener: one event per recipient that reached sent/delivered/failed."""
+        """Messages listener: one event per recipient that reached sent/delivered/failed,
+        with the SIM used and its own number (`sender`), as the original app sends them."""
         for recipient, state in changed:
             kind = _STATE_EVENTS.get(state)
             if kind is None:
                 continue
             event, stamp_key = kind
+            if not await self._hooks(session, message.user_id, event):
+                continue  # nobody listens: spare the payload
+            sender = None
+            if message.sim_used is not None:
+                sender = (await self._sim_numbers(session, message.device_id)).get(
+                    message.sim_used)
             payload: dict[str, Any] = {
                 "messageId": message.ext_id,
                 "phoneNumber": recipient.phone_number,
@@ -133,6 +158,10 @@ class Webhooks:
                 "simNumber": message.sim_used,
                 stamp_key: message.states.get(state.value) or utcnow().isoformat(),
             }
+            if sender:
+                payload["sender"] = sender
+            if state is ProcessState.SENT and message.text and not message.is_encrypted:
+                payload["partsCount"] = segment_count(message.text)
             if state is ProcessState.FAILED:
                 payload["reason"] = recipient.error or "Failed"
             await self.emit(session, message.user_id, message.device_id, event, payload)
