@@ -53,7 +53,7 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 async def authorize(request: Request, *scopes: str) -> Caller:
