@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     username: str | None = None
     password: str | None = None
+    # The server key: a device that registers with it (Authorization: Bearer <key>, the
+    # Android app's "private server" mode) gets a new user of its own. Unset: no such joins.
+    private_token: str | None = None
     # Region used to read numbers written without a country code.
     default_region: str = "US"
     # Webhook receivers on loopback/private addresses (an SSRF guard when off).

@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.security import SecurityScopes
 
 from simgate.services.devices import DeviceIdentity
-from simgate.services.tokens import InvalidToken, TokenClaims
+from simgate.services.tokens import ALL, InvalidToken, TokenClaims
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="simgate"'}
 _TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -88,6 +88,35 @@ async def current_caller(request: Request, security_scopes: SecurityScopes) -> C
 async def current_user(request: Request, security_scopes: SecurityScopes) -> int:
     """FastAPI dependency: the id of the user calling, holding the route's scopes."""
     return (await authorize(request, *security_scopes.scopes)).user_id
+
+
+@dataclass(frozen=True, slots=True)
+class Registrant:
+    """The user a registering device joins, and the password when the user is new."""
+
+    user_id: int
+    login: str
+    password: str = ""
+
+
+async def registrant(request: Request) -> Registrant:
+    """FastAPI dependency, for device registration: `Authorization: Code <code>` (a code
+    the user asked for), `Bearer <server key>` (a new user), or the user's own credentials
+    (Basic, or a token with all:any)."""
+    gateway = request.app.state.gateway
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "code":
+        user_id = await gateway.enrolment.redeem(value)
+        if user_id is None:
+            raise HTTPException(401, "invalid or used code: ask for a new one with"
+                                     " GET /mobile/v1/user/code",
+                                headers={"WWW-Authenticate": "Code"})
+        return Registrant(user_id, await gateway.users.name_of(user_id) or "")
+    if scheme.lower() == "bearer" and gateway.enrolment.is_server_key(value.strip()):
+        new = await gateway.enrolment.new_user()
+        return Registrant(new.user_id, new.login, new.password)
+    caller = await authorize(request, ALL)
+    return Registrant(caller.user_id, await gateway.users.name_of(caller.user_id) or "")
 
 
 async def current_device(request: Request) -> DeviceIdentity:

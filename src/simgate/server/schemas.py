@@ -196,6 +196,21 @@ class RegisterResponse(Wire):
     password: str = ""
 
 
+class DeviceInfoOut(Wire):
+    external_ip: str | None = None
+    device: DeviceOut | None = None
+
+
+class UserCodeOut(Wire):
+    code: str
+    valid_until: datetime
+
+
+class PasswordChange(Wire):
+    current_password: Annotated[str, Field(max_length=256)]
+    new_password: Annotated[str, Field(max_length=256)]
+
+
 class DeviceUpdateRequest(Wire):
     id: str | None = None
     name: Annotated[str | None, Field(max_length=128)] = None

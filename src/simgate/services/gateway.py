@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from simgate.bus.local import LocalBus
 from simgate.config import Settings
 from simgate.services.devices import Devices
+from simgate.services.enrolment import Enrolment
 from simgate.services.inbox import Inbox
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
@@ -30,6 +31,7 @@ class Gateway:
     bus: LocalBus
     users: Users
     tokens: Tokens
+    enrolment: Enrolment
     devices: Devices
     messages: Messages
     device_settings: SettingsService
@@ -80,7 +82,9 @@ class Gateway:
         messages.committed.append(wake_dispatcher)
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
-            users=users, tokens=tokens, devices=devices, messages=messages,
+            users=users, tokens=tokens,
+            enrolment=Enrolment(sessions, users, settings.private_token),
+            devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=Inbox(sessions, wake=wake_dispatcher), logs=logs, dispatcher=dispatcher,
         )

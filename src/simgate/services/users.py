@@ -78,6 +78,18 @@ class Users:
             await revoke_all(session, user.id)
         self._changed()
 
+    async def name_of(self, user_id: int) -> str | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(User.username).where(User.id == user_id))
+
+    async def change_password(self, user_id: int, current: str, new: str) -> bool:
+        """Set a new password if `current` is right (a device asks on its user's behalf)."""
+        username = await self.name_of(user_id)
+        if username is None or await self.authenticate(username, current) != user_id:
+            return False
+        await self.set_password(username, new)
+        return True
+
     async def ensure(self, username: str, password: str) -> None:
         """Make sure the user exists with exactly this password (for unattended starts)."""
         if await self.authenticate(username, password) is not None:

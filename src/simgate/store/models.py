@@ -267,6 +267,16 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class UserCode(Base):
+    """A short one-time code that lets a device join its user without the password."""
+
+    __tablename__ = "user_codes"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    valid_until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ServerSecret(Base):
     """Keys the server makes once and every worker shares (the token signing key)."""
 

@@ -7,20 +7,24 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from simgate.server.auth import basic_credentials, current_device
+from simgate.server.auth import Registrant, bearer_token, current_device, registrant
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import (
+    DeviceInfoOut,
+    DeviceOut,
     DeviceUpdateRequest,
     IncomingIn,
     LogIn,
     MobileMessageOut,
+    PasswordChange,
     PatchMessageItem,
     PatchResultItem,
     RegisterRequest,
     RegisterResponse,
+    UserCodeOut,
     WebhookOut,
 )
 from simgate.services.devices import DeviceIdentity
@@ -38,16 +42,45 @@ KEEPALIVE_SECONDS = 15.0
 
 
 @router.post("/device", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterRequest, request: Request, gateway: GatewayDep,
-                   user_id: Annotated[int, user_with(ALL)]) -> RegisterResponse:
-    """Register a device of the user (Basic auth, or a token with all:any), with its SIM
-    slots; returns the device's own token."""
+async def register(body: RegisterRequest, gateway: GatewayDep,
+                   who: Annotated[Registrant, Depends(registrant)]) -> RegisterResponse:
+    """Register a device, with its SIM slots; returns the device's own token, and the login
+    and password of the user made for it when it joined with the server key."""
     sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
     registration = await gateway.devices.register(
-        user_id, body.name or "simgate device", body.push_token, sims
+        who.user_id, body.name or "simgate device", body.push_token, sims
     )
-    login = (basic_credentials(request) or ("", ""))[0]
-    return RegisterResponse(id=registration.device.id, token=registration.token, login=login)
+    return RegisterResponse(id=registration.device.id, token=registration.token,
+                            login=who.login, password=who.password)
+
+
+@router.get("/device", response_model=DeviceInfoOut, response_model_exclude_none=True)
+async def device_info(request: Request, gateway: GatewayDep) -> DeviceInfoOut:
+    """The caller's address as the server sees it and, with a device token, the device."""
+    info = DeviceInfoOut(external_ip=request.client.host if request.client else None)
+    if bearer_token(request) is not None:
+        identity = await current_device(request)
+        info.device = DeviceOut.of(await gateway.devices.get(identity.user_id,
+                                                             identity.device_id))
+    return info
+
+
+@router.get("/user/code", response_model=UserCodeOut)
+async def user_code(gateway: GatewayDep,
+                    user_id: Annotated[int, user_with(ALL)]) -> UserCodeOut:
+    """A one-time code to type into a device, which joins this user with it."""
+    issued = await gateway.enrolment.issue_code(user_id)
+    return UserCodeOut(code=issued.code, valid_until=issued.valid_until)
+
+
+@router.patch("/user/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(body: PasswordChange, device: Device,
+                          gateway: GatewayDep) -> Response:
+    """A device changes its user's password (it knows the current one)."""
+    if not await gateway.users.change_password(device.user_id, body.current_password,
+                                               body.new_password):
+        raise HTTPException(401, "invalid current password")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.patch("/device", status_code=status.HTTP_204_NO_CONTENT)
