@@ -85,3 +85,17 @@ async def test_device_info_and_password_change(api):
     assert changed.status_code == 204
     assert (await api.get("/3rdparty/v1/devices", auth=(USER, "brand-new-pw"))).status_code == 200
     assert (await api.get("/3rdparty/v1/devices")).status_code == 401  # the old password
+
+
+async def test_guessing_codes_is_cut_short(api):
+    real = (await api.get("/mobile/v1/user/code")).json()["code"]
+    guesses = [f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" != real][:10]
+    for guess in guesses:
+        wrong = await api.post("/mobile/v1/device", json={"name": "x"}, auth=None,
+                               headers={"Authorization": f"Code {guess}"})
+        assert wrong.status_code == 401
+    # the eleventh try within the minute is refused, even with the right code
+    blocked = await api.post("/mobile/v1/device", json={"name": "x"}, auth=None,
+                             headers={"Authorization": f"Code {real}"})
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"
+    assert "wait a minute" in blocked.json()["message"]

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.security import SecurityScopes
 
 from simgate.services.devices import DeviceIdentity
+from simgate.services.enrolment import TooManyAttempts
 from simgate.services.tokens import ALL, InvalidToken, TokenClaims
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="simgate"'}
@@ -106,7 +107,11 @@ async def registrant(request: Request) -> Registrant:
     gateway = request.app.state.gateway
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "code":
-        user_id = await gateway.enrolment.redeem(value)
+        try:
+            user_id = await gateway.enrolment.redeem(
+                value, request.client.host if request.client else "")
+        except TooManyAttempts as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "60"}) from None
         if user_id is None:
             raise HTTPException(401, "invalid or used code: ask for a new one with"
                                      " GET /mobile/v1/user/code",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hmac
 import secrets
 import string
+import time
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +20,13 @@ from simgate.store.db import Sessions
 from simgate.store.models import UserCode, utcnow
 
 CODE_LIFETIME = timedelta(minutes=5)
+# Six digits are guessed in a million tries: wrong codes are limited per address and in all.
+WRONG_CODES_PER_MINUTE = 10
+WRONG_CODES_PER_MINUTE_ALL = 100
+
+
+class TooManyAttempts(Exception):
+    """Too many wrong codes lately: the caller must wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,7 @@ class Enrolment:
         self._sessions = sessions
         self._users = users
         self._server_key = server_key
+        self._wrong: defaultdict[str, deque[float]] = defaultdict(deque)
 
     async def issue_code(self, user_id: int) -> IssuedCode:
         """A six-digit code, good once within five minutes."""
@@ -52,14 +62,33 @@ class Enrolment:
             except IntegrityError:
                 continue  # that code is someone else's for now: draw another
 
-    async def redeem(self, code: str) -> int | None:
-        """The user a valid code belongs to; the code is then spent."""
+    async def redeem(self, code: str, client: str) -> int | None:
+        """The user a valid code belongs to; the code is then spent. TooManyAttempts when
+        `client` (an address), or everyone, gave too many wrong codes in the last minute."""
+        self._check_attempts(client)
         async with self._sessions.begin() as session:
             row = await session.get(UserCode, code.strip())
-            if row is None:
-                return None
-            await session.delete(row)
-            return row.user_id if row.valid_until > utcnow() else None
+            if row is not None:
+                await session.delete(row)
+        if row is None or row.valid_until <= utcnow():
+            now = time.monotonic()
+            self._wrong[f"from {client}"].append(now)
+            self._wrong["all"].append(now)
+            return None
+        return row.user_id
+
+    def _check_attempts(self, client: str) -> None:
+        horizon = time.monotonic() - 60
+        for key, limit in ((f"from {client}", WRONG_CODES_PER_MINUTE),
+                           ("all", WRONG_CODES_PER_MINUTE_ALL)):
+            attempts = self._wrong.get(key) or deque()
+            while attempts and attempts[0] < horizon:
+                attempts.popleft()
+            if not attempts:
+                self._wrong.pop(key, None)
+            if len(attempts) >= limit:
+                raise TooManyAttempts("too many wrong codes: wait a minute, then ask for a"
+                                      " new code")
 
     def is_server_key(self, token: str) -> bool:
         return self._server_key is not None and hmac.compare_digest(
