@@ -294,10 +294,12 @@ async def test_sim_number_for_a_device_that_told_no_slots_is_taken_at_its_word(a
 
 async def test_client_ids_may_hold_any_text_but_a_slash(api):
     await register_device(api)
-    for ident in ("order #42 (retry)", "café:1"):
+    for ident in ("order #42 (retry)", "café:1", "заказ-1"):
         sent = await send(api, {**SEED, "id": ident})
         assert sent.status_code == 202, sent.text
+        assert sent.headers["location"].endswith(quote(ident, safe=""))
         fetched = await api.get(f"/3rdparty/v1/messages/{quote(ident)}")
         assert fetched.status_code == 200 and fetched.json()["id"] == ident
-    slash = await send(api, {**SEED, "id": "a/b"})
-    assert slash.status_code == 400 and "id" in slash.json()["message"]
+    for bad in ("a/b", "line\nbreak"):
+        refused = await send(api, {**SEED, "id": bad})
+        assert refused.status_code == 400 and "id" in refused.json()["message"]

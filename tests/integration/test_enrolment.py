@@ -3,6 +3,8 @@ server: a one-time user code, or the server key (which makes a user for the devi
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -24,6 +26,7 @@ async def private(tmp_path):
     app.state.gateway = gateway
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://simgate") as client:
+        client.gateway = gateway
         yield client
     await gateway.close()
 
@@ -87,15 +90,41 @@ async def test_device_info_and_password_change(api):
     assert (await api.get("/3rdparty/v1/devices")).status_code == 401  # the old password
 
 
-async def test_guessing_codes_is_cut_short(api):
+async def test_guessing_codes_is_cut_short_even_all_at_once(api, gateway):
     real = (await api.get("/mobile/v1/user/code")).json()["code"]
-    guesses = [f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" != real][:10]
-    for guess in guesses:
-        wrong = await api.post("/mobile/v1/device", json={"name": "x"}, auth=None,
-                               headers={"Authorization": f"Code {guess}"})
-        assert wrong.status_code == 401
-    # the eleventh try within the minute is refused, even with the right code
+    guesses = [f"{n:06d}" for n in range(40) if f"{n:06d}" != real][:30]
+    tries = await asyncio.gather(*[
+        api.post("/mobile/v1/device", json={"name": "x"}, auth=None,
+                 headers={"Authorization": f"Code {guess}"}) for guess in guesses])
+    statuses = sorted(t.status_code for t in tries)
+    assert statuses == [401] * 10 + [429] * 20
+    # now even the right code waits, from that address
     blocked = await api.post("/mobile/v1/device", json={"name": "x"}, auth=None,
                              headers={"Authorization": f"Code {real}"})
     assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"
     assert "wait a minute" in blocked.json()["message"]
+    # but not from another one: the owner of the code is not locked out
+    app = create_app(gateway.settings, gateway)
+    app.state.gateway = gateway
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5)),
+                              base_url="http://simgate")
+    async with other:
+        joined = await other.post("/mobile/v1/device", json={"name": "mine"},
+                                  headers={"Authorization": f"Code {real}"})
+    assert joined.status_code == 201, joined.text
+
+
+async def test_a_refused_body_spends_no_code_and_makes_no_user(api, private, gateway):
+    code = (await api.get("/mobile/v1/user/code")).json()["code"]
+    twice = {"name": "x", "simCards": [{"slotIndex": 0}, {"slotIndex": 0}]}
+    refused = await api.post("/mobile/v1/device", json=twice, auth=None,
+                             headers={"Authorization": f"Code {code}"})
+    assert refused.status_code == 400
+    joined = await api.post("/mobile/v1/device", json={"name": "x"}, auth=None,
+                            headers={"Authorization": f"Code {code}"})
+    assert joined.status_code == 201
+    before = len(await private.gateway.users.list())
+    refused = await private.post("/mobile/v1/device", json=twice,
+                                 headers={"Authorization": f"Bearer {SERVER_KEY}"})
+    assert refused.status_code == 400
+    assert len(await private.gateway.users.list()) == before

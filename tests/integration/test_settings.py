@@ -36,6 +36,8 @@ async def test_defaults_patch_put_and_reset(api):
     group_reset = (await api.patch("/3rdparty/v1/settings", json={"messages": None})).json()
     assert group_reset["messages"]["limit_period"] == "Disabled"
     assert group_reset["webhooks"]["retry_count"] == 3  # other groups as they were
+    unknown = await api.patch("/3rdparty/v1/settings", json={"bogus": None})
+    assert unknown.status_code == 400 and "bogus: unknown setting" in unknown.json()["message"]
 
     replaced = (await api.put("/3rdparty/v1/settings", json={
         "messages": {"sim_selection_mode": "Random"}})).json()

@@ -128,3 +128,15 @@ async def test_tokens_issue_refresh_revoke(store):
     await store.tokens.revoke(user.id, renewed.id)
     with pytest.raises(InvalidToken):
         await store.tokens.authenticate(renewed.access_token)
+
+
+async def test_a_user_code_joins_one_device_even_when_several_try_at_once(store):
+    user = await store.users.add("hal", "hal-secret")
+    issued = await store.enrolment.issue_code(user.id)
+    tries = await asyncio.gather(*[store.enrolment.redeem(issued.code, f"10.0.0.{n}")
+                                   for n in range(4)])
+    assert sorted(tries, key=str) == [user.id, None, None, None]
+    older = await store.enrolment.issue_code(user.id)
+    newer = await store.enrolment.issue_code(user.id)  # a new code ends the one before
+    assert await store.enrolment.redeem(older.code, "10.0.1.1") is None
+    assert await store.enrolment.redeem(newer.code, "10.0.1.1") == user.id

@@ -76,3 +76,8 @@ def test_status_report(delivered):
                                                               "+12025550102")
     assert (report.status < 0x20) is delivered
     assert length == len(bytes.fromhex(hex_pdu)) - 1
+
+
+def test_segment_count_answers_for_any_length_without_encoding():
+    assert pdu.segment_count("a" * 65535) == -(-65535 // 153)  # beyond the 255 parts a PDU holds
+    assert pdu.segment_count("я" * 65535) == -(-65535 // 67)

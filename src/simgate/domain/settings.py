@@ -131,6 +131,8 @@ def merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(stored)
     for group, keys in patch.items():
         if keys is None:
+            if group not in DeviceSettings.model_fields:
+                raise InvalidSettings(f"{group}: unknown setting")
             merged.pop(group, None)
         elif isinstance(keys, dict) and isinstance(merged.get(group), dict):
             merged[group].update(keys)

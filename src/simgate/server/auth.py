@@ -101,7 +101,7 @@ class Registrant:
 
 
 async def registrant(request: Request) -> Registrant:
-    """FastAPI dependency, for device registration: `Authorization: Code <code>` (a code
+    """Who a registering device joins: `Authorization: Code <code>` (a code
     the user asked for), `Bearer <server key>` (a new user), or the user's own credentials
     (Basic, or a token with all:any)."""
     gateway = request.app.state.gateway

@@ -41,8 +41,10 @@ def _check_base64(data: DataMessageIn | None) -> None:
 class SendRequest(Wire):
     """POST /3rdparty/v1/messages (and the legacy /message)."""
 
-    # any text, as the original; but a "/" would make the id unreachable at /messages/{id}
-    id: Annotated[str | None, Field(min_length=1, max_length=36, pattern=r"^[^/]+$")] = None
+    # any text, as the original, but a "/" (the id would be unreachable at /messages/{id})
+    # and control characters
+    id: Annotated[str | None, Field(min_length=1, max_length=36,
+                                    pattern=r"^[^/\x00-\x1f\x7f]+$")] = None
     message: Annotated[str | None, Field(min_length=1, max_length=65535)] = None
     text_message: TextMessageIn | None = None
     data_message: DataMessageIn | None = None

@@ -112,11 +112,15 @@ class Devices:
         self._changed(identity.user_id, identity.device_id)
         return device
 
-    async def _replace_sims(self, session: AsyncSession, device: Device,
-                            sims: list[SimSlot]) -> None:
+    @staticmethod
+    def check_slots(sims: list[SimSlot]) -> None:
         indexes = [s.slot_index for s in sims]
         if len(set(indexes)) != len(indexes) or any(i < 0 or i > 63 for i in indexes):
             raise BadRequest("simCards: slotIndex values must be distinct and in 0..63")
+
+    async def _replace_sims(self, session: AsyncSession, device: Device,
+                            sims: list[SimSlot]) -> None:
+        self.check_slots(sims)
         await session.refresh(device, ["sims"])
         current = {s.slot_index: s for s in device.sims}
         for slot in sims:

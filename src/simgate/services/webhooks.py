@@ -115,19 +115,20 @@ class Webhooks:
 
     @staticmethod
     async def _hooks(session: AsyncSession, user_id: int, event: WebhookEvent) -> list[Webhook]:
-        """The user's webhooks for an event, read once per transaction."""
+        """The user's webhooks for an event, read once per transaction (and without
+        flushing: a batch of state changes must stay one flush)."""
         cache = session.info.setdefault("webhooks", {})
         key = (user_id, event.value)
         if key not in cache:
-            cache[key] = list(await session.scalars(
-                select(Webhook).where(Webhook.user_id == user_id, Webhook.event == event.value)
-            ))
+            with session.no_autoflush:
+                cache[key] = list(await session.scalars(
+                    select(Webhook).where(Webhook.user_id == user_id,
+                                          Webhook.event == event.value)))
         return cache[key]
 
     @staticmethod
     async def _sim_numbers(session: AsyncSession, device_id: str) -> dict[int, str | None]:
-        """A device's own numbers by simNumber, read once per transaction (and without
-        flushing: a batch of state changes must stay one flush)."""
+        """A device's own numbers by simNumber, read once per transaction, unflushed."""
         cache = session.info.setdefault("sim_numbers", {})
         if device_id not in cache:
             with session.no_autoflush:
@@ -140,6 +141,7 @@ class Webhooks:
                                 changed: list[tuple[Recipient, ProcessState]]) -> None:
         """Messages listener: one event per recipient that reached sent/delivered/failed,
         with the SIM used and its own number (`sender`), as the original app sends them."""
+        parts: int | None = None
         for recipient, state in changed:
             kind = _STATE_EVENTS.get(state)
             if kind is None:
@@ -161,7 +163,8 @@ class Webhooks:
             if sender:
                 payload["sender"] = sender
             if state is ProcessState.SENT and message.text and not message.is_encrypted:
-                payload["partsCount"] = segment_count(message.text)
+                parts = parts or segment_count(message.text)
+                payload["partsCount"] = parts
             if state is ProcessState.FAILED:
                 payload["reason"] = recipient.error or "Failed"
             await self.emit(session, message.user_id, message.device_id, event, payload)

@@ -47,8 +47,14 @@ def encode_submit(number: str, *, text: str | None = None, data: bytes | None = 
 
 
 def segment_count(text: str) -> int:
-    """How many SMS parts `text` takes, exactly as encode_submit() would split it."""
-    return len(codec.encodeSmsSubmitPdu("+0", _utf16_units(text), requestStatusReport=False))
+    """How many SMS parts `text` takes, as encode_submit() splits it; counted without
+    encoding, so it is cheap and answers for any length."""
+    try:
+        septets = len(codec.encodeGsm7(text))  # an extension character takes two
+    except ValueError:  # not GSM-7: UCS-2, 70 units alone, 67 in each part of several
+        units = len(_utf16_units(text))
+        return 1 if units <= 70 else -(-units // 67)
+    return 1 if septets <= 160 else len(codec.divideTextGsm7(text))
 
 
 def _utf16_units(text: str) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from simgate.server.auth import Registrant, bearer_token, current_device, registrant
+from simgate.server.auth import bearer_token, current_device, registrant
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import (
     DeviceInfoOut,
@@ -42,11 +42,13 @@ KEEPALIVE_SECONDS = 15.0
 
 
 @router.post("/device", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterRequest, gateway: GatewayDep,
-                   who: Annotated[Registrant, Depends(registrant)]) -> RegisterResponse:
+async def register(body: RegisterRequest, request: Request,
+                   gateway: GatewayDep) -> RegisterResponse:
     """Register a device, with its SIM slots; returns the device's own token, and the login
     and password of the user made for it when it joined with the server key."""
     sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
+    gateway.devices.check_slots(sims or [])
+    who = await registrant(request)  # after the checks: it may spend a code or make a user
     registration = await gateway.devices.register(
         who.user_id, body.name or "simgate device", body.push_token, sims
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -83,7 +84,7 @@ async def send_message(request: Request) -> Response:
         MessageStateOut.of(message).model_dump_json(by_alias=True, exclude_none=True),
         status_code=status.HTTP_202_ACCEPTED,
         media_type="application/json",
-        headers={"Location": f"{base}/messages/{message.ext_id}"},
+        headers={"Location": f"{base}/messages/{quote(message.ext_id, safe='')}"},
     )
 
 
