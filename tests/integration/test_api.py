@@ -237,6 +237,10 @@ async def test_openapi_docs(api):
     refs = set(__import__("re").findall(r'"#/components/schemas/([^"]+)"',
                                         __import__("json").dumps(spec)))
     assert refs <= set(spec["components"]["schemas"]), "every $ref resolves"
+    # bad input is documented as it answers: 400 with {code, message}, never 422
+    responses = [op["responses"] for ops in spec["paths"].values() for op in ops.values()]
+    assert not [r for r in responses if "422" in r]
+    assert "400" in spec["paths"]["/3rdparty/v1/messages"]["get"]["responses"]
 
 
 async def test_health_reports_each_sim_with_advice(api):

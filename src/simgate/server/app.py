@@ -16,7 +16,7 @@ from simgate.config import Settings
 from simgate.server import errors
 from simgate.server.routers import health, inbox, logs, mobile, thirdparty, tokens, webhooks
 from simgate.server.routers import settings as device_settings
-from simgate.server.schemas import ErrorOut, SendRequest
+from simgate.server.schemas import ErrorOut, SendRequest, json_body
 from simgate.services.gateway import Gateway
 
 
@@ -114,6 +114,11 @@ def _document(app: FastAPI, paths: dict[str, Any], models: list[type[BaseModel]]
             schema = build()
             for path, operations in paths.items():
                 schema["paths"].setdefault(path, {}).update(operations)
+            for operations in schema["paths"].values():  # bad input is a 400 here, not 422
+                for operation in operations.values():
+                    if operation.get("responses", {}).pop("422", None) is not None:
+                        operation["responses"].setdefault(
+                            "400", json_body("ErrorOut", "Bad input: the message says what to fix"))
             _, definitions = models_json_schema(
                 [(m, "validation") for m in models],
                 ref_template="#/components/schemas/{model}",

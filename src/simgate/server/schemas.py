@@ -16,6 +16,12 @@ from simgate.services.accept import AcceptedMessage
 from simgate.store.models import Device, Message
 
 
+def json_body(model: str, description: str) -> dict[str, Any]:
+    """An OpenAPI body (or response) of JSON shaped as the named model."""
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model}"}}}}
+
+
 class Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 

@@ -14,7 +14,7 @@ from simgate.domain.phones import InvalidPhoneNumber, normalize
 from simgate.domain.states import ProcessState
 from simgate.server.auth import authorize
 from simgate.server.deps import GatewayDep, aware, user_with
-from simgate.server.schemas import DeviceOut, MessageStateOut, SendRequest, Wire
+from simgate.server.schemas import DeviceOut, MessageStateOut, SendRequest, Wire, json_body
 from simgate.services.errors import BadRequest
 from simgate.services.gateway import Gateway
 from simgate.services.messages import MessageQuery, NewMessage
@@ -95,11 +95,6 @@ router.add_route("/messages", send_message, methods=["POST"], include_in_schema=
 router.add_route("/message", send_message, methods=["POST"], include_in_schema=False)
 
 
-def _json_body(model: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model}"}}}}
-
-
 SEND_OPERATION: dict[str, Any] = {
     "tags": ["messages"],
     "summary": "Send a message",
@@ -113,12 +108,12 @@ SEND_OPERATION: dict[str, Any] = {
          "schema": {"type": "integer", "minimum": 0},
          "description": "Only pick a device seen within this many hours (0: any)."},
     ],
-    "requestBody": {"required": True, **_json_body("SendRequest", "The message")},
+    "requestBody": {"required": True, **json_body("SendRequest", "The message")},
     "responses": {
-        "202": _json_body("MessageStateOut", "Stored as Pending; Location: its state"),
-        "400": _json_body("ErrorOut", "Bad input: the message says what to fix"),
-        "401": _json_body("ErrorOut", "Missing or wrong Basic credentials"),
-        "409": _json_body("ErrorOut", "The client-chosen id is already used"),
+        "202": json_body("MessageStateOut", "Stored as Pending; Location: its state"),
+        "400": json_body("ErrorOut", "Bad input: the message says what to fix"),
+        "401": json_body("ErrorOut", "Missing or wrong Basic credentials"),
+        "409": json_body("ErrorOut", "The client-chosen id is already used"),
     },
 }
 
