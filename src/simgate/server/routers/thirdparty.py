@@ -112,7 +112,8 @@ SEND_OPERATION: dict[str, Any] = {
     "responses": {
         "202": json_body("MessageStateOut", "Stored as Pending; Location: its state"),
         "400": json_body("ErrorOut", "Bad input: the message says what to fix"),
-        "401": json_body("ErrorOut", "Missing or wrong Basic credentials"),
+        "401": json_body("ErrorOut", "Missing or wrong credentials (Basic, or a Bearer token)"),
+        "403": json_body("ErrorOut", "The token lacks the messages:send scope"),
         "409": json_body("ErrorOut", "The client-chosen id is already used"),
     },
 }
