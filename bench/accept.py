@@ -143,8 +143,9 @@ def main() -> None:
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text(WRK_SCRIPT.format(auth=auth))
+    # the bench device never takes its messages: its queue must not fill up
     env = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning",
-           "SIMGATE_WORKERS": str(args.workers)}
+           "SIMGATE_WORKERS": str(args.workers), "SIMGATE_MAX_QUEUED_PER_DEVICE": "0"}
     if args.database_url:
         env["SIMGATE_DATABASE_URL"] = args.database_url
     data_dir = Path(tempfile.mkdtemp())

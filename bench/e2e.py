@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.processes import SimgateProcess  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-password"
-ENV = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning"}
+# all messages are sent before the agent drains them: the queue limit must not cut in
+ENV = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning",
+       "SIMGATE_MAX_QUEUED_PER_DEVICE": "0"}
 
 
 def agent(server: SimgateProcess, sims: int, data_dir: Path) -> subprocess.Popen:

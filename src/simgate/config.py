@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=30.0, gt=0)
     webhook_retry_base: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Pending messages one device may have before sends to it get 503 (0: no limit).
+    max_queued_per_device: int = Field(default=10_000, ge=0)
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
+from simgate.config import Settings
+from simgate.server.app import create_app
+from simgate.services.gateway import Gateway
 from tests.conftest import register_device
 
 TWO = {"message": "hello", "phoneNumbers": ["+19162255887", "+19162255888"], "simNumber": 2}
@@ -120,3 +125,28 @@ async def test_push_reaches_subscribed_device(gateway):
     gateway.bus.notify("dev-1", "MessageEnqueued")  # nobody listens now: dropped
     async with gateway.bus.subscribe("dev-1") as again:
         assert again.empty()
+
+
+async def test_a_full_device_queue_is_a_503_until_the_device_takes_some(tmp_path):
+    settings = Settings(data_dir=tmp_path, username="quinn", password="quinn-secret",
+                        max_queued_per_device=3)
+    gateway = await Gateway.open(settings, background=False)
+    app = create_app(settings, gateway)
+    app.state.gateway = gateway
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://simgate",
+                                     auth=("quinn", "quinn-secret")) as api:
+            device = await register_device(api)
+            sent = [await api.post("/3rdparty/v1/messages", json=TWO) for _ in range(4)]
+            assert [r.status_code for r in sent] == [202, 202, 202, 503]
+            assert "seems offline" in sent[3].json()["message"]
+            first = sent[0].json()["id"]
+            await api.patch("/mobile/v1/message", **bearer(device), json=[
+                {"id": first, "state": "Processed", "recipients": [
+                    {"phoneNumber": p, "state": "Processed"} for p in TWO["phoneNumbers"]]}])
+            again = await api.post("/3rdparty/v1/messages", json=TWO)
+            assert again.status_code == 202  # one left the queue: one more may wait
+            assert (await api.post("/3rdparty/v1/messages", json=TWO)).status_code == 503
+    finally:
+        await gateway.close()

@@ -75,7 +75,8 @@ class Gateway:
         webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=wake_dispatcher)
         messages = Messages(sessions, devices,
                             notify=lambda device_id, new: bus.notify(
-                                device_id, "MessageEnqueued", {"messages": new}))
+                                device_id, "MessageEnqueued", {"messages": new}),
+                            max_queued=settings.max_queued_per_device)
         logs = Logs(sessions)
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)

@@ -18,7 +18,7 @@ from simgate.services.accept import (
 )
 from simgate.services.accept import Request as AcceptRequest
 from simgate.services.devices import Devices
-from simgate.services.errors import BadRequest, Conflict, NotFound
+from simgate.services.errors import BadRequest, Conflict, NotFound, Unavailable
 from simgate.services.ids import new_id, sha256_hex
 from simgate.store.models import Message, Recipient, utcnow
 
@@ -124,10 +124,12 @@ StateListener = Callable[
 
 class Messages:
     def __init__(self, sessions: async_sessionmaker, devices: Devices,
-                 notify: Callable[[str, list[AcceptedMessage]], None]) -> None:
+                 notify: Callable[[str, list[AcceptedMessage]], None],
+                 max_queued: int = 0) -> None:
         self._sessions = sessions
         self._devices = devices
         self._notify = notify
+        self._max_queued = max_queued  # Pending messages a device may have; 0: no limit
         self._batcher = AcceptBatcher(sessions, self._build, self._accepted)
         self.listeners: list[StateListener] = []
         self.committed: list[Callable[[], None]] = []
@@ -151,6 +153,8 @@ class Messages:
                 check_sim_number(new.sim_number, target.slots, target.device_id)
             except InvalidSimNumber as exc:
                 raise BadRequest(str(exc)) from None
+        if self._max_queued:
+            await self._take_queue_place(session, target.device_id)
         now = utcnow()
         return AcceptedMessage(
             ext_id=request.ext_id,
@@ -187,6 +191,21 @@ class Messages:
     async def get(self, user_id: int, ext_id: str) -> Message:
         async with self._sessions() as session:
             return await self._get(session, user_id, ext_id)
+
+    async def _take_queue_place(self, session: AsyncSession, device_id: str) -> None:
+        """A 503 when the device already has the most Pending messages it may: it is most
+        likely offline. Counted once per batch (up to the limit, on an index) and kept."""
+        queued: dict[str, int] = session.info.setdefault("queued", {})
+        if device_id not in queued:
+            waiting = select(Message.pk).where(
+                Message.device_id == device_id, Message.state == ProcessState.PENDING.value
+            ).limit(self._max_queued).subquery()
+            queued[device_id] = await session.scalar(select(func.count()).select_from(waiting))
+        if queued[device_id] >= self._max_queued:
+            raise Unavailable(
+                f"device {device_id} already has {self._max_queued} messages waiting: it seems"
+                " offline; bring it online, or raise SIMGATE_MAX_QUEUED_PER_DEVICE")
+        queued[device_id] += 1
 
     async def list(self, user_id: int, query: MessageQuery) -> list[Message]:
         order = Message.pk.desc() if query.newest_first else Message.pk.asc()
