@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Webhook delivery: per-request timeout and the first retry delay (doubling after).
     webhook_timeout: float = Field(default=30.0, gt=0)
     webhook_retry_base: float = Field(default=10.0, gt=0)
+    # Proxies whose X-Forwarded-For is believed (comma-separated, "*" for any): behind one,
+    # the per-address limits must see clients, not the proxy.
+    forwarded_allow_ips: str = "127.0.0.1"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Pending messages one device may have before sends to it get 503 (0: no limit).
     max_queued_per_device: int = Field(default=10_000, ge=0)

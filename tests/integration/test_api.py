@@ -304,6 +304,6 @@ async def test_client_ids_may_hold_any_text_but_a_slash(api):
         assert sent.headers["location"].endswith(quote(ident, safe=""))
         fetched = await api.get(f"/3rdparty/v1/messages/{quote(ident)}")
         assert fetched.status_code == 200 and fetched.json()["id"] == ident
-    for bad in ("a/b", "line\nbreak"):
+    for bad in ("a/b", "line\nbreak", ".", ".."):
         refused = await send(api, {**SEED, "id": bad})
         assert refused.status_code == 400 and "id" in refused.json()["message"]

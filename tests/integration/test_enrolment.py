@@ -10,6 +10,7 @@ import pytest
 
 from simgate.config import Settings
 from simgate.server.app import create_app
+from simgate.services.enrolment import TooManyAttempts
 from simgate.services.gateway import Gateway
 from tests.conftest import PASSWORD, USER, register_device
 
@@ -128,3 +129,31 @@ async def test_a_refused_body_spends_no_code_and_makes_no_user(api, private, gat
                                  headers={"Authorization": f"Bearer {SERVER_KEY}"})
     assert refused.status_code == 400
     assert len(await private.gateway.users.list()) == before
+
+
+async def test_a_network_of_addresses_counts_as_one_too(gateway):
+    user_id = await gateway.users.authenticate(USER, PASSWORD)
+    enrolment = gateway.enrolment
+    # thirty /64s of one /48: each address is fresh, their network is not
+    for n in range(30):
+        assert await enrolment.redeem("000000", f"2001:db8:1:{n:x}::1") is None
+    with pytest.raises(TooManyAttempts):
+        await enrolment.redeem("000000", "2001:db8:1:ff::1")
+    # an IPv4 address written as IPv6 is that IPv4 address
+    for _ in range(10):
+        await enrolment.redeem("000000", "::ffff:192.0.2.7")
+    with pytest.raises(TooManyAttempts):
+        await enrolment.redeem("000000", "192.0.2.7")
+    code = (await enrolment.issue_code(user_id)).code
+    assert await enrolment.redeem(code, "198.51.100.1") == user_id  # elsewhere: fine
+
+
+async def test_past_many_wrong_codes_only_those_who_erred_wait(gateway):
+    user_id = await gateway.users.authenticate(USER, PASSWORD)
+    enrolment = gateway.enrolment
+    for n in range(100):  # wrong codes from a hundred networks
+        await enrolment.redeem("000000", f"10.{n}.0.1")
+    with pytest.raises(TooManyAttempts):
+        await enrolment.redeem("000000", "10.5.0.1")  # erred already: waits
+    code = (await enrolment.issue_code(user_id)).code
+    assert await enrolment.redeem(code, "172.16.0.9") == user_id  # first try, right code

@@ -81,3 +81,8 @@ def test_status_report(delivered):
 def test_segment_count_answers_for_any_length_without_encoding():
     assert pdu.segment_count("a" * 65535) == -(-65535 // 153)  # beyond the 255 parts a PDU holds
     assert pdu.segment_count("я" * 65535) == -(-65535 // 67)
+
+
+def test_a_text_with_y_diaeresis_goes_as_ucs2():
+    parts = pdu.encode_submit("+19162255887", text="naïve ÿ")
+    assert len(parts) == pdu.segment_count("naïve ÿ") == 1

@@ -119,6 +119,8 @@ def _document(app: FastAPI, paths: dict[str, Any], models: list[type[BaseModel]]
                     if operation.get("responses", {}).pop("422", None) is not None:
                         operation["responses"].setdefault(
                             "400", json_body("ErrorOut", "Bad input: the message says what to fix"))
+            for unused in ("HTTPValidationError", "ValidationError"):  # the 422 body
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
             _, definitions = models_json_schema(
                 [(m, "validation") for m in models],
                 ref_template="#/components/schemas/{model}",

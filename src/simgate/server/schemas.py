@@ -47,8 +47,8 @@ def _check_base64(data: DataMessageIn | None) -> None:
 class SendRequest(Wire):
     """POST /3rdparty/v1/messages (and the legacy /message)."""
 
-    # any text, as the original, but a "/" (the id would be unreachable at /messages/{id})
-    # and control characters
+    # any text, as the original, but "/", "." and ".." (the id would be unreachable at
+    # /messages/{id}) and control characters
     id: Annotated[str | None, Field(min_length=1, max_length=36,
                                     pattern=r"^[^/\x00-\x1f\x7f]+$")] = None
     message: Annotated[str | None, Field(min_length=1, max_length=65535)] = None
@@ -75,6 +75,9 @@ class SendRequest(Wire):
             )
         if self.ttl is not None and self.valid_until is not None:
             raise ValueError("give either ttl or validUntil, not both")
+        if self.id in (".", ".."):
+            raise ValueError(f"id {self.id!r} cannot be fetched at /messages/{{id}}:"
+                             " choose another")
         if not self.is_encrypted:  # encrypted data is the client's ciphertext, not base64
             _check_base64(self.data_message)
         return self

@@ -22,9 +22,15 @@ from simgate.store.db import Sessions
 from simgate.store.models import UserCode, utcnow
 
 CODE_LIFETIME = timedelta(minutes=5)
-# Six digits (as the original) fall to a million tries: tries are limited per address (an
-# IPv6 /64 counts as one), counted before the store is asked, in each server process.
-CODE_TRIES_PER_MINUTE = 10
+# Six digits (as the original) fall to a million tries. Tries are counted before the store
+# is asked, in each server process: per address, per network around it (IPv4 /24, IPv6 /48,
+# as a subscriber may hold a whole /64 or more), and, past a number of wrong codes in all,
+# an address that already got one wrong waits: whoever types the right code first still
+# gets in.
+TRIES_PER_ADDRESS = 10
+TRIES_PER_NETWORK = 30
+WRONG_IN_ALL = 100
+WINDOW = 60.0
 
 
 class TooManyAttempts(Exception):
@@ -49,7 +55,8 @@ class Enrolment:
         self._sessions = sessions
         self._users = users
         self._server_key = server_key
-        self._tries: dict[str, deque[float]] = {}
+        self._tries: dict[object, deque[float]] = {}
+        self._swept_at = 0.0
 
     async def issue_code(self, user_id: int) -> IssuedCode:
         """A six-digit code, good once within five minutes; the user's earlier codes end."""
@@ -69,28 +76,38 @@ class Enrolment:
     async def redeem(self, code: str, client: str) -> int | None:
         """The user a valid code belongs to, spending the code (one device, even when
         several try at once); TooManyAttempts when `client` tried too many lately."""
-        key = _address_group(client)
-        self._count_try(key)
+        address, network = _address_groups(client)
+        now = time.monotonic()
+        self._sweep(now)
+        wrong_lately = bool(self._recent(("wrong", address), now))
+        if (len(self._recent(address, now)) >= TRIES_PER_ADDRESS
+                or len(self._recent(network, now)) >= TRIES_PER_NETWORK
+                or (wrong_lately and len(self._recent("wrong", now)) >= WRONG_IN_ALL)):
+            raise TooManyAttempts("too many codes tried: wait a minute, then ask for a new code")
+        for key in (address, network):
+            self._tries.setdefault(key, deque()).append(now)
         async with self._sessions.begin() as session:
             user_id = await session.scalar(
                 delete(UserCode)
                 .where(UserCode.code == code.strip(), UserCode.valid_until > utcnow())
                 .returning(UserCode.user_id))
-        tries = self._tries.get(key)
-        if user_id is not None and tries:
-            tries.pop()  # the right code does not count against its sender
+        if user_id is None:
+            for key in (("wrong", address), "wrong"):
+                self._tries.setdefault(key, deque()).append(now)
         return user_id
 
-    def _count_try(self, key: str) -> None:
-        now = time.monotonic()
-        tries = self._tries.setdefault(key, deque())
-        while tries and tries[0] < now - 60:
+    def _recent(self, key: object, now: float) -> deque[float]:
+        tries = self._tries.get(key) or deque()
+        while tries and tries[0] < now - WINDOW:
             tries.popleft()
-        if len(tries) >= CODE_TRIES_PER_MINUTE:
-            raise TooManyAttempts("too many codes tried: wait a minute, then ask for a new code")
-        tries.append(now)
-        if len(self._tries) > 10_000:  # addresses that went quiet are forgotten
-            self._tries = {k: v for k, v in self._tries.items() if v and v[-1] >= now - 60}
+        return tries
+
+    def _sweep(self, now: float) -> None:
+        """Forget addresses that went quiet, now and then (not on every try: cheap)."""
+        if now - self._swept_at < 10:
+            return
+        self._swept_at = now
+        self._tries = {k: v for k, v in self._tries.items() if v and v[-1] >= now - WINDOW}
 
     def is_server_key(self, token: str) -> bool:
         return self._server_key is not None and hmac.compare_digest(
@@ -105,12 +122,16 @@ class Enrolment:
         return NewUser(user.id, login, password)
 
 
-def _address_group(address: str) -> str:
-    """An address as the limit counts it: IPv6 by /64, which one subscriber usually has."""
+def _address_groups(address: str) -> tuple[str, str]:
+    """An address as the limits count it, and the network around it: an IPv4 address (also
+    written as IPv6) and its /24, an IPv6 /64 (one subscriber, usually) and its /48."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+        return address, address
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.version == 4:
+        return str(ip), str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    return (str(ipaddress.ip_network(f"{ip}/64", strict=False)),
+            str(ipaddress.ip_network(f"{ip}/48", strict=False)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,8 @@ from simgate.services.ids import new_id
 from simgate.sms.pdu import segment_count
 from simgate.store.models import Message, Recipient, SimCard, Webhook, WebhookDelivery, utcnow
 from simgate.webhooks.urls import ForbiddenUrl, check_url
+
+log = logging.getLogger("simgate.webhooks")
 
 
 class WebhookEvent(enum.StrEnum):
@@ -43,6 +46,15 @@ _STATE_EVENTS = {
     ProcessState.FAILED: (WebhookEvent.SMS_FAILED, "failedAt"),
     ProcessState.CANCELLED: (WebhookEvent.SMS_CANCELLED, "cancelledAt"),
 }
+
+
+def _parts(text: str) -> int | None:
+    """The parts of a text, or None: a count must never fail the state change it rides on."""
+    try:
+        return segment_count(text)
+    except (ValueError, TypeError):
+        log.warning("could not count the SMS parts of a text of %d characters", len(text))
+        return None
 
 
 class Webhooks:
@@ -163,8 +175,9 @@ class Webhooks:
             if sender:
                 payload["sender"] = sender
             if state is ProcessState.SENT and message.text and not message.is_encrypted:
-                parts = parts or segment_count(message.text)
-                payload["partsCount"] = parts
+                parts = parts or _parts(message.text)
+                if parts:
+                    payload["partsCount"] = parts
             if state is ProcessState.FAILED:
                 payload["reason"] = recipient.error or "Failed"
             await self.emit(session, message.user_id, message.device_id, event, payload)

@@ -115,6 +115,7 @@ SEND_OPERATION: dict[str, Any] = {
         "401": json_body("ErrorOut", "Missing or wrong credentials (Basic, or a Bearer token)"),
         "403": json_body("ErrorOut", "The token lacks the messages:send scope"),
         "409": json_body("ErrorOut", "The client-chosen id is already used"),
+        "503": json_body("ErrorOut", "The device's queue is full: it seems offline"),
     },
 }
 
