@@ -140,3 +140,32 @@ async def test_a_user_code_joins_one_device_even_when_several_try_at_once(store)
     newer = await store.enrolment.issue_code(user.id)  # a new code ends the one before
     assert await store.enrolment.redeem(older.code, "10.0.1.1") is None
     assert await store.enrolment.redeem(newer.code, "10.0.1.1") == user.id
+
+
+async def test_a_batch_that_clashes_is_judged_again_request_by_request(store_url, tmp_path,
+                                                                       monkeypatch):
+    """Another process takes a client id after the batch looked: the write fails, and each
+    request is stored alone; one refused in the batch (a full queue) may now fit."""
+    from simgate.services.accept import AcceptBatcher
+
+    gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url,
+                                          max_queued_per_device=3), background=False)
+    try:
+        user_id, _ = await _user_and_device(gateway)
+
+        def new(ident=None):
+            return NewMessage(phone_numbers=["+19162255887"], text="hi", id=ident)
+
+        await gateway.messages.enqueue(user_id, new("clash"))  # "the other process"
+
+        async def blind(session, batch):
+            return set()  # the batch does not see that id taken
+
+        monkeypatch.setattr(AcceptBatcher, "_taken_ids", staticmethod(blind))
+        answers = await asyncio.gather(
+            *[gateway.messages.enqueue(user_id, new(ident)) for ident in ("clash", None, None)],
+            return_exceptions=True)
+        assert isinstance(answers[0], Conflict)
+        assert [a.state for a in answers[1:]] == ["Pending", "Pending"]  # 1 + 2 = the limit
+    finally:
+        await gateway.close()

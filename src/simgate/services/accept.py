@@ -124,9 +124,11 @@ class AcceptBatcher:
         """Check and build the batch with reads, then store it in one write transaction.
 
         An id taken meanwhile by another process fails the write (IntegrityError), and the
-        batch is then stored request by request.
+        batch is then stored request by request. So refusals (a bad SIM, a full queue) are
+        answered only once the write holds: built again alone, a request may fare otherwise.
         """
         stored: list[tuple[Request, AcceptedMessage]] = []
+        refused: list[tuple[Request, ServiceError]] = []
         async with self._sessions() as session:
             taken = await self._taken_ids(session, batch)
             for request in batch:
@@ -139,7 +141,7 @@ class AcceptBatcher:
                 try:
                     message = await self._build(session, request)
                 except ServiceError as exc:
-                    request.future.set_exception(exc)
+                    refused.append((request, exc))
                     continue
                 taken.add(key)
                 stored.append((request, message))
@@ -154,6 +156,8 @@ class AcceptBatcher:
                 raise
         for request, message in stored:
             request.future.set_result(message)
+        for request, exc in refused:
+            request.future.set_exception(exc)
         self._committed(messages)
 
     @staticmethod
