@@ -37,13 +37,18 @@ def token_refused(message: str) -> HTTPException:
     return HTTPException(401, message, headers=_TOKEN_CHALLENGE)
 
 
+def _authorization(request: Request) -> tuple[str, str]:
+    """The Authorization header as (scheme in lower case, credentials)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower(), value.strip()
+
+
 def basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
+    scheme, value = _authorization(request)
+    if scheme != "basic":
         return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         raise _unauthorized("malformed Basic credentials") from None
     username, sep, password = decoded.partition(":")
@@ -53,8 +58,8 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
+    scheme, token = _authorization(request)
+    return (token or None) if scheme == "bearer" else None
 
 
 async def authorize(request: Request, *scopes: str) -> Caller:
@@ -105,8 +110,8 @@ async def registrant(request: Request) -> Registrant:
     the user asked for), `Bearer <server key>` (a new user), or the user's own credentials
     (Basic, or a token with all:any)."""
     gateway = request.app.state.gateway
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "code":
+    scheme, value = _authorization(request)
+    if scheme == "code":
         try:
             user_id = await gateway.enrolment.redeem(
                 value, request.client.host if request.client else "")
@@ -117,7 +122,7 @@ async def registrant(request: Request) -> Registrant:
                                      " GET /mobile/v1/user/code",
                                 headers={"WWW-Authenticate": "Code"})
         return Registrant(user_id, await gateway.users.name_of(user_id) or "")
-    if scheme.lower() == "bearer" and gateway.enrolment.is_server_key(value.strip()):
+    if scheme == "bearer" and gateway.enrolment.is_server_key(value):
         new = await gateway.enrolment.new_user()
         return Registrant(new.user_id, new.login, new.password)
     caller = await authorize(request, ALL)
