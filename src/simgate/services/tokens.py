@@ -83,8 +83,13 @@ def check_scopes(scopes: list[str]) -> list[str]:
 
 async def signing_key(sessions: Sessions) -> str:
     """The key every worker signs with, made by whichever process asks first."""
-    async with sessions() as session:
-        key = await session.scalar(select(ServerSecret.value).where(ServerSecret.name == _KEY_NAME))
+
+    async def stored() -> str | None:
+        async with sessions() as session:
+            return await session.scalar(
+                select(ServerSecret.value).where(ServerSecret.name == _KEY_NAME))
+
+    key = await stored()
     if key is not None:
         return key
     try:
@@ -92,9 +97,7 @@ async def signing_key(sessions: Sessions) -> str:
             session.add(ServerSecret(name=_KEY_NAME, value=secrets.token_urlsafe(48)))
     except IntegrityError:
         pass  # another worker made it a moment ago: use theirs
-    async with sessions() as session:
-        return await session.scalar(
-            select(ServerSecret.value).where(ServerSecret.name == _KEY_NAME))
+    return await stored()
 
 
 async def revoke_all(session: AsyncSession, user_id: int) -> None:
