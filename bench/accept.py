@@ -33,11 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from simgate.config import Settings
 from simgate.store.models import Message
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e.processes import SimgateProcess, free_port  # noqa: E402
+from simgate.testing import SimgateProcess, free_port
 
 USER, PASSWORD = "bench", "bench-password"
 

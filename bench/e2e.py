@@ -27,10 +27,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e.processes import SimgateProcess  # noqa: E402
+from simgate.testing import SimgateProcess
 
 USER, PASSWORD = "bench", "bench-password"
 # all messages are sent before the agent drains them: the queue limit must not cut in

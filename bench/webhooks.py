@@ -23,10 +23,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e.processes import SimgateProcess, free_port  # noqa: E402
+from simgate.testing import SimgateProcess, free_port
 
 USER, PASSWORD = "bench", "bench-password"
 

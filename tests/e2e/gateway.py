@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.processes import SimgateProcess
 
 USER, PASSWORD = "runner", "runner-secret"
 SIM1, SIM2 = "+12025550101", "+12025550102"

@@ -8,7 +8,7 @@ from android_sms_gateway import client, domain
 from android_sms_gateway.enums import ProcessState, SimSelectionMode, WebhookEvent
 from android_sms_gateway.errors import BadRequestError, ForbiddenError, UnauthorizedError
 
-from tests.e2e.processes import SimgateProcess
+from simgate.testing import SimgateProcess
 
 USER, PASSWORD = "client-user", "client-secret"
 

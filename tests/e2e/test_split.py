@@ -8,8 +8,8 @@ from collections import Counter
 import httpx
 import pytest
 
+from simgate.testing import SimgateProcess, start_agent
 from tests.e2e.gateway import SIM1, SIM2, final_state, inbox, ready_device, send
-from tests.e2e.processes import SimgateProcess, start_agent
 
 USER, PASSWORD = "split-user", "split-secret"
 

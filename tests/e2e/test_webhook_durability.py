@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.processes import SimgateProcess
 from tests.receiver import Receiver
 
 USER, PASSWORD = "hooks-user", "hooks-secret"

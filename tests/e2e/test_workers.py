@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from simgate.testing import SimgateProcess, start_agent
 from tests.conftest import wait_until
 from tests.e2e.gateway import SIM2, final_state, ready_device, send
-from tests.e2e.processes import SimgateProcess, start_agent
 from tests.receiver import Receiver
 
 USER, PASSWORD = "workers-user", "workers-secret"

@@ -1,4 +1,8 @@
-"""Spawning simgate the way a user does, and waiting for it to answer."""
+"""Spawning simgate the way a user does, and waiting for it to answer.
+
+Shipped in the package (as Starlette ships its test client) so that the test suite and the
+benchmarks in bench/ drive the same real processes without importing one another.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import httpx
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
