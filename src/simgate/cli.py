@@ -88,13 +88,13 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
               "--workers", help="Server processes sharing the port, up to one per core"
               " [SIMGATE_WORKERS].")] = None) -> None:
     """Run the server only (agents connect to it over /mobile/v1)."""
-    from simgate.runner import prepare_store, serve_forever
+    from simgate.serve.runner import prepare_store, serve_forever
 
     settings = settings_from(host, port, data_dir, workers=workers)
     if settings.workers == 1:
         run_async(serve_forever(settings))
         return
-    from simgate.workers import WorkerFailed, serve_workers
+    from simgate.serve.workers import WorkerFailed, serve_workers
 
     run_async(prepare_store(settings))
     try:
@@ -141,7 +141,7 @@ def run(
 ) -> None:
     """Run everything in one process: server, agent and an emulated multi-SIM modem."""
     from simgate.agent.backends.emulator import EmulatorBackend
-    from simgate.runner import run_all_in_one
+    from simgate.serve.runner import run_all_in_one
 
     settings = settings_from(host, port, data_dir)
     backend = EmulatorBackend(sims=sims, faults=_parse_faults(fault or [], sims))
@@ -190,7 +190,7 @@ def agent(
 ) -> None:
     """Run an agent next to the SIM cards, connected to a server."""
     from simgate.agent.agent import AgentConfig
-    from simgate.runner import run_agent
+    from simgate.serve.runner import run_agent
 
     chosen = [bool(modem), termux, emulator > 0]
     if sum(chosen) != 1:
@@ -252,7 +252,7 @@ def doctor(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Check ports, modems, SIMs, network, Termux:API, server and webhooks; say what to do."""
-    from simgate import doctor as checks
+    from simgate.agent import doctor as checks
 
     async def examine() -> list[checks.Finding]:
         found: list[checks.Finding] = []
@@ -321,7 +321,7 @@ def users_add(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a user."""
-    from simgate.runner import with_gateway
+    from simgate.serve.runner import with_gateway
 
     settings = settings_from(data_dir=data_dir)
     secret = password or getpass.getpass(f"password for {name}: ")
@@ -337,7 +337,7 @@ def users_passwd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Change a user's password."""
-    from simgate.runner import with_gateway
+    from simgate.serve.runner import with_gateway
 
     settings = settings_from(data_dir=data_dir)
     secret = password or getpass.getpass(f"new password for {name}: ")
@@ -348,7 +348,7 @@ def users_passwd(
 @users_app.command("list")
 def users_list(data_dir: DataDirOpt = None) -> None:
     """List users."""
-    from simgate.runner import with_gateway
+    from simgate.serve.runner import with_gateway
 
     settings = settings_from(data_dir=data_dir)
     for user in run_async(with_gateway(settings, lambda g: g.users.list())):

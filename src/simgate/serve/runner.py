@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class WorkerSlot:
-    """One of several server processes sharing a listening socket (simgate.workers)."""
+    """One of several server processes sharing a listening socket (simgate.serve.workers)."""
 
     index: int
     count: int

@@ -21,9 +21,9 @@ from pathlib import Path
 import uvloop
 
 from simgate.config import Settings, configure_logging
-from simgate.runner import WorkerSlot, serve_forever
+from simgate.serve.runner import WorkerSlot, serve_forever
 
-logger = logging.getLogger("simgate.workers")
+logger = logging.getLogger("simgate.serve.workers")
 # A worker that fails (not killed by a signal) this soon after its start would fail again.
 STARTUP_GRACE = 5.0
 
