@@ -79,13 +79,13 @@ def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path
          "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
-    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
+    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)(?: (\d+))?", out)
     if not match:
         raise SystemExit(f"could not read wrk output:\n{out}")
-    requests, micros, p50, p90, p99, errors = match.groups()
+    requests, micros, p50, p90, p99, errors, socket_errors = match.groups()
     return {"requests": int(requests), "rate": int(requests) / (int(micros) / 1e6),
             "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-            "non_2xx": int(errors)}
+            "non_2xx": int(errors), "socket_errors": int(socket_errors or 0)}
 
 
 ECHO_STACKS = {
