@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,13 @@ class Receiver:
 
     status: int = 200
     delay: float = 0.0
+    hang: bool = False  # hold every request open until release()
     received: list[Received] = field(default_factory=list)
     requests_started: int = 0
+    requests_finished: int = 0
+    on_request: Callable[[Request], None] | None = None
     port: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task | None = None
 
@@ -43,11 +48,22 @@ class Receiver:
 
     async def _hook(self, request: Request) -> Response:
         self.requests_started += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.status < 300:
-            self.received.append(Received(await request.body(), dict(request.headers)))
-        return Response(status_code=self.status)
+        if self.on_request:
+            self.on_request(request)
+        try:
+            if self.hang:
+                await self._released.wait()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.status < 300:
+                self.received.append(Received(await request.body(), dict(request.headers)))
+            return Response(status_code=self.status)
+        finally:
+            self.requests_finished += 1
+
+    def release(self) -> None:
+        """Let the held requests answer."""
+        self._released.set()
 
     async def start(self) -> Receiver:
         with socket.socket() as sock:
@@ -63,6 +79,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self.release()
         if self._server:
             self._server.should_exit = True
             await self._task

@@ -60,7 +60,7 @@ class Gateway:
                         changed=lambda: bus.signal("token-revoked"))
         device_settings = SettingsService(sessions, push=bus.notify)
         dispatcher = Dispatcher(
-            sessions, device_settings, allow_private=settings.allow_private_webhooks,
+            sessions, device_settings.webhooks_of, allow_private=settings.allow_private_webhooks,
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
         )
         bus.on("device-changed", devices.forget)

@@ -30,6 +30,10 @@ class SettingsService:
         """Every key, defaults filled in."""
         return rules.with_defaults(await self.get(user_id))
 
+    async def webhooks_of(self, user_id: int) -> dict[str, Any]:
+        """The user's `webhooks` group, defaults filled in (what delivery needs)."""
+        return (await self.effective(user_id))["webhooks"]
+
     async def replace(self, user_id: int, values: dict[str, Any]) -> dict[str, Any]:
         return await self._store(user_id, lambda _: rules.validate(values))
 

@@ -3,7 +3,9 @@
 Each due delivery is leased (its next attempt pushed past the timeout) before it is
 sent, so a crash or a second replica re-sends it only after the lease ran out. Every
 delivery is its own task under a concurrency cap: a slow receiver holds one slot, not
-the queue.
+the queue. Slots are shared fairly: each user, and each receiver (host and port), may
+hold only part of them, and due deliveries are taken round-robin across users, so one
+user's hanging receiver cannot keep another user's events waiting.
 """
 
 from __future__ import annotations
@@ -13,20 +15,25 @@ import contextlib
 import json
 import logging
 import random
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import distinct, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from simgate.services.settings import SettingsService
 from simgate.store.models import Webhook, WebhookDelivery, utcnow
 from simgate.webhooks.signing import sign
 from simgate.webhooks.urls import ForbiddenUrl, check_url
 
-log = logging.getLogger("simgate.webhooks")
+log = logging.getLogger(__name__)
+
+# The owner's `webhooks` settings group (retry_count, signing_key, ...), by user id.
+WebhookSettings = Callable[[int], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -35,23 +42,43 @@ class _Leased:
     url: str
     settings: dict[str, Any]  # the owner's webhooks settings group
 
+    @property
+    def receiver(self) -> str:
+        return receiver_of(self.url)
+
+
+def receiver_of(url: str) -> str:
+    """Who answers a URL, for sharing slots: its host and port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{(parts.hostname or '').lower()}:{port or parts.scheme}"
+
 
 class Dispatcher:
-    def __init__(self, sessions: async_sessionmaker, settings: SettingsService, *,
+    def __init__(self, sessions: async_sessionmaker, webhook_settings: WebhookSettings, *,
                  allow_private: bool, timeout: float = 30.0, retry_base: float = 10.0,
                  retry_cap: float = 6 * 3600.0, concurrency: int = 64,
+                 per_user: int | None = None, per_receiver: int | None = None,
                  poll_interval: float = 1.0) -> None:
         self._sessions = sessions
-        self._settings = settings
+        self._webhook_settings = webhook_settings
         self._allow_private = allow_private
         self._timeout = timeout
         self._retry_base = retry_base
         self._retry_cap = retry_cap
-        self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
+        self._per_user = per_user or max(1, concurrency // 4)
+        self._per_receiver = per_receiver or max(1, concurrency // 8)
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._by_user: Counter[int] = Counter()
+        self._by_receiver: Counter[str] = Counter()
+        self._hooks_of: defaultdict[str, set[str]] = defaultdict(set)  # receiver -> webhooks
+        self._next_user = 0  # where the round-robin over users starts next
         self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._results: list[dict[str, object]] = []
         self._recorded = asyncio.Event()
@@ -69,50 +96,106 @@ class Dispatcher:
         recorder = asyncio.create_task(self._record_loop())
         try:
             while True:
+                self._wake.clear()
                 try:
                     leased = await self._lease()
                 except Exception:  # the store may be briefly unavailable; keep going
                     log.exception("leasing webhook deliveries failed")
                     leased = []
                 for item in leased:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._deliver(item))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._done)
-                if len(leased) < self._concurrency:
+                    self._start(item)
+                if not leased or len(self._inflight) >= self._concurrency:
+                    # woken by new events, by a finished delivery, or the poll
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-                    self._wake.clear()
         finally:
             recorder.cancel()
             await self._flush_results()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._slots.release()
+    def _start(self, item: _Leased) -> None:
+        user, receiver = item.delivery.user_id, item.receiver
+        self._by_user[user] += 1
+        self._by_receiver[receiver] += 1
+        self._hooks_of[receiver].add(item.delivery.webhook_id)
+        task = asyncio.create_task(self._deliver(item))
+        self._inflight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._inflight.discard(finished)
+            self._by_user[user] -= 1
+            self._by_receiver[receiver] -= 1
+            self._wake.set()  # a slot is free: someone may now be due a turn
+
+        task.add_done_callback(done)
 
     async def _lease(self) -> list[_Leased]:
-        """Due deliveries with their URL and the owner's webhook settings, leased."""
+        """Due deliveries that fit the free slots, taken round-robin across users,
+        each user and receiver within its share; leased, with URL and settings."""
+        free = self._concurrency - len(self._inflight)
+        if free <= 0:
+            return []
         now = utcnow()
-        lease_until = now + timedelta(seconds=self._timeout + 5)
+        full_users = [u for u, n in self._by_user.items() if n >= self._per_user]
+        full_hooks = [h for r, n in self._by_receiver.items() if n >= self._per_receiver
+                      for h in self._hooks_of[r]]
+        due = [WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now]
+        if full_users:
+            due.append(WebhookDelivery.user_id.not_in(full_users))
+        if full_hooks:
+            due.append(WebhookDelivery.webhook_id.not_in(full_hooks))
         async with self._sessions.begin() as session:
-            rows = (await session.execute(
-                select(WebhookDelivery, Webhook.url)
-                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(self._concurrency)
-                .with_for_update(skip_locked=True, of=WebhookDelivery)
-            )).all()
-            if not rows:
+            users = sorted(await session.scalars(
+                select(distinct(WebhookDelivery.user_id)).where(*due)))
+            if not users:
                 return []
+            start = next((i for i, u in enumerate(users) if u >= self._next_user), 0)
+            users = (users[start:] + users[:start])[:free]
+            candidates: list[list[tuple[WebhookDelivery, str]]] = []
+            for user in users:
+                room = min(self._per_user - self._by_user[user], free)
+                candidates.append([(d, url) for d, url in await session.execute(
+                    select(WebhookDelivery, Webhook.url)
+                    .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                    .where(*due, WebhookDelivery.user_id == user)
+                    .order_by(WebhookDelivery.next_attempt_at)
+                    .limit(room)
+                    .with_for_update(skip_locked=True, of=WebhookDelivery)
+                )])
+            picked = self._pick(candidates, free)
+            if not picked:
+                return []
+            self._next_user = picked[-1][0].user_id + 1
             await session.execute(
-                update(WebhookDelivery).where(WebhookDelivery.pk.in_([d.pk for d, _ in rows]))
-                .values(next_attempt_at=lease_until)
+                update(WebhookDelivery).where(WebhookDelivery.pk.in_([d.pk for d, _ in picked]))
+                .values(next_attempt_at=self._lease_end(now))
             )
-        settings = {user_id: (await self._settings.effective(user_id))["webhooks"]
-                    for user_id in {d.user_id for d, _ in rows}}
-        return [_Leased(d, url, settings[d.user_id]) for d, url in rows]
+        settings = {user_id: await self._webhook_settings(user_id)
+                    for user_id in {d.user_id for d, _ in picked}}
+        return [_Leased(d, url, settings[d.user_id]) for d, url in picked]
+
+    def _lease_end(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self._timeout + 5)
+
+    def _pick(self, candidates: list[list[tuple[WebhookDelivery, str]]],
+              free: int) -> list[tuple[WebhookDelivery, str]]:
+        """One delivery per user in turn, skipping receivers whose share is taken."""
+        picked: list[tuple[WebhookDelivery, str]] = []
+        taken: Counter[str] = Counter()
+        queues = [list(reversed(c)) for c in candidates]
+        while len(picked) < free and any(queues):
+            for queue in queues:
+                while queue:
+                    delivery, url = queue.pop()
+                    receiver = receiver_of(url)
+                    if self._by_receiver[receiver] + taken[receiver] >= self._per_receiver:
+                        self._hooks_of[receiver].add(delivery.webhook_id)
+                        continue
+                    taken[receiver] += 1
+                    picked.append((delivery, url))
+                    break
+                if len(picked) >= free:
+                    break
+        return picked
 
     async def _deliver(self, item: _Leased) -> None:
         delivery = item.delivery

@@ -1,0 +1,66 @@
+"""Webhook delivery is shared between users: one user's hanging receiver cannot hold
+every delivery slot of a real `simgate serve`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+
+from tests.conftest import wait_until
+from tests.e2e.processes import SimgateProcess
+from tests.receiver import Receiver
+
+TOKEN = "fairness-private-token"
+ENV = {"SIMGATE_PRIVATE_TOKEN": TOKEN, "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true",
+       # far longer than the test: a hanging receiver stays hanging throughout
+       "SIMGATE_WEBHOOK_TIMEOUT": "600"}
+
+
+async def _user_with_device(http: httpx.AsyncClient) -> tuple[tuple[str, str], str]:
+    """A new user and its device, made with the private token as a phone does."""
+    response = await http.post("/mobile/v1/device", headers={"Authorization": f"Bearer {TOKEN}"},
+                               json={"name": "phone", "simCards": [{"slotIndex": 0}]})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return (body["login"], body["password"]), body["token"]
+
+
+async def _incoming(http: httpx.AsyncClient, token: str, idents: list[str]) -> None:
+    response = await http.post(
+        "/mobile/v1/inbox", headers={"Authorization": f"Bearer {token}"},
+        json=[{"id": ident, "sender": "+12025550101", "simNumber": 1, "message": ident,
+               "receivedAt": datetime.now(UTC).isoformat()} for ident in idents])
+    assert response.status_code == 200, response.text
+
+
+async def test_a_hanging_receiver_of_one_user_does_not_hold_back_another_user(tmp_path,
+                                                                              store_url):
+    hanging = await Receiver(hang=True).start()
+    healthy = await Receiver().start()
+    seen_while: list[tuple[int, int]] = []  # the hanging receiver's (started, finished)
+    healthy.on_request = lambda _: seen_while.append(
+        (hanging.requests_started, hanging.requests_finished))
+    server = SimgateProcess(["serve"], tmp_path / "server",
+                            env={**ENV, "SIMGATE_DATABASE_URL": store_url}).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            greedy, greedy_device = await _user_with_device(http)
+            modest, modest_device = await _user_with_device(http)
+            for auth, url in ((greedy, hanging.url), (modest, healthy.url)):
+                created = await http.post("/3rdparty/v1/webhooks", auth=auth,
+                                          json={"url": url, "event": "sms:received"})
+                assert created.status_code == 201, created.text
+            # more events than the dispatcher has slots (64), all to the hanging receiver
+            await _incoming(http, greedy_device, [f"greedy:{n}" for n in range(80)])
+            await wait_until(lambda: hanging.requests_started >= 1, timeout=30)
+            await _incoming(http, modest_device, ["modest:1"])
+            await wait_until(lambda: healthy.received, timeout=60)
+        assert healthy.events()[0]["payload"]["message"] == "modest:1"
+        started, finished = seen_while[0]
+        assert started >= 1 and finished == 0  # it arrived while the other hung
+    finally:
+        hanging.release()
+        server.stop()
+        await hanging.stop()
+        await healthy.stop()
