@@ -63,7 +63,7 @@ async def test_a_user_code_joins_a_device_to_that_user_once(api):
     joined = await api.post("/mobile/v1/device", json={"name": "by code"}, auth=None,
                             headers={"Authorization": f"Code {code}"})
     assert joined.status_code == 201, joined.text
-    assert joined.json()["login"] == USER and joined.json()["password"] == ""
+    assert joined.json()["login"] == USER and joined.json()["password"] is None
     assert [d["id"] for d in (await api.get("/3rdparty/v1/devices")).json()] == [
         joined.json()["id"]]
     again = await api.post("/mobile/v1/device", json={"name": "again"}, auth=None,

@@ -102,7 +102,7 @@ class Registrant:
 
     user_id: int
     login: str
-    password: str = ""
+    password: str | None = None  # None: the user existed, its password is not shown
 
 
 async def registrant(request: Request) -> Registrant:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
 from simgate.domain.sims import SimSlot, SimStatus
@@ -20,6 +20,18 @@ def json_body(model: str, description: str) -> dict[str, Any]:
     """An OpenAPI body (or response) of JSON shaped as the named model."""
     return {"description": description, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model}"}}}}
+
+
+def millis(value: datetime) -> str:
+    """A date with exactly three fraction digits, in UTC: the Android app parses dates
+    with `yyyy-MM-dd'T'HH:mm:ss.SSSXXX`, which reads any fraction as a count of
+    milliseconds (".456789" would be 456,789 ms) and refuses a date without one."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# A date as devices read it (/mobile/v1 and what it pushes).
+DeviceDate = Annotated[datetime, PlainSerializer(millis, return_type=str, when_used="json")]
 
 
 class Wire(BaseModel):
@@ -156,9 +168,9 @@ def _redact(iccid: str | None) -> str | None:
 class DeviceOut(Wire):
     id: str
     name: str
-    created_at: datetime
-    updated_at: datetime
-    last_seen: datetime
+    created_at: DeviceDate
+    updated_at: DeviceDate
+    last_seen: DeviceDate
     sim_cards: list[SimCardWire]
 
     @classmethod
@@ -204,7 +216,7 @@ class RegisterResponse(Wire):
     id: str
     token: str
     login: str
-    password: str = ""
+    password: str | None = None  # only when the server made a user for the device
 
 
 class DeviceInfoOut(Wire):
@@ -214,7 +226,7 @@ class DeviceInfoOut(Wire):
 
 class UserCodeOut(Wire):
     code: str
-    valid_until: datetime
+    valid_until: DeviceDate
 
 
 class PasswordChange(Wire):
@@ -241,9 +253,10 @@ class MobileMessageOut(Wire):
     with_delivery_report: bool
     is_encrypted: bool
     priority: int
-    valid_until: datetime | None = None
+    valid_until: DeviceDate | None = None
+    schedule_at: DeviceDate | None = None
     state: ProcessState
-    created_at: datetime
+    created_at: DeviceDate
 
     @classmethod
     def of(cls, message: Message | AcceptedMessage) -> MobileMessageOut:
@@ -261,6 +274,7 @@ class MobileMessageOut(Wire):
             is_encrypted=message.is_encrypted,
             priority=message.priority,
             valid_until=message.valid_until,
+            schedule_at=message.schedule_at,
             state=ProcessState(message.state),
             created_at=message.created_at,
         )

@@ -15,6 +15,7 @@ from simgate.services.enrolment import Enrolment
 from simgate.services.inbox import Inbox
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
+from simgate.services.schedule import DueTimer
 from simgate.services.settings import SettingsService
 from simgate.services.tokens import Tokens, signing_key
 from simgate.services.users import Users
@@ -39,6 +40,7 @@ class Gateway:
     inbox: Inbox
     logs: Logs
     dispatcher: Dispatcher
+    due: DueTimer
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -81,6 +83,10 @@ class Gateway:
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)
         messages.committed.append(wake_dispatcher)
+        due = DueTimer(sessions, notify=lambda device_id: bus.notify(
+            device_id, "MessageEnqueued", {}))
+        bus.on("schedule-changed", due.wake)
+        messages.scheduled.append(lambda: bus.signal("schedule-changed"))
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
             users=users, tokens=tokens,
@@ -88,12 +94,14 @@ class Gateway:
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=Inbox(sessions, wake=wake_dispatcher), logs=logs, dispatcher=dispatcher,
+            due=due,
         )
         if prepare and settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)
         if background:
             gateway._background.append(asyncio.create_task(dispatcher.run()))
             gateway._background.append(asyncio.create_task(gateway._housekeeping()))
+            gateway._background.append(asyncio.create_task(due.run()))
         return gateway
 
     async def _housekeeping(self, every: float = 3600.0) -> None:

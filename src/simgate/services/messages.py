@@ -133,6 +133,7 @@ class Messages:
         self._batcher = AcceptBatcher(sessions, self._build, self._accepted)
         self.listeners: list[StateListener] = []
         self.committed: list[Callable[[], None]] = []
+        self.scheduled: list[Callable[[], None]] = []  # told of messages due later
 
     async def enqueue(self, user_id: int, new: NewMessage,
                       active_within_hours: int = 0) -> AcceptedMessage:
@@ -182,11 +183,18 @@ class Messages:
     def _accepted(self, messages: list[AcceptedMessage]) -> None:
         """Push the new messages themselves: a device can claim them without a fetch."""
         by_device: dict[str, list[Message]] = {}
+        now = utcnow()
+        later = False
         for message in messages:
-            if message.schedule_at is None:
+            if message.schedule_at is None or message.schedule_at <= now:
                 by_device.setdefault(message.device_id, []).append(message)
-        for device_id in {m.device_id for m in messages}:
-            self._notify(device_id, by_device.get(device_id, []))
+            else:
+                later = True
+        for device_id in by_device:
+            self._notify(device_id, by_device[device_id])
+        if later:
+            for callback in self.scheduled:
+                callback()
 
     async def get(self, user_id: int, ext_id: str) -> Message:
         async with self._sessions() as session:
