@@ -9,9 +9,9 @@ import httpx
 import pytest
 from android_sms_gateway import client, domain
 
+from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
 from tests.e2e.phone import Listening, Phone, parse_app_date
-from tests.e2e.processes import SimgateProcess
 
 USER, PASSWORD = "app-owner", "app-owner-secret"
 SERVER_KEY = "server-key-for-phones"
