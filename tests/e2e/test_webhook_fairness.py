@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.processes import SimgateProcess
 from tests.receiver import Receiver
 
 TOKEN = "fairness-private-token"
