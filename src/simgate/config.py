@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,14 +38,22 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=30.0, gt=0)
     webhook_retry_base: float = Field(default=10.0, gt=0)
     # Proxies whose X-Forwarded-For is believed (comma-separated, "*" for any): behind one,
-    # the per-address limits must see clients, not the proxy.
-    forwarded_allow_ips: str = "127.0.0.1"
+    # the per-address limits must see clients, not the proxy. None by default: any local
+    # process could otherwise claim to be any address.
+    forwarded_allow_ips: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Pending messages one device may have before sends to it get 503 (0: no limit).
     max_queued_per_device: int = Field(default=10_000, ge=0)
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+
+    @field_validator("private_token")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        """An empty key (`SIMGATE_PRIVATE_TOKEN=` in a compose file) is no key: it would
+        let anyone in with an empty Bearer."""
+        return value if value and value.strip() else None
 
     @classmethod
     def settings_customise_sources(

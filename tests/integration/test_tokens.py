@@ -154,7 +154,7 @@ async def test_refresh_rotates_the_pair_once(api):
     token = await issue(api, ["messages:list"], ttl=120)
     refresh = bearer(token["refreshToken"])
     renewed = await api.post("/3rdparty/v1/auth/token/refresh", headers=refresh, auth=None)
-    assert renewed.status_code == 200, renewed.text
+    assert renewed.status_code == 201, renewed.text
     fresh = renewed.json()
     assert fresh["id"] != token["id"] and fresh["accessToken"] != token["accessToken"]
     again = await api.post("/3rdparty/v1/auth/token/refresh", headers=refresh, auth=None)

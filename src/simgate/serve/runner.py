@@ -68,6 +68,7 @@ def uvicorn_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        proxy_headers=bool(settings.forwarded_allow_ips.strip()),
         forwarded_allow_ips=settings.forwarded_allow_ips,
         # Device event streams never end on their own; agents reconnect after a restart.
         timeout_graceful_shutdown=2,

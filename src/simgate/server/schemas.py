@@ -394,11 +394,24 @@ class TokenRequest(Wire):
     ttl: int | None = None  # seconds the access token lives
 
 
-class TokenOut(Wire):
-    """As the official client reads it (camelCase)."""
+class TokenOut(BaseModel):
+    """A token pair with the original's keys (client-go's `TokenResponse`: snake_case, as
+    its docs read them, `jq .access_token`) and, beside them, the camelCase ones the
+    official Python client reads."""
 
     id: str
     token_type: str = "Bearer"
     access_token: str
     refresh_token: str | None = None  # none for a token asked for with a token
     expires_at: datetime
+    token_type_camel: str = Field("Bearer", serialization_alias="tokenType")
+    access_token_camel: str = Field(serialization_alias="accessToken")
+    refresh_token_camel: str | None = Field(None, serialization_alias="refreshToken")
+    expires_at_camel: datetime = Field(serialization_alias="expiresAt")
+
+    @classmethod
+    def of(cls, id: str, access_token: str, refresh_token: str | None,
+           expires_at: datetime) -> TokenOut:
+        return cls(id=id, access_token=access_token, refresh_token=refresh_token,
+                   expires_at=expires_at, access_token_camel=access_token,
+                   refresh_token_camel=refresh_token, expires_at_camel=expires_at)

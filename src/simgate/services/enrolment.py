@@ -110,8 +110,10 @@ class Enrolment:
         self._tries = {k: v for k, v in self._tries.items() if v and v[-1] >= now - WINDOW}
 
     def is_server_key(self, token: str) -> bool:
-        return self._server_key is not None and hmac.compare_digest(
-            token.encode(), self._server_key.encode())
+        """Whether `token` is the server key; an empty token or key never matches."""
+        if not self._server_key or not token.strip():
+            return False
+        return hmac.compare_digest(token.encode(), self._server_key.encode())
 
     async def new_user(self) -> NewUser:
         """A user of its own for a device that joined with the server key."""

@@ -17,8 +17,7 @@ Manager = Annotated[Caller, Security(current_caller, scopes=["tokens:manage"])]
 
 
 def _out(issued: IssuedToken) -> TokenOut:
-    return TokenOut(id=issued.id, access_token=issued.access_token,
-                    refresh_token=issued.refresh_token, expires_at=issued.expires_at)
+    return TokenOut.of(issued.id, issued.access_token, issued.refresh_token, issued.expires_at)
 
 
 @router.post("", response_model=TokenOut, status_code=status.HTTP_201_CREATED,
@@ -29,7 +28,8 @@ async def generate_token(body: TokenRequest, caller: Manager, gateway: GatewayDe
     return _out(await gateway.tokens.issue(caller.user_id, body.scopes, body.ttl, caller.token))
 
 
-@router.post("/refresh", response_model=TokenOut)
+@router.post("/refresh", response_model=TokenOut, status_code=status.HTTP_201_CREATED,
+             response_model_exclude_none=True)
 async def refresh_token(request: Request, gateway: GatewayDep) -> TokenOut:
     """A new pair for `Authorization: Bearer <refreshToken>`; the old pair stops working."""
     token = bearer_token(request)
