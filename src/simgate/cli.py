@@ -135,8 +135,7 @@ def run(
     sims: Annotated[int, typer.Option("--sims", min=1, max=64,
                                       help="Number of emulated SIM slots.")] = 2,
     fault: Annotated[list[str] | None, typer.Option(
-        "--fault", help="Emulated fault, SIM:KIND with KIND absent, pin, no-network, "
-        "fail=<rate> or delay=<seconds>; repeatable.")] = None,
+        "--fault", help=FAULT_HELP)] = None,
     sim_selection: ModeOpt = SimSelectionMode.OS_DEFAULT,
 ) -> None:
     """Run everything in one process: server, agent and an emulated multi-SIM modem."""
@@ -149,6 +148,14 @@ def run(
         run_async(run_all_in_one(settings, backend, sim_selection, _print_ready))
 
 
+FAULT_HELP = ("Emulated fault, SIM:KIND with KIND absent, pin, no-network, echo, interleave, "
+              "fail=<rate>, delay=<seconds>, prompt-delay=<seconds>, fail-part=<n> or "
+              "capacity=<messages>; repeatable.")
+FLAG_FAULTS = ("absent", "pin", "no-network", "echo", "interleave")
+NUMBER_FAULTS = {"fail": float, "delay": float, "prompt-delay": float, "fail-part": int,
+                 "capacity": int}
+
+
 def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bool]]:
     """`2:pin` -> {1: {"pin": True}}: 0-based slot, one dict of faults per slot."""
     faults: dict[int, dict[str, float | bool]] = {}
@@ -158,17 +165,49 @@ def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bo
             raise fail(f"--fault {spec!r}: expected SIM:KIND with SIM in 1..{sims}")
         name, _, value = kind.partition("=")
         slot_faults = faults.setdefault(int(number) - 1, {})
-        if name in ("absent", "pin", "no-network") and not value:
+        if name in FLAG_FAULTS and not value:
             slot_faults[name.replace("-", "_")] = True
-        elif name in ("fail", "delay") and value:
+        elif name in NUMBER_FAULTS and value:
             try:
-                slot_faults[name] = float(value)
+                amount = NUMBER_FAULTS[name](value)
             except ValueError:
                 raise fail(f"--fault {spec!r}: {value!r} is not a number") from None
+            if amount < 0:
+                raise fail(f"--fault {spec!r}: {value!r} is negative")
+            slot_faults[name.replace("-", "_")] = amount
         else:
-            raise fail(f"--fault {spec!r}: unknown kind; use absent, pin, no-network, "
-                       "fail=<rate> or delay=<seconds>")
+            raise fail(f"--fault {spec!r}: unknown kind; use {', '.join(FLAG_FAULTS)}, or "
+                       f"{', '.join(k + '=<n>' for k in NUMBER_FAULTS)}")
     return faults
+
+
+@app.command()
+def emulator(
+    sims: Annotated[int, typer.Option("--sims", min=1, max=64,
+                                      help="Number of emulated SIM slots.")] = 2,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help=FAULT_HELP)] = None,
+) -> None:
+    """Run the emulated multi-SIM modem alone, one pseudo-terminal per SIM, until Ctrl-C.
+
+    Prints `SIM <n> <pty path> <phone number>` per SIM; any AT-speaking SMS software
+    (Gammu, Kannel, python-gsmmodem, simgate agent --modem) can use the ptys, and SMS
+    sent from one SIM to another's number arrive there.
+    """
+    from simgate.agent.backends.emulator import EmulatedNetwork
+
+    network = EmulatedNetwork(sims, faults=_parse_faults(fault or [], sims))
+
+    async def serve() -> None:
+        network.start()
+        try:
+            for sim in network.sims:
+                typer.echo(f"SIM {sim.slot + 1} {sim.port} {sim.number}")
+            await asyncio.Event().wait()
+        finally:
+            network.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(serve())
 
 
 @app.command()
