@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from android_sms_gateway import client, domain
 
-from simgate.testing import SimgateProcess
+from simgate.testing import SimgateProcess, start_agent
 from tests.conftest import wait_until
 from tests.e2e.phone import Listening, Phone, parse_app_date
 
@@ -43,10 +44,11 @@ async def phone(server):
     await device.close()
 
 
-async def send(api: httpx.AsyncClient, phone: Phone, **extra) -> str:
+async def send(api: httpx.AsyncClient, phone: Phone | str, **extra) -> str:
+    device_id = phone if isinstance(phone, str) else phone.device_id
     response = await api.post("/messages", json={
         "textMessage": {"text": "to the phone"}, "phoneNumbers": ["+19162255887"],
-        "deviceId": phone.device_id, **extra})
+        "deviceId": device_id, **extra})
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
@@ -113,3 +115,90 @@ async def test_a_scheduled_message_is_pushed_when_due_with_its_schedule(user_api
 
 async def _with_id(phone: Phone, message_id: str) -> dict | None:
     return next((m for m in await phone.messages() if m["id"] == message_id), None)
+
+
+async def state_of(api: httpx.AsyncClient, message_id: str) -> str:
+    return (await api.get(f"/messages/{message_id}")).json()["state"]
+
+
+async def test_cancel_of_a_fetched_message_ends_cancelled_only_when_the_phone_confirms(
+        user_api, phone):
+    async with Listening(phone) as stream:
+        message_id = await send(user_api, phone)
+        assert (await stream.next())[0] == "MessageEnqueued"
+        assert message_id in [m["id"] for m in await phone.messages()]  # the phone holds it
+
+        cancel = await user_api.delete(f"/messages/{message_id}")
+        assert cancel.status_code == 200 and cancel.json()["state"] == "Cancelling"
+        event, data = await stream.next()
+        assert (event, json.loads(data)) == ("MessageCancelled", {"messageId": message_id})
+    assert await state_of(user_api, message_id) == "Cancelling"
+    # the app also finds it in GET /message as Cancelling, cancels it locally, reports
+    held = await _with_id(phone, message_id)
+    assert held is not None and held["state"] == "Cancelling"
+    await phone.report(message_id, held["phoneNumbers"], "Cancelled")
+    assert await state_of(user_api, message_id) == "Cancelled"
+
+
+async def test_a_phone_that_already_sent_a_message_being_cancelled_ends_it_sent(
+        user_api, phone):
+    message_id = await send(user_api, phone)
+    fetched = await _with_id(phone, message_id)
+    assert fetched is not None
+    assert (await user_api.delete(f"/messages/{message_id}")).json()["state"] == "Cancelling"
+    # its reports were on their way: the SMS went out
+    await phone.report(message_id, fetched["phoneNumbers"], "Processed")
+    assert await state_of(user_api, message_id) == "Cancelling"
+    await phone.report(message_id, fetched["phoneNumbers"], "Sent")
+    assert await state_of(user_api, message_id) == "Sent"
+
+
+async def test_the_phone_hears_when_the_users_webhooks_change(user_api, phone):
+    async with Listening(phone) as stream:
+        created = await user_api.post("/webhooks", json={
+            "url": "http://127.0.0.1:9/in", "event": "sms:received"})
+        assert created.status_code == 201, created.text
+        assert (await stream.next())[0] == "WebhooksUpdated"
+        await user_api.delete(f"/webhooks/{created.json()['id']}")
+        assert (await stream.next())[0] == "WebhooksUpdated"
+
+
+async def test_a_cancel_made_while_the_simgate_agent_was_away_ends_when_it_comes_back(
+        server, user_api, tmp_path):
+    agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
+    try:
+        device = await wait_until(lambda: _agent_device(user_api), timeout=30)
+    finally:
+        agent.terminate()
+        agent.wait(15)
+    message_id = await send(user_api, device["id"])
+    assert (await user_api.delete(f"/messages/{message_id}")).json()["state"] == "Cancelling"
+    agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
+    try:
+        await wait_until(lambda: _is(user_api, message_id, "Cancelled"), timeout=30)
+    finally:
+        agent.terminate()
+        agent.wait(15)
+
+
+async def _agent_device(api: httpx.AsyncClient) -> dict | None:
+    devices = (await api.get("/devices")).json()
+    return next((d for d in devices if d["name"].startswith("simgate agent")), None)
+
+
+async def _is(api: httpx.AsyncClient, message_id: str, state: str) -> bool:
+    return await state_of(api, message_id) == state
+
+
+async def test_an_inbox_refresh_asks_the_phone_to_upload_the_period(user_api, phone):
+    since = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with Listening(phone) as stream:
+        refresh = await user_api.post("/inbox/refresh", json={
+            "deviceId": phone.device_id, "since": since.isoformat(),
+            "until": (since + timedelta(days=1)).isoformat(), "messageTypes": ["SMS"]})
+        assert refresh.status_code == 202, refresh.text
+        event, data = await stream.next()
+    request = json.loads(data)
+    assert event == "MessagesExportRequested"
+    assert parse_app_date(request["since"]) == since.replace(microsecond=678000)
+    assert request["messageTypes"] == "SMS" and request["triggerWebhooks"] is True

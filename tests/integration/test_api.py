@@ -174,7 +174,7 @@ async def test_list_filters_sort_and_pages(api):
                                                                     "offset": 1})).json()
     assert [m["id"] for m in oldest_first] == ids[1:3]
     await api.delete("/3rdparty/v1/messages/m0")
-    cancelled = (await api.get("/3rdparty/v1/messages", params={"state": "Cancelled"})).json()
+    cancelled = (await api.get("/3rdparty/v1/messages", params={"state": "Cancelling"})).json()
     assert [m["id"] for m in cancelled] == ["m0"]
     other = (await api.get("/3rdparty/v1/messages", params={"deviceId": "nope"})).json()
     assert other == []
@@ -184,12 +184,19 @@ async def test_list_filters_sort_and_pages(api):
     assert bad.status_code == 400 and "limit" in bad.json()["message"]
 
 
-async def test_cancel(api):
-    await register_device(api)
+async def test_cancel_ends_when_the_device_confirms(api):
+    device = await register_device(api)
     message_id = (await send(api)).json()["id"]
     cancelled = await api.delete(f"/3rdparty/v1/messages/{message_id}")
     assert cancelled.status_code == 200  # with the state after, as the original
-    assert cancelled.json()["state"] == "Cancelled" and cancelled.json()["id"] == message_id
+    assert cancelled.json()["state"] == "Cancelling" and cancelled.json()["id"] == message_id
+    # the device may hold it: it sees it being cancelled and confirms it did not send it
+    held = (await api.get("/mobile/v1/message", auth=None,
+                          headers={"Authorization": f"Bearer {device['token']}"})).json()
+    assert [(m["id"], m["state"]) for m in held] == [(message_id, "Cancelling")]
+    await api.patch("/mobile/v1/message", auth=None,
+                    headers={"Authorization": f"Bearer {device['token']}"},
+                    json=[{"id": message_id, "state": "Cancelled"}])
     state = (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()
     assert state["state"] == "Cancelled" and state["isHashed"] is True
     assert state["recipients"][0]["phoneNumber"] != "+19162255887"
@@ -280,7 +287,7 @@ async def test_singular_legacy_paths_still_work(api):
     message_id = (await send(api)).json()["id"]
     assert [m["id"] for m in (await api.get("/3rdparty/v1/message")).json()] == [message_id]
     cancelled = await api.delete(f"/3rdparty/v1/message/{message_id}")
-    assert cancelled.status_code == 200 and cancelled.json()["state"] == "Cancelled"
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "Cancelling"
     assert [d["id"] for d in (await api.get("/3rdparty/v1/device")).json()] == [device["id"]]
     assert (await api.delete(f"/3rdparty/v1/device/{device['id']}")).status_code == 204
     assert (await api.get("/3rdparty/v1/devices")).json() == []

@@ -58,15 +58,35 @@ async def test_fetch_claim_and_report_states(api):
     assert set(state["states"]) >= {"Pending", "Processed", "Sent", "Delivered"}
 
 
-async def test_cancelled_message_cannot_be_claimed(api):
+async def test_a_message_being_cancelled_cannot_be_claimed(api):
     device = await register_device(api)
     message_id = (await api.post("/3rdparty/v1/messages", json=TWO)).json()["id"]
     await api.delete(f"/3rdparty/v1/messages/{message_id}")
     claim = await api.patch("/mobile/v1/message", **bearer(device), json=[
         {"id": message_id, "state": "Processed", "recipients": []}])
-    assert claim.json() == [{"id": message_id, "state": "Cancelled"}]
-    processed = await api.delete(f"/3rdparty/v1/messages/{message_id}")
-    assert processed.status_code == 200  # cancelling twice is harmless
+    assert claim.json() == [{"id": message_id, "state": "Cancelling"}]
+    confirm = await api.patch("/mobile/v1/message", **bearer(device), json=[
+        {"id": message_id, "state": "Cancelled", "recipients": []}])
+    assert confirm.json() == [{"id": message_id, "state": "Cancelled"}]
+    again = await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    assert again.status_code == 200  # cancelling twice is harmless
+
+
+async def test_a_device_that_sent_a_message_being_cancelled_has_the_last_word(api):
+    device = await register_device(api)
+    message_id = (await api.post("/3rdparty/v1/messages", json=TWO)).json()["id"]
+    await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    sent = await api.patch("/mobile/v1/message", **bearer(device), json=[
+        {"id": message_id, "state": "Sent", "recipients": []}])
+    assert sent.json() == [{"id": message_id, "state": "Sent"}]
+
+
+async def test_a_message_not_yet_due_is_cancelled_at_once(api):
+    await register_device(api)
+    message_id = (await api.post("/3rdparty/v1/messages", json={
+        **TWO, "scheduleAt": "2099-01-01T00:00:00Z"})).json()["id"]
+    cancelled = await api.delete(f"/3rdparty/v1/messages/{message_id}")
+    assert cancelled.json()["state"] == "Cancelled"
 
 
 async def test_cannot_cancel_a_claimed_message(api):

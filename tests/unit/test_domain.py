@@ -107,3 +107,12 @@ class TestRouting:
         slots = [SimSlot(0, status=SimStatus.PIN_REQUIRED, detail="SIM locked by PIN")]
         with pytest.raises(NoSimAvailable, match="No SIMs found.*SIM 1: SIM locked by PIN"):
             choose_sim(SimSelectionMode.RANDOM, slots, default_slot=0)
+
+
+def test_a_cancel_waits_for_the_device_and_a_send_it_reports_wins():
+    cancelling = S.CANCELLING
+    assert advance(cancelling, S.PROCESSED) is cancelling  # a claim does not end it
+    assert advance(cancelling, S.PENDING) is cancelling
+    assert advance(cancelling, S.CANCELLED) is S.CANCELLED
+    assert advance(cancelling, S.SENT) is S.SENT
+    assert advance(cancelling, S.FAILED) is S.FAILED

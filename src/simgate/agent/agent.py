@@ -159,8 +159,9 @@ class Agent:
                 except ServerError as exc:
                     log.warning("claiming pushed messages failed: %s", exc)
                     self._wake.set()
-            elif event in ("connected", "MessageEnqueued", "MessagesEnqueued"):
-                self._wake.set()
+            elif event in ("connected", "MessageEnqueued", "MessagesEnqueued",
+                           "MessageCancelled"):
+                self._wake.set()  # a cancel is confirmed from the fetched list
             if event in ("connected", "SettingsUpdated"):
                 await self.load_settings()
 
@@ -203,7 +204,13 @@ class Agent:
         return len(pending)
 
     async def _take(self, pending: list[PendingMessage]) -> None:
-        """Claim what is new among pending messages (fetched or pushed) and queue it."""
+        """Claim what is new among pending messages (fetched or pushed) and queue it;
+        confirm the cancel of those being cancelled that this agent never claimed."""
+        cancelling = [m for m in pending if m.state == ProcessState.CANCELLING.value]
+        if cancelling:
+            known = self.journal.known([m.id for m in cancelling])
+            self._confirm_cancel([m for m in cancelling if m.id not in known])
+            pending = [m for m in pending if m.state != ProcessState.CANCELLING.value]
         if not pending:
             return
         statuses = {m.id: m for m in self.journal.with_status("claimed")}
@@ -272,6 +279,16 @@ class Agent:
             else:
                 done.append(message.id)
         self.journal.set_status(done, "done")
+        cancelled = [m for m, _, error in items
+                     if not error and result.get(m.id) == ProcessState.CANCELLING.value]
+        self._confirm_cancel([PendingMessage(**m.body) for m in cancelled])
+
+    def _confirm_cancel(self, messages: list[PendingMessage]) -> None:
+        """Tell the server these messages were not sent: their cancel can end."""
+        if messages:
+            self.report([{"id": m.id, "state": "Cancelled",
+                          "recipients": _recipients(m.phone_numbers, ProcessState.CANCELLED),
+                          "states": {"Cancelled": _now()}} for m in messages])
 
     # -- sending ---------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class PendingMessage:
     is_encrypted: bool
     priority: int
     valid_until: str | None
+    state: str = "Pending"  # Cancelling: the server waits for this device to confirm
 
     @classmethod
     def from_wire(cls, item: dict[str, Any]) -> PendingMessage:
@@ -55,6 +56,7 @@ class PendingMessage:
             is_encrypted=item.get("isEncrypted", False),
             priority=item.get("priority", 0),
             valid_until=item.get("validUntil"),
+            state=item.get("state") or "Pending",
         )
 
 

@@ -40,8 +40,14 @@ def advance(current: ProcessState, proposed: ProcessState) -> ProcessState:
 
     Failed and Cancelled are final and never overwritten; Delivered only gives way to
     Failed; otherwise a state only moves forward, so late or repeated reports are harmless.
+    Cancelling (asked to cancel, the device may hold it) waits for the device: Cancelled
+    if it did not send, Sent/Delivered/Failed if it did; a claim (Processed) does not end
+    it, so a device that claims it learns it is being cancelled and must not send.
     """
     if current in (ProcessState.FAILED, ProcessState.CANCELLED):
+        return current
+    if current is ProcessState.CANCELLING and proposed in (ProcessState.PENDING,
+                                                           ProcessState.PROCESSED):
         return current
     if current is ProcessState.DELIVERED:
         return proposed if proposed is ProcessState.FAILED else current

@@ -83,17 +83,24 @@ class Gateway:
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)
         messages.committed.append(wake_dispatcher)
+        messages.cancelling.append(lambda device_id, message_id: bus.notify(
+            device_id, "MessageCancelled", {"messageId": message_id}))
+        webhooks.changed.append(lambda devices: [bus.notify(d, "WebhooksUpdated")
+                                                 for d in devices])
         due = DueTimer(sessions, notify=lambda device_id: bus.notify(
             device_id, "MessageEnqueued", {}))
         bus.on("schedule-changed", due.wake)
         messages.scheduled.append(lambda: bus.signal("schedule-changed"))
+        inbox = Inbox(sessions, wake=wake_dispatcher)
+        inbox.export_requested.append(lambda device_id, request: bus.notify(
+            device_id, "MessagesExportRequested", request))
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
             users=users, tokens=tokens,
             enrolment=Enrolment(sessions, users, settings.private_token),
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
-            inbox=Inbox(sessions, wake=wake_dispatcher), logs=logs, dispatcher=dispatcher,
+            inbox=inbox, logs=logs, dispatcher=dispatcher,
             due=due,
         )
         if prepare and settings.username and settings.password:

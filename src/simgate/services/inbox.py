@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from simgate.services.devices import DeviceIdentity
 from simgate.services.ids import new_id
 from simgate.services.webhooks import WebhookEvent, Webhooks
-from simgate.store.models import IncomingMessage
+from simgate.store.models import Device, IncomingMessage
 
 PREVIEW_CHARS = 256
 
@@ -74,6 +75,8 @@ class Inbox:
     def __init__(self, sessions: async_sessionmaker, wake: Callable[[], None]) -> None:
         self._sessions = sessions
         self._wake = wake
+        # told (device id, request) when devices are asked to upload a period again
+        self.export_requested: list[Callable[[str, dict[str, Any]], None]] = []
 
     async def store(self, device: DeviceIdentity, items: list[Incoming]) -> list[str]:
         """Store new messages with their events; repeats (same ident) are ignored.
@@ -147,3 +150,23 @@ class Inbox:
         if count:
             self._wake()
         return count
+
+    async def ask_devices(self, user_id: int, device_id: str | None, since: datetime,
+                          until: datetime, types: Collection[str] | None,
+                          trigger_webhooks: bool) -> None:
+        """Ask the user's devices (or one) to upload what they received in a period
+        (MessagesExportRequested): an Android app sends again what simgate may have
+        missed, and what simgate has already is recognised by its id."""
+        async with self._sessions() as session:
+            query = select(Device.id).where(Device.user_id == user_id,
+                                            Device.deleted_at.is_(None))
+            if device_id:
+                query = query.where(Device.id == device_id)
+            devices = list(await session.scalars(query))
+        request: dict[str, Any] = {"since": since, "until": until,
+                                   "triggerWebhooks": trigger_webhooks}
+        if types:
+            request["messageTypes"] = ",".join(types)
+        for device in devices:
+            for callback in self.export_requested:
+                callback(device, request)

@@ -134,6 +134,8 @@ class Messages:
         self.listeners: list[StateListener] = []
         self.committed: list[Callable[[], None]] = []
         self.scheduled: list[Callable[[], None]] = []  # told of messages due later
+        # told (device id, message id) of a cancel the device must confirm
+        self.cancelling: list[Callable[[str, str], None]] = []
 
     async def enqueue(self, user_id: int, new: NewMessage,
                       active_within_hours: int = 0) -> AcceptedMessage:
@@ -231,30 +233,43 @@ class Messages:
                 select(func.count()).select_from(Message).where(*_matching(user_id, query)))
 
     async def cancel(self, user_id: int, ext_id: str) -> Message:
-        """Cancel a message that no device has taken yet."""
+        """Cancel a message no device has claimed yet.
+
+        One its device may already hold (it is due, so it was pushed or could be fetched)
+        becomes Cancelling and the device is told (MessageCancelled): it ends Cancelled when
+        the device confirms, or Sent if the device had sent it already. One still waiting
+        for its scheduleAt was never handed out: Cancelled at once.
+        """
         async with self._sessions.begin() as session:
             message = await self._get(session, user_id, ext_id)
             state = ProcessState(message.state)
-            if state is ProcessState.CANCELLED:
+            if state in (ProcessState.CANCELLED, ProcessState.CANCELLING):
                 return message
             if state is not ProcessState.PENDING:
                 raise Conflict(
                     f"message {ext_id!r} cannot be cancelled: it is {state.value}"
                     " (only Pending messages can be)"
                 )
-            changed = [(r, ProcessState.CANCELLED) for r in message.recipients]
+            held = message.schedule_at is None or message.schedule_at <= utcnow()
+            after = ProcessState.CANCELLING if held else ProcessState.CANCELLED
+            changed = [(r, after) for r in message.recipients]
             for recipient in message.recipients:
-                recipient.state = ProcessState.CANCELLED.value
-            message.state = ProcessState.CANCELLED.value
-            _stamp(message, ProcessState.CANCELLED)
+                recipient.state = after.value
+            message.state = after.value
+            _stamp(message, after)
             await self._emit(session, message, changed)
-            _hash_contents(message)
+            if not held:
+                _hash_contents(message)
         self._after_commit(session)
+        if held:
+            for callback in self.cancelling:
+                callback(message.device_id, message.ext_id)
         return message
 
     async def pending(self, device_id: str, newest_first: bool = True,
                       limit: int = MAX_PENDING_FETCH) -> list[Message]:
-        """Messages waiting for the device, highest priority first."""
+        """Messages waiting for the device, highest priority first, and those being
+        cancelled (the device confirms it did not send them, or reports what it did)."""
         now = utcnow()
         order = Message.pk.desc() if newest_first else Message.pk.asc()
         async with self._sessions() as session:
@@ -262,7 +277,8 @@ class Messages:
                 select(Message)
                 .where(
                     Message.device_id == device_id,
-                    Message.state == ProcessState.PENDING.value,
+                    Message.state.in_([ProcessState.PENDING.value,
+                                       ProcessState.CANCELLING.value]),
                     or_(Message.schedule_at.is_(None), Message.schedule_at <= now),
                 )
                 .order_by(Message.priority.desc(), order)

@@ -15,7 +15,15 @@ from simgate.services.devices import DeviceIdentity
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.ids import new_id
 from simgate.sms.pdu import segment_count
-from simgate.store.models import Message, Recipient, SimCard, Webhook, WebhookDelivery, utcnow
+from simgate.store.models import (
+    Device,
+    Message,
+    Recipient,
+    SimCard,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
 from simgate.webhooks.urls import ForbiddenUrl, check_url
 
 log = logging.getLogger("simgate.webhooks")
@@ -63,6 +71,8 @@ class Webhooks:
         self._sessions = sessions
         self._allow_private = allow_private
         self.wake = wake
+        # told the devices of a user whose webhooks changed (they fetch them again)
+        self.changed: list[Callable[[list[str]], None]] = []
 
     # -- registrations ----------------------------------------------------------------
 
@@ -103,6 +113,15 @@ class Webhooks:
             webhook = await session.get(Webhook, webhook_id)
             if webhook is not None and webhook.user_id == user_id:
                 await session.delete(webhook)
+
+    async def announce(self, user_id: int) -> None:
+        """Tell the user's devices their webhooks changed (WebhooksUpdated): the Android
+        app fetches them again, which it otherwise does once a day."""
+        async with self._sessions() as session:
+            devices = list(await session.scalars(
+                select(Device.id).where(Device.user_id == user_id, Device.deleted_at.is_(None))))
+        for callback in self.changed:
+            callback(devices)
 
     # -- the outbox -------------------------------------------------------------------
 

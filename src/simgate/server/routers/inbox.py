@@ -47,6 +47,9 @@ async def refresh_inbox(body: RefreshRequest, user_id: Annotated[int, user_with(
                         gateway: GatewayDep) -> dict[str, int]:
     """Raise the received-SMS webhooks again for a period, from the stored inbox
     (`messageTypes` picks the types; `webhookDelivery: Disabled` raises none)."""
+    await gateway.inbox.ask_devices(user_id, body.device_id, aware(body.since),
+                                    aware(body.until), body.message_types,
+                                    body.webhook_delivery != "Disabled")
     if body.webhook_delivery == "Disabled":
         return {"events": 0}
     count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
@@ -62,6 +65,8 @@ async def export_inbox(body: ExportRequest,
                        gateway: GatewayDep, response: Response) -> dict[str, int]:
     """The older form of /inbox/refresh."""
     response.headers["Deprecation"] = "true"
+    await gateway.inbox.ask_devices(user_id, body.device_id, aware(body.since),
+                                    aware(body.until), None, True)
     count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
                                        aware(body.until))
     return {"events": count}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -26,6 +27,7 @@ from simgate.server.schemas import (
     RegisterResponse,
     UserCodeOut,
     WebhookOut,
+    millis,
 )
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
@@ -144,7 +146,8 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
                     continue
                 if item["event"] is None:  # the server is shutting down
                     return
-                data = dict(item["data"])
+                data = {k: millis(v) if isinstance(v, datetime) else v
+                        for k, v in item["data"].items()}
                 if "messages" in data:  # the new messages themselves, as GET /message has them
                     data["messages"] = [
                         MobileMessageOut.of(m).model_dump(mode="json", by_alias=True,

@@ -42,6 +42,7 @@ async def create_webhook(
 ) -> WebhookOut:
     """One event per webhook; the same id again replaces that webhook."""
     hook = await gateway.webhooks.create(user_id, body.url, body.event, body.device_id, body.id)
+    await gateway.webhooks.announce(user_id)
     return _out(hook)
 
 
@@ -52,6 +53,7 @@ async def delete_webhook(
     gateway: GatewayDep,
 ) -> Response:
     await gateway.webhooks.delete(user_id, webhook_id)
+    await gateway.webhooks.announce(user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
