@@ -107,6 +107,21 @@ async def revoke_all(session: AsyncSession, user_id: int) -> None:
                           .values(revoked_at=utcnow()))
 
 
+async def _revoke_descendants(session: AsyncSession, token_id: str) -> None:
+    """End the pairs minted with a pair, and theirs: a child token lives no longer than its
+    parent (revoked, or retired by a refresh)."""
+    now, parents = utcnow(), [token_id]
+    while parents:
+        children = list(await session.scalars(
+            select(ApiToken.id).where(ApiToken.parent_id.in_(parents))))
+        if children:
+            await session.execute(
+                update(ApiToken)
+                .where(ApiToken.id.in_(children), ApiToken.revoked_at.is_(None))
+                .values(revoked_at=now))
+        parents = children
+
+
 class Tokens:
     """Issues, refreshes, revokes and checks API tokens.
 
@@ -164,6 +179,7 @@ class Tokens:
             if revoked.rowcount != 1:
                 raise InvalidToken("refresh token revoked or already used: "
                                    "ask for a new one at POST /3rdparty/v1/auth/token")
+            await _revoke_descendants(session, claims.token_id)
             issued = self._new_pair(session, row.user_id, row.scopes, row.ttl_seconds, None)
         self._changed()
         return issued
@@ -174,14 +190,11 @@ class Tokens:
             owner = await session.scalar(select(ApiToken.user_id).where(ApiToken.id == token_id))
             if owner != user_id:
                 raise NotFound(f"no token {token_id!r}: give the id that came with the token")
-            now, pending = utcnow(), [token_id]
-            while pending:
-                await session.execute(
-                    update(ApiToken)
-                    .where(ApiToken.id.in_(pending), ApiToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
-                pending = list(await session.scalars(
-                    select(ApiToken.id).where(ApiToken.parent_id.in_(pending))))
+            await session.execute(
+                update(ApiToken)
+                .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow()))
+            await _revoke_descendants(session, token_id)
         self._changed()
 
     async def authenticate(self, token: str) -> TokenClaims:
