@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 import httpx
 import pytest
+from android_sms_gateway import client, domain
+from android_sms_gateway.errors import UnauthorizedError
 
 from simgate.testing import SimgateProcess
 
@@ -76,3 +80,69 @@ def test_token_answer_has_the_original_keys_and_the_python_clients(api):
     listed = httpx.get(f"{api.base_url}/3rdparty/v1/messages",
                        headers={"Authorization": f"Bearer {renewed['access_token']}"})
     assert listed.status_code == 200, listed.text
+
+
+def test_a_child_token_dies_with_its_parents_refresh_and_revocation(server):
+    """A token minted with a token (tokens:manage) ends with its parent: when the parent
+    is refreshed, or revoked, and so do the tokens minted with it in turn."""
+    base = f"{server.url}/3rdparty/v1"
+    scopes = ["tokens:manage", "messages:list"]
+    with client.APIClient(USER, PASSWORD, base_url=base) as by_password:
+        for end in ("refresh", "revoke"):
+            parent = by_password.generate_token(domain.TokenRequest(scopes=scopes, ttl=600))
+            with client.APIClient(None, parent.access_token, base_url=base) as by_parent:
+                child = by_parent.generate_token(domain.TokenRequest(scopes=scopes))
+            assert child.refresh_token is None
+            with client.APIClient(None, child.access_token, base_url=base) as by_child:
+                grandchild = by_child.generate_token(domain.TokenRequest(scopes=scopes))
+                assert by_child.get_messages() == []
+            if end == "refresh":
+                renewed = by_password.refresh_token(parent.refresh_token)
+                with client.APIClient(None, renewed.access_token, base_url=base) as by_new:
+                    assert by_new.get_messages() == []  # the parent lives on, renewed
+            else:
+                by_password.revoke_token(parent.id)
+            for token in (parent, child, grandchild):
+                with client.APIClient(None, token.access_token, base_url=base) as dead, \
+                        pytest.raises(UnauthorizedError):
+                    dead.get_messages()
+
+
+def test_health_without_credentials_says_only_the_overall_status(server, api):
+    device = api.post("/mobile/v1/device", json={
+        "name": "secret phone name",
+        "simCards": [{"slotIndex": 0, "carrierName": "Secret Carrier", "state": "Absent"}]})
+    assert device.status_code == 201, device.text
+    other = subprocess.run(
+        [sys.executable, "-m", "simgate", "users", "add", "health-other", "--password",
+         "other-secret", "--data-dir", str(server.data_dir)], capture_output=True, text=True)
+    assert other.returncode == 0, other.stderr
+
+    for path in ("/health", "/3rdparty/v1/health", "/api/3rdparty/v1/health"):
+        anonymous = httpx.get(f"{server.url}{path}")
+        # no SIM of that device is ready: a failing check, 503 as the original
+        assert anonymous.status_code == 503, anonymous.text
+        body = anonymous.json()
+        assert body["status"] == "fail"
+        assert set(body["checks"]) == {"database:connection"}
+        assert "secret" not in anonymous.text.lower() and device.json()["id"] not in anonymous.text
+
+    own = api.get("/health")
+    assert own.status_code == 503
+    checks = own.json()["checks"]
+    assert checks[f"devices:{device.json()['id']}:sims"]["status"] == "fail"
+    stranger = httpx.get(f"{server.url}/health", auth=("health-other", "other-secret"))
+    assert stranger.status_code == 200, stranger.text  # none of its devices fail
+    assert stranger.json()["status"] == "pass"
+    assert not [name for name in stranger.json()["checks"] if name.startswith("devices:")]
+    assert httpx.get(f"{server.url}/health", auth=(USER, "wrong-password")).status_code == 401
+
+    # the official client reads both answers; the probes stay about the server itself
+    with client.APIClient("health-other", "other-secret",
+                          base_url=f"{server.url}/3rdparty/v1") as official:
+        assert official.health_check().status.value == "pass"
+        for probe in (official.liveness_check, official.readiness_check,
+                      official.startup_check):
+            assert probe().status.value == "pass"
+    assert api.delete(f"/3rdparty/v1/devices/{device.json()['id']}").status_code == 204
+    assert httpx.get(f"{server.url}/health").status_code == 200

@@ -43,6 +43,11 @@ def _authorization(request: Request) -> tuple[str, str]:
     return scheme.lower(), value.strip()
 
 
+def has_credentials(request: Request) -> bool:
+    """Whether the request carries an Authorization header of any scheme."""
+    return bool(request.headers.get("authorization", "").strip())
+
+
 def basic_credentials(request: Request) -> tuple[str, str] | None:
     scheme, value = _authorization(request)
     if scheme != "basic":

@@ -1,29 +1,43 @@
-"""Health endpoints: /health and its live, ready and startup probes."""
+"""Health endpoints: /health and its live, ready and startup probes.
+
+Anyone may ask (orchestrators do, without credentials), so an answer without credentials
+holds the overall status and the server's own checks only; the checks of devices and SIM
+slots are shown to their user. A failing check is a 503, as the original answers.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from simgate import __version__
+from simgate.server.auth import authorize, has_credentials
 from simgate.server.deps import GatewayDep
 from simgate.services.health import Check, database_check, device_checks, overall
 
 router = APIRouter(tags=["health"])
+DETAIL_SCOPE = "devices:list"
 
 
-def _respond(checks: dict[str, Check]) -> JSONResponse:
-    status = overall(checks)
+def _respond(checks: dict[str, Check], status: str | None = None) -> JSONResponse:
+    status = status or overall(checks)
     body = {"status": status, "version": __version__, "releaseId": 1, "checks": checks}
-    return JSONResponse(body, status_code=500 if status == "fail" else 200)
+    return JSONResponse(body, status_code=503 if status == "fail" else 200)
 
 
 @router.get("/health")
-async def health(gateway: GatewayDep) -> JSONResponse:
-    """The store, each device and each SIM slot; 500 when a check fails."""
+async def health(request: Request, gateway: GatewayDep) -> JSONResponse:
+    """The store, and, to a user (Basic or a token with devices:list), each of their
+    devices and SIM slots; without credentials the overall status of all devices, without
+    their checks. 503 when a check fails."""
     checks = {"database:connection": await database_check(gateway.engine)}
-    checks.update(await device_checks(gateway.sessions))
-    return _respond(checks)
+    if has_credentials(request):
+        caller = await authorize(request)
+        if caller.allows(DETAIL_SCOPE):
+            checks.update(await device_checks(gateway.sessions, caller.user_id))
+            return _respond(checks)
+    status = overall(checks | await device_checks(gateway.sessions))
+    return _respond(checks, status)
 
 
 @router.get("/health/live")
