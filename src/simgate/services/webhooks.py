@@ -24,7 +24,7 @@ from simgate.store.models import (
     WebhookDelivery,
     utcnow,
 )
-from simgate.webhooks.urls import ForbiddenUrl, check_url
+from simgate.webhooks.urls import ForbiddenUrl, check_form
 
 log = logging.getLogger("simgate.webhooks")
 
@@ -84,7 +84,7 @@ class Webhooks:
             allowed = ", ".join(e.value for e in WebhookEvent)
             raise BadRequest(f"unknown webhook event {event!r}; allowed: {allowed}") from None
         try:
-            await check_url(url, self._allow_private)
+            check_form(url, self._allow_private)
         except ForbiddenUrl as exc:
             raise BadRequest(str(exc)) from None
         async with self._sessions.begin() as session:

@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.store.models import Webhook, WebhookDelivery, utcnow
 from simgate.webhooks.signing import sign
-from simgate.webhooks.urls import ForbiddenUrl, check_url
+from simgate.webhooks.transport import Resolver, checked_client, resolve
+from simgate.webhooks.urls import ForbiddenUrl, check_form
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Dispatcher:
                  allow_private: bool, timeout: float = 30.0, retry_base: float = 10.0,
                  retry_cap: float = 6 * 3600.0, concurrency: int = 64,
                  per_user: int | None = None, per_receiver: int | None = None,
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, resolver: Resolver = resolve) -> None:
         self._sessions = sessions
         self._webhook_settings = webhook_settings
         self._allow_private = allow_private
@@ -79,7 +80,7 @@ class Dispatcher:
         self._by_receiver: Counter[str] = Counter()
         self._hooks_of: defaultdict[str, set[str]] = defaultdict(set)  # receiver -> webhooks
         self._next_user = 0  # where the round-robin over users starts next
-        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._http = checked_client(timeout, allow_private, resolver)
         self._results: list[dict[str, object]] = []
         self._recorded = asyncio.Event()
 
@@ -211,7 +212,7 @@ class Dispatcher:
             headers.update(sign(item.settings["signing_key"], body))
         error, status = None, None
         try:
-            await check_url(item.url, self._allow_private)
+            check_form(item.url, self._allow_private)  # stored before today's rules?
             response = await self._http.post(item.url, content=body, headers=headers)
             status = response.status_code
             if not 200 <= status < 300:
