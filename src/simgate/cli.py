@@ -121,7 +121,7 @@ def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) ->
     console.print(table)
     console.print(
         f"  try: curl -u {username}:{password} -H 'Content-Type: application/json' "
-        f"{url}/3rdparty/v1/message -d '{{\"message\": \"Hello from SIM2\", "
+        f"{url}/3rdparty/v1/messages -d '{{\"textMessage\": {{\"text\": \"Hello from SIM2\"}}, "
         f"\"phoneNumbers\": [\"+19162255887\"], \"simNumber\": 2}}'",
         soft_wrap=True,
     )

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Pending messages one device may have before sends to it get 503 (0: no limit).
     max_queued_per_device: int = Field(default=10_000, ge=0)
+    # Finished messages keep their text and numbers this long, then only SHA-256 hashes
+    # (the original's HashingIntervalSeconds).
+    hashing_interval_seconds: float = Field(default=60.0, gt=0)
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"

@@ -11,6 +11,7 @@ from simgate.domain.sims import SimSlot
 from simgate.domain.states import ProcessState
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.gateway import Gateway
+from simgate.services.ids import sha256_hex
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
 from simgate.services.tokens import InvalidToken
 
@@ -52,7 +53,11 @@ async def test_message_lifecycle(store):
         RecipientUpdate("+19162255888", ProcessState.FAILED, "no network")])])
     stored = await store.messages.get(user_id, "x-1")
     assert stored.state == "Delivered" and stored.sim_used == 2
-    assert stored.is_hashed and stored.text != "hi"
+    assert not stored.is_hashed and stored.text == "hi"  # readable until the hashing round
+    assert await store.messages.hash_finished(None) == 1
+    stored = await store.messages.get(user_id, "x-1")
+    assert stored.is_hashed and stored.text == sha256_hex("hi")
+    assert stored.recipients[0].phone_number == sha256_hex("+19162255887")[:16]
     assert [r.state for r in stored.recipients] == ["Delivered", "Failed"]
     assert stored.recipients[1].error == "no network"
     listed = await store.messages.list(user_id, MessageQuery(state=ProcessState.DELIVERED))

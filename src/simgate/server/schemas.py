@@ -56,6 +56,9 @@ def _check_base64(data: DataMessageIn | None) -> None:
         raise ValueError("dataMessage.data must be base64-encoded bytes") from None
 
 
+MIN_TTL = 5  # seconds, as the original's client-go `validate:"omitempty,min=5"`
+
+
 class SendRequest(Wire):
     """POST /3rdparty/v1/messages (and the legacy /message)."""
 
@@ -72,6 +75,7 @@ class SendRequest(Wire):
     with_delivery_report: bool = True
     is_encrypted: bool = False
     priority: Annotated[int, Field(ge=-128, le=127)] = 0
+    # 0 means none, as with the original (its `omitempty,min=5`)
     ttl: Annotated[int | None, Field(ge=0)] = None
     valid_until: datetime | None = None
     schedule_at: datetime | None = None
@@ -85,6 +89,10 @@ class SendRequest(Wire):
                 "give exactly one of message, textMessage or dataMessage"
                 f" (got {len(given) or 'none'})"
             )
+        if self.ttl is not None and 0 < self.ttl < MIN_TTL:
+            raise ValueError(f"ttl must be at least {MIN_TTL} seconds (or 0 for none)")
+        if self.ttl == 0:
+            self.ttl = None
         if self.ttl is not None and self.valid_until is not None:
             raise ValueError("give either ttl or validUntil, not both")
         if self.id in (".", ".."):
@@ -107,6 +115,10 @@ class RecipientOut(Wire):
     error: str | None = None
 
 
+class HashedMessageOut(Wire):
+    hash: str  # SHA-256 (hex) of the text, or of the base64 data
+
+
 class MessageStateOut(Wire):
     id: str
     device_id: str
@@ -117,9 +129,21 @@ class MessageStateOut(Wire):
     states: dict[str, datetime]
     created_at: datetime
     sim_number: int | None = None  # the SIM that sent it (simgate extension)
+    text_message: TextMessageIn | None = None
+    data_message: DataMessageIn | None = None
+    hashed_message: HashedMessageOut | None = None
 
     @classmethod
-    def of(cls, message: Message | AcceptedMessage) -> MessageStateOut:
+    def of(cls, message: Message | AcceptedMessage, content: bool = True) -> MessageStateOut:
+        """As the original's converter writes it: the content (text, data, or its hash
+        once hashed) only when asked for; lists ask with `includeContent=true`."""
+        text = data = hashed = None
+        if content and message.is_hashed:
+            hashed = HashedMessageOut(hash=message.text or message.data or "")
+        elif content and message.text is not None:
+            text = TextMessageIn.model_construct(text=message.text)
+        elif content and message.data is not None:
+            data = DataMessageIn.model_construct(data=message.data, port=message.port or 0)
         return cls(
             id=message.ext_id,
             device_id=message.device_id,
@@ -134,6 +158,9 @@ class MessageStateOut(Wire):
             states={k: datetime.fromisoformat(v) for k, v in message.states.items()},
             created_at=message.created_at,
             sim_number=message.sim_used,
+            text_message=text,
+            data_message=data,
+            hashed_message=hashed,
         )
 
 

@@ -105,6 +105,9 @@ class Gateway:
         )
         if prepare and settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)
+        # every process hashes what it finished: its own queue, as the original's worker
+        gateway._background.append(asyncio.create_task(
+            messages.run_hashing(settings.hashing_interval_seconds)))
         if background:
             gateway._background.append(asyncio.create_task(dispatcher.run()))
             gateway._background.append(asyncio.create_task(gateway._housekeeping()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from simgate.services.ids import new_id, sha256_hex
 from simgate.store.models import Message, Recipient, utcnow
 
 MAX_PENDING_FETCH = 100
+FINISHED_STATES = [s.value for s in ProcessState if s.final] + [ProcessState.SENT.value]
 
 
 @dataclass(frozen=True)
@@ -92,20 +94,28 @@ def _is_final(message: Message) -> bool:
     return state is ProcessState.SENT and not message.with_delivery_report
 
 
+RECIPIENT_HASH_LENGTH = 16  # the original keeps the first 16 hex digits of a number's hash
+HASH_BATCH = 500
+
+
+def _hashable(message: Message) -> bool:
+    return _is_final(message) and not (message.is_hashed or message.is_encrypted)
+
+
 def _hash_contents(message: Message) -> None:
-    """Once final, text and numbers are replaced by SHA-256 hashes (privacy).
+    """Text (or data) and numbers replaced by SHA-256 hashes, as the original does (privacy).
 
     Encrypted messages stay as they are: the server cannot read them anyway, and the
     client decrypts the numbers it gets back.
     """
-    if message.is_hashed or message.is_encrypted:
+    if not _hashable(message):
         return
     if message.text is not None:
         message.text = sha256_hex(message.text)
     if message.data is not None:
         message.data = sha256_hex(message.data)
     for recipient in message.recipients:
-        recipient.phone_number = sha256_hex(recipient.phone_number)
+        recipient.phone_number = sha256_hex(recipient.phone_number)[:RECIPIENT_HASH_LENGTH]
     message.is_hashed = True
 
 
@@ -136,6 +146,7 @@ class Messages:
         self.scheduled: list[Callable[[], None]] = []  # told of messages due later
         # told (device id, message id) of a cancel the device must confirm
         self.cancelling: list[Callable[[str, str], None]] = []
+        self._to_hash: set[int] = set()  # finished since the last hashing round
 
     async def enqueue(self, user_id: int, new: NewMessage,
                       active_within_hours: int = 0) -> AcceptedMessage:
@@ -259,7 +270,7 @@ class Messages:
             _stamp(message, after)
             await self._emit(session, message, changed)
             if not held:
-                _hash_contents(message)
+                self._to_hash.add(message.pk)
         self._after_commit(session)
         if held:
             for callback in self.cancelling:
@@ -310,11 +321,49 @@ class Messages:
                 changed = self._apply(message, update)
                 if changed:
                     await self._emit(session, message, changed)
-                if _is_final(message):
-                    _hash_contents(message)
+                if _hashable(message):
+                    self._to_hash.add(message.pk)
                 result[update.id] = ProcessState(message.state)
         self._after_commit(session)
         return result
+
+    async def run_hashing(self, interval: float) -> None:
+        """Hash finished messages every `interval` seconds, as the original's hashing worker
+        (HashingIntervalSeconds): their content and numbers stay readable until then.
+
+        Each process hashes what it finished; a first round takes all that a stopped
+        process had left.
+        """
+        await self.hash_finished(None)
+        while True:
+            await asyncio.sleep(interval)
+            due, self._to_hash = self._to_hash, set()
+            if due:
+                await self.hash_finished(due)
+
+    async def hash_finished(self, pks: set[int] | None) -> int:
+        """Hash the given finished messages (None: every finished one not hashed yet)."""
+        done = 0
+        pending = sorted(pks) if pks is not None else None
+        while True:
+            async with self._sessions.begin() as session:
+                query = select(Message).where(Message.is_hashed.is_(False),
+                                              Message.is_encrypted.is_(False))
+                if pending is not None:
+                    batch, pending = pending[:HASH_BATCH], pending[HASH_BATCH:]
+                    if not batch:
+                        return done
+                    query = query.where(Message.pk.in_(batch))
+                else:
+                    query = query.where(Message.state.in_(FINISHED_STATES)).order_by(
+                        Message.pk).limit(HASH_BATCH)
+                found = list(await session.scalars(query))
+                for message in found:
+                    if _hashable(message):
+                        _hash_contents(message)
+                        done += 1
+            if pending is None and len(found) < HASH_BATCH:
+                return done
 
     @staticmethod
     def _apply(message: Message, update: StateUpdate) -> list[tuple[Recipient, ProcessState]]:

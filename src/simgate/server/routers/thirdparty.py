@@ -21,6 +21,8 @@ from simgate.services.messages import MessageQuery, NewMessage
 
 router = APIRouter(tags=["messages"])
 
+MAX_LIST_LIMIT = 100  # the original's maxLimit of GET /messages
+
 W = TypeVar("W", bound=Wire)
 
 
@@ -145,17 +147,20 @@ async def list_messages(
     until: Annotated[datetime | None, Query(alias="to")] = None,
     state: ProcessState | None = None,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: int = 50,
+    offset: int = 0,
     sort: Literal["created_at", "-created_at"] = "-created_at",
+    include_content: Annotated[bool, Query(alias="includeContent")] = False,
 ) -> list[MessageStateOut]:
     """Messages, newest first unless `sort=created_at`; X-Total-Count tells how many match
-    across all pages."""
+    across all pages. As the original, `limit` is brought into 1..100 (not refused) and
+    the text or data (or its hash) comes only with `includeContent=true`."""
     query = MessageQuery(since=aware(since), until=aware(until), state=state,
-                         device_id=device_id, limit=limit, offset=offset,
-                         newest_first=sort == "-created_at")
+                         device_id=device_id, limit=max(min(limit, MAX_LIST_LIMIT), 1),
+                         offset=max(offset, 0), newest_first=sort == "-created_at")
     response.headers["X-Total-Count"] = str(await gateway.messages.count(user_id, query))
-    return [MessageStateOut.of(m) for m in await gateway.messages.list(user_id, query)]
+    return [MessageStateOut.of(m, content=include_content)
+            for m in await gateway.messages.list(user_id, query)]
 
 
 @router.delete("/messages/{id}", response_model=MessageStateOut,
