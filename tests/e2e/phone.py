@@ -108,6 +108,7 @@ class Phone:
     password: str | None = None
     hooks: list[dict[str, str]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    answers: list[httpx.Response] = field(default_factory=list)  # of the last webhook fired
 
     def __post_init__(self) -> None:
         self.http = httpx.AsyncClient(verify=self.verify, timeout=30,
@@ -243,13 +244,14 @@ class Phone:
                 headers["X-Signature"] = hmac.new(key.encode(), (body + timestamp).encode(),
                                                   hashlib.sha256).hexdigest()
             answers.append(await self.http.post(hook["url"], content=body, headers=headers))
+        self.answers = answers
         return answers
 
     async def receive_sms(self, sender: str, text: str, sim_number: int = 1,
-                          at: datetime | None = None) -> str:
+                          at: datetime | None = None, message_id: str | None = None) -> str:
         """An SMS arrives (ReceiverService): sms:received with the app's payload; returns
-        its messageId (the app's hash of the message)."""
-        message_id = f"{secrets.randbits(32):x}"
+        its messageId (the app's hash of the message; the same again on an export)."""
+        message_id = message_id or f"{secrets.randbits(32):x}"
         await self.fire("sms:received", {
             "message": text, "receivedAt": format_app_date(at or datetime.now(UTC)),
             "messageId": message_id, "sender": sender,

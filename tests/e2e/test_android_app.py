@@ -11,8 +11,10 @@ import pytest
 from android_sms_gateway import client, domain
 
 from simgate.testing import SimgateProcess, start_agent
+from simgate.webhooks.signing import verify
 from tests.conftest import wait_until
 from tests.e2e.phone import Listening, Phone, parse_app_date
+from tests.receiver import Receiver
 
 USER, PASSWORD = "app-owner", "app-owner-secret"
 SERVER_KEY = "server-key-for-phones"
@@ -202,3 +204,61 @@ async def test_an_inbox_refresh_asks_the_phone_to_upload_the_period(user_api, ph
     assert event == "MessagesExportRequested"
     assert parse_app_date(request["since"]) == since.replace(microsecond=678000)
     assert request["messageTypes"] == "SMS" and request["triggerWebhooks"] is True
+
+
+async def test_an_sms_the_phone_receives_lands_in_the_inbox_once_and_reaches_a_webhook_once(
+        user_api, phone):
+    receiver = await Receiver().start()
+    key = "signing-key-of-the-owner"
+    try:
+        assert (await user_api.patch("/settings", json={
+            "webhooks": {"signing_key": key}})).status_code == 200
+        hook = await user_api.post("/webhooks", json={"url": receiver.url,
+                                                      "event": "sms:received"})
+        assert hook.status_code == 201, hook.text
+        await phone.sync_settings()
+        hooks = await phone.sync_webhooks()
+        # the phone fires at simgate, never at the user's receiver
+        assert {h["event"] for h in hooks} >= {"sms:received", "system:ping", "app:started"}
+        assert all("/mobile/v1/ingest/" in h["url"] for h in hooks)
+
+        message_id = await phone.receive_sms("+19162255887", "hello from outside", sim_number=2)
+        # the app sends it again (a retry, an export): same messageId
+        await phone.receive_sms("+19162255887", "hello from outside", sim_number=2,
+                                message_id=message_id)
+        assert [r.status_code for r in phone.answers] == [200]
+
+        inbox = (await user_api.get("/inbox", params={"deviceId": phone.device_id})).json()
+        assert [(m["sender"], m["simNumber"], m["contentPreview"]) for m in inbox] == [
+            ("+19162255887", 2, "hello from outside")]
+        await wait_until(lambda: receiver.received, timeout=30)
+        delivered = receiver.received[0]
+        assert verify(key, delivered.body, delivered.headers["x-timestamp"],
+                      delivered.headers["x-signature"])
+        event = delivered.json
+        assert event["event"] == "sms:received" and event["deviceId"] == phone.device_id
+        assert event["payload"]["simNumber"] == 2
+        assert event["payload"]["message"] == "hello from outside"
+        deliveries = await wait_until(lambda: _delivered(user_api), timeout=30)
+        assert len(deliveries) == 1 and len(receiver.received) == 1
+        await user_api.delete(f"/webhooks/{hook.json()['id']}")
+    finally:
+        await receiver.stop()
+
+
+async def _delivered(api: httpx.AsyncClient) -> list[dict] | None:
+    found = (await api.get("/webhooks/deliveries")).json()
+    mine = [d for d in found if d["event"] == "sms:received"]
+    return mine if mine and all(d["status"] == "delivered" for d in mine) else None
+
+
+async def test_an_unsigned_or_unknown_ingest_post_is_refused(user_api, phone):
+    assert (await user_api.patch("/settings", json={
+        "webhooks": {"signing_key": "a-key"}})).status_code == 200
+    hooks = await phone.sync_webhooks()
+    url = hooks[0]["url"]
+    unsigned = await phone.http.post(url, json={"id": "x", "event": "sms:received",
+                                                "payload": {}})
+    assert unsigned.status_code == 401 and "X-Signature" in unsigned.json()["message"]
+    wrong = await phone.http.post(url.rsplit("/", 1)[0] + "/0000", json={})
+    assert wrong.status_code == 404

@@ -170,3 +170,41 @@ async def test_a_full_device_queue_is_a_503_until_the_device_takes_some(tmp_path
             assert (await api.post("/3rdparty/v1/messages", json=TWO)).status_code == 503
     finally:
         await gateway.close()
+
+
+async def test_inbox_takes_the_original_servers_batch_format_too(api):
+    device = await register_device(api)
+    uploaded = await api.post("/mobile/v1/inbox", **bearer(device), json=[
+        {"id": "sms-001", "type": "SMS", "sender": "+79990001234", "recipient": "+12025550102",
+         "simNumber": 2, "content": "hello", "isEncrypted": False,
+         "createdAt": "2026-01-15T10:30:00.123+03:00"},
+        {"id": "data-001", "type": "DATA_SMS", "sender": "+79990001234", "simNumber": 1,
+         "content": "AQID", "isEncrypted": False, "createdAt": "2026-01-15T10:31:00Z"},
+        {"id": "mms-001", "type": "MMS", "sender": "+79990001234", "simNumber": 1,
+         "content": "a picture", "createdAt": "2026-01-15T11:00:00Z",
+         "attachments": [{"partId": 1, "contentType": "image/jpeg", "data": "AAAA"}]},
+    ])
+    assert uploaded.status_code == 200, uploaded.text
+    inbox = (await api.get("/3rdparty/v1/inbox")).json()
+    assert sorted((m["type"], m["simNumber"], m["contentPreview"]) for m in inbox) == [
+        ("DATA_SMS", 1, "AQID"), ("MMS", 1, "a picture"), ("SMS", 2, "hello")]
+    bad = await api.post("/mobile/v1/inbox", **bearer(device), json=[
+        {"id": "x", "type": "SMS", "sender": "+79990001234", "content": "no date"}])
+    assert bad.status_code == 400 and "createdAt" in bad.json()["message"]
+
+
+async def test_the_app_gets_simgates_ingest_hooks_and_the_agent_the_users_hooks(api):
+    device = await register_device(api)
+    await api.post("/3rdparty/v1/webhooks", json={"url": "https://1.1.1.1/hook",
+                                                  "event": "sms:received"})
+    app = (await api.get("/mobile/v1/webhooks", headers={
+        "Authorization": f"Bearer {device['token']}",
+        "User-Agent": "me.capcom.smsgateway/1.40.0"}, auth=None)).json()
+    assert {h["event"] for h in app} == {"sms:received", "sms:data-received", "mms:received",
+                                         "system:ping", "app:started"}
+    assert all(h["url"].startswith(f"http://simgate/mobile/v1/ingest/{device['id']}/")
+               for h in app)
+    agent = (await api.get("/mobile/v1/webhooks", headers={
+        "Authorization": f"Bearer {device['token']}",
+        "User-Agent": "simgate-agent/0.1"}, auth=None)).json()
+    assert [h["url"] for h in agent] == ["https://1.1.1.1/hook"]

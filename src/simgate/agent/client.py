@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
+from simgate import __version__
 from simgate.domain.sims import SimSlot
+from simgate.services.ingest import AGENT_USER_AGENT
 
 log = logging.getLogger("simgate.agent.client")
 
@@ -92,6 +94,7 @@ class DeviceClient:
             base_url=f"{self.base_url}/mobile/v1",
             timeout=timeout,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            headers={"User-Agent": f"{AGENT_USER_AGENT}{__version__}"},
         )
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -358,8 +359,18 @@ class DeliveryOut(Wire):
     delivered_at: datetime | None
 
 
+class AttachmentIn(Wire):
+    part_id: int | None = None
+    content_type: Annotated[str | None, Field(max_length=255)] = None
+    name: Annotated[str | None, Field(max_length=255)] = None
+    size: int | None = None
+    data: str | None = None
+
+
 class IncomingIn(Wire):
-    """An incoming SMS as an agent forwards it."""
+    """An incoming message as an agent forwards it (`message` or `dataMessage`,
+    `receivedAt`), or in the original server's batch format that newer app versions
+    upload (`type`, `content`, `isEncrypted`, `createdAt`, `attachments`)."""
 
     id: Annotated[str, Field(min_length=1, max_length=255)]
     sender: Annotated[str, Field(min_length=1, max_length=64)]
@@ -367,12 +378,71 @@ class IncomingIn(Wire):
     sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
     message: Annotated[str | None, Field(max_length=65535)] = None
     data_message: DataMessageIn | None = None
-    received_at: datetime
+    received_at: datetime | None = None
+    type: Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"] | None = None
+    content: Annotated[str | None, Field(max_length=65535)] = None
+    is_encrypted: bool = False
+    created_at: datetime | None = None
+    attachments: Annotated[list[AttachmentIn] | None, Field(max_length=64)] = None
 
     @model_validator(mode="after")
-    def _data_is_base64(self) -> IncomingIn:
+    def _complete(self) -> IncomingIn:
         _check_base64(self.data_message)
+        if self.received_at is None and self.created_at is None:
+            raise ValueError("give receivedAt (or createdAt) of the message")
+        if self.type == "DATA_SMS" and self.content and not self.is_encrypted:
+            try:
+                base64.b64decode(self.content, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("content of a DATA_SMS must be base64-encoded bytes") from None
         return self
+
+    @property
+    def at(self) -> datetime:
+        return self.received_at or self.created_at  # type: ignore[return-value]
+
+    @property
+    def text(self) -> str | None:
+        if self.type is not None and self.type != "DATA_SMS":
+            return self.content
+        return self.message
+
+    @property
+    def data(self) -> str | None:
+        if self.type == "DATA_SMS":
+            return self.content or ""
+        return self.data_message.data if self.data_message else None
+
+
+class AppWebhookIn(Wire):
+    """What the Android app posts to a webhook (modules/webhooks/domain/WebHookEventDTO.kt)."""
+
+    id: Annotated[str, Field(max_length=64)]
+    webhook_id: Annotated[str | None, Field(max_length=64)] = None
+    event: Annotated[str, Field(max_length=64)]
+    device_id: Annotated[str | None, Field(max_length=36)] = None
+    payload: dict[str, Any] = {}
+
+
+class AppReceivedIn(Wire):
+    """The payload of the app's sms:received, sms:data-received and mms:received
+    (SmsEventPayload.kt, MmsReceivedPayload.kt); `messageId` is the app's own id."""
+
+    message_id: Annotated[str, Field(min_length=1, max_length=255)]
+    sender: Annotated[str, Field(min_length=1, max_length=64)]
+    recipient: Annotated[str | None, Field(max_length=64)] = None
+    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    message: Annotated[str | None, Field(max_length=65535)] = None
+    data: Annotated[str | None, Field(max_length=65535)] = None
+    transaction_id: Annotated[str | None, Field(max_length=255)] = None
+    subject: Annotated[str | None, Field(max_length=4096)] = None
+    size: int | None = None
+    content_class: Annotated[str | None, Field(max_length=64)] = None
+    received_at: datetime
+
+    def mms_headers(self) -> str:
+        return json.dumps({"transactionId": self.transaction_id, "size": self.size,
+                           "contentClass": self.content_class})
 
 
 class IncomingOut(Wire):

@@ -178,6 +178,13 @@ class Devices:
             )
             return list(result)
 
+    async def identity_of(self, device_id: str) -> DeviceIdentity | None:
+        """The owner of a device that is not removed, by its id alone."""
+        async with self._sessions() as session:
+            user_id = await session.scalar(select(Device.user_id).where(
+                Device.id == device_id, Device.deleted_at.is_(None)))
+        return None if user_id is None else DeviceIdentity(device_id, user_id)
+
     async def get(self, user_id: int, device_id: str) -> Device:
         async with self._sessions() as session:
             return await self._get(session, user_id, device_id)

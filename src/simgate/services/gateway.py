@@ -13,6 +13,7 @@ from simgate.config import Settings
 from simgate.services.devices import Devices
 from simgate.services.enrolment import Enrolment
 from simgate.services.inbox import Inbox
+from simgate.services.ingest import Ingest
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
 from simgate.services.schedule import DueTimer
@@ -41,6 +42,7 @@ class Gateway:
     logs: Logs
     dispatcher: Dispatcher
     due: DueTimer
+    ingest: Ingest
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -58,7 +60,8 @@ class Gateway:
         devices = Devices(sessions, changed=lambda user_id, device_id: bus.signal(
             "device-changed", user_id, device_id))
         users = Users(sessions, changed=lambda: bus.signal("password-changed"))
-        tokens = Tokens(sessions, await signing_key(sessions),
+        key = await signing_key(sessions)
+        tokens = Tokens(sessions, key,
                         changed=lambda: bus.signal("token-revoked"))
         device_settings = SettingsService(sessions, push=bus.notify)
         dispatcher = Dispatcher(
@@ -101,7 +104,7 @@ class Gateway:
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=inbox, logs=logs, dispatcher=dispatcher,
-            due=due,
+            due=due, ingest=Ingest(key, devices),
         )
         if prepare and settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +29,9 @@ class Incoming:
     sim_number: int | None = None
     recipient: str | None = None
     text: str | None = None
-    data: str | None = None  # base64
+    data: str | None = None  # base64; for an MMS, JSON of its header fields
     port: int | None = None
+    type: str | None = None  # SMS, DATA_SMS (told by `data`), MMS, MMS_DOWNLOADED
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,14 @@ def event_of(message: IncomingMessage) -> tuple[WebhookEvent, dict]:
     if message.type == "DATA_SMS":
         return WebhookEvent.SMS_DATA_RECEIVED, payload | {"data": message.data,
                                                           "port": message.port}
+    if message.type in ("MMS", "MMS_DOWNLOADED"):
+        try:
+            headers = json.loads(message.data or "{}")
+        except ValueError:
+            headers = {}
+        event = (WebhookEvent.MMS_RECEIVED if message.type == "MMS"
+                 else WebhookEvent.MMS_DOWNLOADED)
+        return event, payload | {"subject": message.text, **headers}
     return WebhookEvent.SMS_RECEIVED, payload | {"message": message.text}
 
 
@@ -101,7 +111,7 @@ class Inbox:
                 message = IncomingMessage(
                     id=new_id(), ident=item.ident, user_id=device.user_id,
                     device_id=device.device_id,
-                    type="DATA_SMS" if item.data is not None else "SMS",
+                    type=item.type or ("DATA_SMS" if item.data is not None else "SMS"),
                     sender=item.sender, recipient=item.recipient, sim_number=item.sim_number,
                     text=item.text, data=item.data, port=item.port,
                     received_at=item.received_at,

@@ -203,9 +203,14 @@ class Webhooks:
 
     async def ping(self, device: DeviceIdentity, health: dict[str, Any]) -> None:
         """A device heartbeat: the system:ping event with its health."""
+        await self.device_event(device, WebhookEvent.SYSTEM_PING, {"health": health})
+
+    async def device_event(self, device: DeviceIdentity, event: WebhookEvent,
+                           payload: dict[str, Any]) -> None:
+        """An event a device raised itself (a heartbeat, the app started), to the user's
+        webhooks."""
         async with self._sessions.begin() as session:
-            count = await self.emit(session, device.user_id, device.device_id,
-                                    WebhookEvent.SYSTEM_PING, {"health": health})
+            count = await self.emit(session, device.user_id, device.device_id, event, payload)
         if count:
             self.wake()
 

@@ -16,7 +16,7 @@ router = APIRouter(tags=["inbox"])
 
 
 def _out(message: IncomingMessage) -> IncomingOut:
-    preview = message.text if message.type == "SMS" else message.data
+    preview = message.data if message.type == "DATA_SMS" else message.text
     return IncomingOut(
         id=message.id, type=message.type, sender=message.sender, recipient=message.recipient,
         sim_number=message.sim_number, content_preview=(preview or "")[:PREVIEW_CHARS],

@@ -9,11 +9,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from simgate.server.auth import bearer_token, current_device, registrant
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import (
+    AppReceivedIn,
+    AppWebhookIn,
     DeviceInfoOut,
     DeviceOut,
     DeviceUpdateRequest,
@@ -31,11 +35,16 @@ from simgate.server.schemas import (
 )
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
+from simgate.services.ingest import AGENT_USER_AGENT, signed
 from simgate.services.logs import Entry, Priority
 from simgate.services.messages import RecipientUpdate, StateUpdate
 from simgate.services.tokens import ALL
+from simgate.services.webhooks import WebhookEvent
 
 router = APIRouter(tags=["device"])
+
+# The app's received events and the inbox type each is stored as.
+RECEIVED_TYPES = {"sms:received": "SMS", "sms:data-received": "DATA_SMS", "mms:received": "MMS"}
 
 Device = Annotated[DeviceIdentity, Depends(current_device)]
 
@@ -166,9 +175,9 @@ async def forward_incoming(body: list[IncomingIn], device: Device,
     """Incoming SMS from the device; the same id twice is stored once."""
     items = [
         Incoming(ident=i.id, sender=i.sender, recipient=i.recipient, sim_number=i.sim_number,
-                 received_at=aware(i.received_at), text=i.message,
-                 data=i.data_message.data if i.data_message else None,
-                 port=i.data_message.port if i.data_message else None)
+                 received_at=aware(i.at), text=i.text, data=i.data,
+                 port=i.data_message.port if i.data_message else None,
+                 type=i.type if i.type in ("MMS", "MMS_DOWNLOADED") else None)
         for i in body
     ]
     ids = await gateway.inbox.store(device, items)
@@ -181,11 +190,62 @@ async def device_settings(device: Device, gateway: GatewayDep) -> dict[str, Any]
     return await gateway.device_settings.get(device.user_id)
 
 
+def _is_simgate_agent(request: Request) -> bool:
+    return request.headers.get("User-Agent", "").startswith(AGENT_USER_AGENT)
+
+
 @router.get("/webhooks", response_model=list[WebhookOut], response_model_exclude_none=True)
-async def device_webhooks(device: Device, gateway: GatewayDep) -> list[WebhookOut]:
+async def device_webhooks(request: Request, device: Device,
+                          gateway: GatewayDep) -> list[WebhookOut]:
+    """The webhooks a device fires itself. An Android app gets simgate's ingest hooks
+    (its received SMS, pings and starts come to simgate, which stores them and calls the
+    user's webhooks once); simgate's own agent gets the user's hooks, as before."""
+    if not _is_simgate_agent(request):
+        api_url = str(request.url.replace(query="")).removesuffix("/webhooks")
+        return [WebhookOut(id=h.id, url=h.url, event=h.event)
+                for h in gateway.ingest.hooks(api_url, device.device_id)]
     hooks = await gateway.webhooks.list(device.user_id)
     return [WebhookOut(id=h.id, url=h.url, event=h.event, device_id=h.device_id)
             for h in hooks if h.device_id in (None, device.device_id)]
+
+
+@router.post("/ingest/{device_id}/{secret}", include_in_schema=False)
+async def ingest(device_id: str, secret: str, request: Request,
+                 gateway: GatewayDep) -> dict[str, str]:
+    """An event the Android app fired at the ingest hook it got from GET /webhooks."""
+    device = await gateway.ingest.device(device_id, secret)
+    if device is None:
+        raise HTTPException(404, "unknown ingest URL: the phone gets its current one"
+                                 " with GET /mobile/v1/webhooks")
+    body = await request.body()
+    key = ((await gateway.device_settings.get(device.user_id)).get("webhooks")
+           or {}).get("signing_key")
+    if key and not signed(key, body, request.headers.get("X-Timestamp"),
+                          request.headers.get("X-Signature")):
+        raise HTTPException(401, "missing, wrong or stale X-Signature/X-Timestamp: sign with"
+                                 " webhooks.signing_key of GET /mobile/v1/settings")
+    try:
+        post = AppWebhookIn.model_validate_json(body)
+        received = (AppReceivedIn.model_validate(post.payload)
+                    if post.event in RECEIVED_TYPES else None)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    await gateway.devices.touch(device.device_id)
+    if received is not None:
+        kind = RECEIVED_TYPES[post.event]
+        await gateway.inbox.store(device, [Incoming(
+            ident=received.message_id, sender=received.sender,
+            recipient=received.recipient, sim_number=received.sim_number,
+            received_at=aware(received.received_at),
+            text=received.subject if kind == "MMS" else received.message,
+            data=(received.mms_headers() if kind == "MMS"
+                  else received.data or "" if kind == "DATA_SMS" else None),
+            type=kind)])
+    elif post.event == "system:ping":
+        await gateway.webhooks.ping(device, post.payload.get("health") or {})
+    elif post.event == "app:started":
+        await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload)
+    return {"id": post.id}
 
 
 @router.post("/ping", status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,64 @@
+"""simgate as the hub of an Android phone's events.
+
+The Android app does not post what it receives to the server: it fires its events
+(sms:received, system:ping, ...) straight at the webhooks it downloads from
+GET /mobile/v1/webhooks. So simgate hands such a phone its own ingest hooks, one secret
+URL per device, instead of the user's. What arrives there is stored (an SMS once per id
+the app gave it) and delivered to the user's webhooks by simgate itself: durable,
+signed, retried, with the SIM, and not a second time from the phone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from simgate.services.devices import DeviceIdentity, Devices
+from simgate.webhooks.signing import verify
+
+# How the server tells its own agent from an Android app (they get different webhooks).
+AGENT_USER_AGENT = "simgate-agent/"
+# The events a phone fires that simgate takes in.
+INGEST_EVENTS = ("sms:received", "sms:data-received", "mms:received", "system:ping",
+                 "app:started")
+# How far an X-Timestamp may be from our clock (the app signs each attempt afresh).
+SIGNATURE_WINDOW_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class IngestHook:
+    id: str
+    url: str
+    event: str
+
+
+class Ingest:
+    def __init__(self, key: str, devices: Devices) -> None:
+        self._key = hmac.new(key.encode(), b"simgate ingest hooks", hashlib.sha256).digest()
+        self._devices = devices
+
+    def secret(self, device_id: str) -> str:
+        """The part of a device's ingest URL that only the server and the device know."""
+        return hmac.new(self._key, device_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def hooks(self, api_url: str, device_id: str) -> list[IngestHook]:
+        """What a phone gets as its webhooks: one per event, all at its own secret URL
+        under the API URL it uses (".../mobile/v1", so it reaches them the same way)."""
+        url = f"{api_url.rstrip('/')}/ingest/{device_id}/{self.secret(device_id)}"
+        return [IngestHook(f"simgate-{event.replace(':', '-')}", url, event)
+                for event in INGEST_EVENTS]
+
+    async def device(self, device_id: str, secret: str) -> DeviceIdentity | None:
+        """The device whose ingest URL this is, or None (unknown, removed or a wrong
+        secret)."""
+        if not hmac.compare_digest(secret, self.secret(device_id)):
+            return None
+        return await self._devices.identity_of(device_id)
+
+
+def signed(key: str, body: bytes, timestamp: str | None, signature: str | None) -> bool:
+    """The app's signature (PayloadSingingPlugin) is sms-gate.app's: hex HMAC-SHA256 of
+    the body followed by X-Timestamp, with the user's webhooks.signing_key."""
+    return verify(key, body, timestamp or "", (signature or "").lower(),
+                  tolerance_seconds=SIGNATURE_WINDOW_SECONDS)
