@@ -2,7 +2,12 @@
 
 One `AtModem` per serial port and SIM slot; `AtBackend` pools them in slot order.
 A reader task splits the modem's output into command responses and unsolicited
-result codes (+CMTI, +CMT, +CDS, +CDSI); commands are serialised with a lock.
+result codes (+CMTI, +CMT, +CDS, +CDSI), which may arrive at any time, also between a
+command and its answer; commands are serialised with a lock. Echoed commands are dropped,
+so a modem that keeps echoing (or echoes again after a reset) is understood. A modem that
+restarts (RDY, +CFUN: 1, ^SYSSTART after a power blip) is set up again; a port that
+vanishes is reopened in the background until it is back. After a command timed out, the
+line is brought back in step (Esc, AT, quiet) before the next one.
 
 New SMS are announced as +CMTI (AT+CNMI=2,1,0,1,0) and read, then deleted, so the
 gateway owns the SIM's message store; messages stored while nobody listened are read
@@ -41,6 +46,8 @@ log = logging.getLogger("simgate.agent.at")
 OK = "OK"
 PROMPT = ">"  # "> " after AT+CMGS, with no line end
 LOST = "\x00lost"  # put on the line queue when the port goes away
+RESTARTED = "\x00restarted"  # put on the line queue when the modem says it restarted
+RESTART_URCS = ("RDY", "+CFUN: 1", "^SYSSTART", "SMS READY")  # said at power-on
 FINAL_ERRORS = ("ERROR", "+CMS ERROR:", "+CME ERROR:", "NO CARRIER", "COMMAND NOT SUPPORT",
                 "TOO MANY PARAMETERS")
 TWO_LINE_URCS = ("+CMT:", "+CDS:")  # a header line, then the PDU
@@ -111,6 +118,10 @@ class ModemUnavailable(Exception):
     """The port is not open (never was, or was lost); the message says what to check."""
 
 
+class ModemRestarted(ModemUnavailable):
+    """The modem restarted while a command waited for its answer: the command is lost."""
+
+
 class AtModem:
     """One modem (one SIM) on one serial port."""
 
@@ -141,6 +152,11 @@ class AtModem:
         self._recent: OrderedDict[str, int] = OrderedDict()  # ident -> new messages with it
         self._unconfirmed: dict[int, str] = {}  # storage index -> ident read, not yet deleted
         self._references = itertools.count(1)
+        self._echo: str | None = None  # the PDU just written, echoed back by some modems
+        self._stale = False  # a command timed out: its late answer may still come
+        self._closed = False
+        self._restart_task: asyncio.Task[None] | None = None
+        self._restart_pending = False  # a restart was announced and is not handled yet
 
     @property
     def sim(self) -> int:
@@ -222,9 +238,37 @@ class AtModem:
             await self.open()
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await self._disconnect()
+
+    async def _reconnect(self) -> None:
+        """The port went away: try it again every `reopen_after` seconds until it is back."""
+        await self._disconnect()
+        while not self._closed and self._writer is None:
+            await asyncio.sleep(self.reopen_after)
+            if not self._closed:
+                await self.open()
+                if self._writer is not None:
+                    log.warning("the modem on %s (SIM %d) is back", self.port, self.sim)
+
+    async def _restarted(self) -> None:
+        """The modem restarted: echo, errors, PDU mode and notifications set up again."""
+        log.warning("the modem on %s (SIM %d) restarted; setting it up again", self.port,
+                    self.sim)
+        while self._restart_pending and not self._closed:
+            self._restart_pending = False  # set again if it restarts during the setup
+            self._sms_ready = False
+            try:
+                for command in ("ATE0", "AT+CMEE=1"):
+                    with contextlib.suppress(AtError):
+                        await self.command(command)
+                await self._setup_sms()
+            except ModemRestarted:
+                continue
+            except (TimeoutError, ModemUnavailable) as exc:
+                log.warning("setting up %s again failed: %s", self.port, exc)
 
     async def _disconnect(self) -> None:
         task, self._reader_task = self._reader_task, None
@@ -263,14 +307,23 @@ class AtModem:
         log.warning("%s", self.error)
         self._lines.put_nowait(LOST)
         self._reader_task = None
-        self._spawn(self._disconnect())
+        self._spawn(self._reconnect())
 
     def _on_line(self, line: str, pending: str | None) -> str | None:
         """Route one line; returns the header of a two-line URC still waiting for its PDU."""
         if pending is not None:
             self._on_pdu(line, None)
+        elif line[:2].upper() == "AT" or line == self._echo:
+            return None  # echo of a command or of a PDU
         elif line.startswith(TWO_LINE_URCS):
             return line
+        elif line.upper().startswith(RESTART_URCS):
+            self._lines.put_nowait(RESTARTED)
+            self._restart_pending = True
+            if self._restart_task is None or self._restart_task.done():
+                self._restart_task = asyncio.create_task(self._restarted())
+                self._tasks.add(self._restart_task)
+                self._restart_task.add_done_callback(self._tasks.discard)
         elif line.startswith(STORED_URCS):
             memory, _, index = line.partition(":")[2].rpartition(",")
             if index.strip().isdigit():
@@ -381,17 +434,40 @@ class AtModem:
 
     # -- commands --------------------------------------------------------------------
 
-    def _require(self) -> asyncio.StreamWriter:
+    async def _require(self) -> asyncio.StreamWriter:
         if self._writer is None:
             raise ModemUnavailable(self.error or f"the modem on {self.port} is not open")
+        if self._stale:
+            await self._resync(self._writer)
         while not self._lines.empty():  # late answers to an earlier, timed-out command
             self._lines.get_nowait()
         return self._writer
 
+    async def _resync(self, writer: asyncio.StreamWriter, quiet: float = 0.3) -> None:
+        """Leave a '>' prompt, then AT until an OK is followed by `quiet` seconds of
+        silence: the late answer of a timed-out command can no longer pass for the next."""
+        writer.write(b"\x1bAT\r")
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        waiting_for_ok = True
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                async with asyncio.timeout(quiet if not waiting_for_ok else self.probe_timeout):
+                    line = await self._lines.get()
+            except TimeoutError:
+                if not waiting_for_ok:
+                    self._stale = False
+                    return
+                writer.write(b"AT\r")
+                continue
+            if line == LOST:
+                raise ModemUnavailable(self.error or f"lost the modem on {self.port}")
+            waiting_for_ok = line != OK and waiting_for_ok
+        raise TimeoutError(f"{self.port} does not settle after a timed-out command")
+
     async def command(self, command: str, *, seconds: float | None = None) -> list[str]:
         """Run one command: its response lines, or AtError / TimeoutError / ModemUnavailable."""
         async with self._lock:
-            self._require().write(command.encode() + b"\r")
+            (await self._require()).write(command.encode() + b"\r")
             return await self._response(command, seconds or self.timeout)
 
     async def _response(self, command: str, seconds: float, *, prompt: bool = False) -> list[str]:
@@ -410,11 +486,15 @@ class AtModem:
                         return lines
                     elif line == LOST:
                         raise ModemUnavailable(self.error or f"lost the modem on {self.port}")
+                    elif line == RESTARTED:
+                        raise ModemRestarted(f"the modem on {self.port} restarted during "
+                                             f"{command}")
                     elif line.startswith(FINAL_ERRORS):
                         raise AtError(line)
                     else:
                         lines.append(line)
         except TimeoutError:
+            self._stale = True
             raise TimeoutError(f"no answer from {self.port} to {command} within "
                                f"{seconds:g} s") from None
 
@@ -422,15 +502,19 @@ class AtModem:
         """AT+CMGS for one part; returns the message reference the network gave it."""
         command = f"AT+CMGS={part.tpdu_length}"
         async with self._lock:
-            writer = self._require()
+            writer = await self._require()
             writer.write(command.encode() + b"\r")
             try:
                 await self._response(command, self.timeout, prompt=True)
             except TimeoutError:
                 writer.write(b"\x1b")  # leave the PDU prompt, should it come late
                 raise
+            self._echo = part.hex
             writer.write(part.hex.encode() + b"\x1a")
-            lines = await self._response("the PDU", self.send_timeout)
+            try:
+                lines = await self._response("the PDU", self.send_timeout)
+            except ModemRestarted:
+                raise TimeoutError(f"the modem on {self.port} restarted while sending") from None
         value = _value(lines, "+CMGS:") or ""
         return int(value) if value.isdigit() else 0
 

@@ -340,13 +340,13 @@ class EmulatedModem:
         if mode == 0 or reserved or self.faults.interleave:
             self._urcs.append(text)
             if self.faults.interleave and self._loop:
-                self._loop.call_later(0.2, self._release_later)
+                self._loop.call_later(0.5, self._release_later)
             return
         self._write(f"\r\n{text}\r\n")
 
     def _release_urcs(self, interleaved: bool = False) -> None:
         """Held URCs go out once the link is free; with the `interleave` fault, right after
-        the next command's echo, before its answer (or on a timer when no command comes)."""
+        the next command's echo, before its answer (or 0.5 s later when no command comes)."""
         if not self._urcs or self.s.cnmi[0] == 0 or self._input is not None or self._busy:
             return
         if self.faults.interleave and not interleaved:
@@ -357,7 +357,7 @@ class EmulatedModem:
     def _release_later(self) -> None:
         self._release_urcs(interleaved=True)
         if self._urcs and self._loop and self.master >= 0:
-            self._loop.call_later(0.2, self._release_later)
+            self._loop.call_later(0.5, self._release_later)
 
     # -- the network's side ----------------------------------------------------------
 
