@@ -38,13 +38,14 @@ class Receiver:
     requests_finished: int = 0
     on_request: Callable[[Request], None] | None = None
     port: int = 0
+    path: str = "/hook"
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     async def _hook(self, request: Request) -> Response:
         self.requests_started += 1
@@ -69,7 +70,7 @@ class Receiver:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+        app = Starlette(routes=[Route(self.path, self._hook, methods=["POST"])])
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="off")
         self._server = uvicorn.Server(config)

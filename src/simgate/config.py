@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+    # FCM pushes to Android apps through sms-gate.app's upstream service (off: apps with
+    # Google Play poll every 15 minutes unless set to SSE only). See README.
+    push_relay: bool = False
+    push_relay_url: str = "https://api.sms-gate.app/upstream/v1"
+    push_relay_debounce: float = Field(default=5.0, ge=0.1, le=60)
 
     @field_validator("private_token")
     @classmethod

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
+from simgate.domain.dates import millis
 from simgate.domain.sims import SimSlot, SimStatus
 from simgate.domain.states import ProcessState
 from simgate.services.accept import AcceptedMessage
@@ -21,14 +22,6 @@ def json_body(model: str, description: str) -> dict[str, Any]:
     """An OpenAPI body (or response) of JSON shaped as the named model."""
     return {"description": description, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model}"}}}}
-
-
-def millis(value: datetime) -> str:
-    """A date with exactly three fraction digits, in UTC: the Android app parses dates
-    with `yyyy-MM-dd'T'HH:mm:ss.SSSXXX`, which reads any fraction as a count of
-    milliseconds (".456789" would be 456,789 ms) and refuses a date without one."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # A date as devices read it (/mobile/v1 and what it pushes).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +17,7 @@ from simgate.services.inbox import Inbox
 from simgate.services.ingest import Ingest
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
+from simgate.services.relay import PushRelay, relay_data
 from simgate.services.schedule import DueTimer
 from simgate.services.settings import SettingsService
 from simgate.services.tokens import Tokens, signing_key
@@ -43,6 +45,7 @@ class Gateway:
     dispatcher: Dispatcher
     due: DueTimer
     ingest: Ingest
+    relay: PushRelay | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -63,7 +66,17 @@ class Gateway:
         key = await signing_key(sessions)
         tokens = Tokens(sessions, key,
                         changed=lambda: bus.signal("token-revoked"))
-        device_settings = SettingsService(sessions, push=bus.notify)
+        relay = (PushRelay(sessions, settings.push_relay_url, settings.push_relay_debounce)
+                 if settings.push_relay else None)
+
+        def push(device_id: str, event: str, data: dict[str, Any] | None = None) -> None:
+            """Tell a device: on its event stream and, with the relay on, by FCM (in the
+            process that runs the relay)."""
+            bus.notify(device_id, event, data)
+            if relay is not None:
+                bus.signal("relay", device_id, event, relay_data(data or {}))
+
+        device_settings = SettingsService(sessions, push=push)
         dispatcher = Dispatcher(
             sessions, device_settings.webhooks_of, allow_private=settings.allow_private_webhooks,
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
@@ -79,23 +92,23 @@ class Gateway:
 
         webhooks = Webhooks(sessions, settings.allow_private_webhooks, wake=wake_dispatcher)
         messages = Messages(sessions, devices,
-                            notify=lambda device_id, new: bus.notify(
+                            notify=lambda device_id, new: push(
                                 device_id, "MessageEnqueued", {"messages": new}),
                             max_queued=settings.max_queued_per_device)
         logs = Logs(sessions)
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)
         messages.committed.append(wake_dispatcher)
-        messages.cancelling.append(lambda device_id, message_id: bus.notify(
+        messages.cancelling.append(lambda device_id, message_id: push(
             device_id, "MessageCancelled", {"messageId": message_id}))
-        webhooks.changed.append(lambda devices: [bus.notify(d, "WebhooksUpdated")
+        webhooks.changed.append(lambda devices: [push(d, "WebhooksUpdated")
                                                  for d in devices])
-        due = DueTimer(sessions, notify=lambda device_id: bus.notify(
+        due = DueTimer(sessions, notify=lambda device_id: push(
             device_id, "MessageEnqueued", {}))
         bus.on("schedule-changed", due.wake)
         messages.scheduled.append(lambda: bus.signal("schedule-changed"))
         inbox = Inbox(sessions, wake=wake_dispatcher)
-        inbox.export_requested.append(lambda device_id, request: bus.notify(
+        inbox.export_requested.append(lambda device_id, request: push(
             device_id, "MessagesExportRequested", request))
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
@@ -115,6 +128,10 @@ class Gateway:
             gateway._background.append(asyncio.create_task(dispatcher.run()))
             gateway._background.append(asyncio.create_task(gateway._housekeeping()))
             gateway._background.append(asyncio.create_task(due.run()))
+            if relay is not None:
+                bus.on("relay", relay.enqueue)
+                gateway._background.append(asyncio.create_task(relay.run()))
+                gateway.relay = relay
         return gateway
 
     async def _housekeeping(self, every: float = 3600.0) -> None:
@@ -132,5 +149,7 @@ class Gateway:
         await self.users.close()
         await self.messages.close()
         await self.dispatcher.close()
+        if self.relay is not None:
+            await self.relay.close()
         self.sessions.close()
         await self.engine.dispose()
