@@ -1,22 +1,29 @@
-"""`simgate emulator` driven by the field's own tools: Debian's `gammu` command.
+"""`simgate emulator` driven by the field's own tools: Debian's `gammu` and Kannel.
 
-Gammu is the most used AT-modem client; if it works unchanged against the emulated modem,
-the emulator speaks the standard dialect, not only simgate's. Gammu is installed here
-with apt-get when missing (as root); the tests are skipped, saying why, only where that
-cannot be done.
+Gammu is the most used AT-modem client, Kannel's `at` driver the gateway field's; if they
+work unchanged against the emulated modem, the emulator speaks the standard dialect, not
+only simgate's. Both are installed here with apt-get when missing (as root); the tests
+are skipped, saying why, only where that cannot be done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+
+from simgate.agent.backends.at import AtBackend
+from simgate.agent.backends.base import IncomingSms
+from simgate.testing import free_port
 
 GAMMU_TIMEOUT = 60  # seconds for one gammu command on a loaded machine
 
@@ -128,3 +135,112 @@ def test_gammu_sends_from_sim_1_and_reads_the_texts_on_sim_2(gammu, emulator, tm
         (whole,) = [m for m in linked if m["text"] == text]
         assert whole["Remote number"] == number_1
         assert whole["Coding"].startswith("Unicode" if "-unicode" in options else "Default")
+
+
+KANNEL_CONF = """\
+group = core
+admin-port = {admin}
+admin-password = test
+smsbox-port = {smsbox}
+box-allow-ip = "127.0.0.1"
+log-file = "{dir}/bearerbox.log"
+log-level = 0
+
+group = smsc
+smsc = at
+smsc-id = emulated
+modemtype = auto
+device = {device}
+my-number = "{number}"
+
+group = modems
+id = generic
+name = "Generic Modem"
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {smsbox}
+sendsms-port = {sendsms}
+log-file = "{dir}/smsbox.log"
+
+group = sendsms-user
+username = test
+password = test
+
+group = sms-service
+keyword = default
+text = "no service here"
+"""
+
+
+def test_kannel_at_driver_sends_through_the_emulator_to_the_other_sim(tmp_path):
+    """Kannel's `at` SMSC driver (bearerbox + smsbox, Debian `kannel`), configured as for a
+    real modem, sends through SIM 1; simgate's driver reads the SMS on SIM 2."""
+    bearerbox = debian_command("bearerbox", "kannel")
+    smsbox = debian_command("smsbox", "kannel")
+    emulated = Emulator(2)
+    (device, number_1), (port_2, number_2) = emulated.sims
+    ports = {"admin": free_port(), "smsbox": free_port(), "sendsms": free_port()}
+    conf = tmp_path / "kannel.conf"
+    conf.write_text(KANNEL_CONF.format(dir=tmp_path, device=device, number=number_1, **ports))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    boxes = [subprocess.Popen([bearerbox, str(conf)], **quiet)]
+    try:
+        status = f"http://127.0.0.1:{ports['admin']}/status.txt?password=test"
+        wait_for(lambda: "emulated" in _get(status) and "online" in _get(status), 60,
+                 lambda: f"Kannel's at driver never came online:\n{_log(tmp_path)}")
+        boxes.append(subprocess.Popen([smsbox, str(conf)], **quiet))
+        sendsms = f"http://127.0.0.1:{ports['sendsms']}/cgi-bin/sendsms"
+        wait_for(lambda: _get(sendsms) != "", 30, lambda: "smsbox does not answer")
+        text = "Hello through Kannel's at driver"
+        answer = httpx.get(sendsms, params={"username": "test", "password": "test",
+                                            "from": number_1, "to": number_2, "text": text},
+                           timeout=30)
+        assert answer.status_code == 202 and "Accepted" in answer.text, answer.text
+        (sms,) = asyncio.run(_read_one(port_2))
+        assert (sms.sender, sms.text, sms.slot) == (number_1, text, 0)
+    finally:
+        for box in reversed(boxes):
+            box.terminate()
+            try:
+                box.wait(30)
+            except subprocess.TimeoutExpired:
+                box.kill()
+                box.wait()
+        emulated.stop()
+
+
+def _get(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return ""
+
+
+def _log(directory: Path) -> str:
+    log = directory / "bearerbox.log"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
+
+
+def wait_for(predicate, seconds: float, why) -> None:
+    """Poll `predicate` (a blocking check) until true; fail with why() after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(why())
+        time.sleep(0.2)
+
+
+async def _read_one(port: str) -> list[IncomingSms]:
+    """The SMS waiting on the SIM behind `port`, read with simgate's AT driver."""
+    backend = AtBackend([port])
+    await backend.start()
+    try:
+        events = backend.events()
+        async with asyncio.timeout(60):
+            while True:
+                event = await anext(events)
+                if isinstance(event, IncomingSms):
+                    return [event]
+    finally:
+        await backend.close()

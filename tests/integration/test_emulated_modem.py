@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from simgate.agent.backends.at import AtBackend
 from simgate.agent.backends.base import DeliveryReport, IncomingSms, SendError, SimState
-from simgate.agent.backends.emulator import EmulatorBackend
+from simgate.agent.backends.emulator import EmulatedNetwork, EmulatorBackend
 
 
 @pytest.fixture
@@ -123,3 +124,34 @@ async def test_missing_port_is_an_error_state_not_an_exception():
             await backend.send(0, "+19162255887", text="x")
     finally:
         await backend.close()
+
+
+def _python_gsmmodem_round_trip(sender_port: str, receiver_port: str) -> tuple:
+    """python-gsmmodem, unchanged, on two emulated SIMs (blocking: run in a thread)."""
+    from gsmmodem.modem import GsmModem
+
+    received: list = []
+    arrived = threading.Event()
+    receiver = GsmModem(receiver_port, 115200,
+                        smsReceivedCallbackFunc=lambda sms: (received.append(sms), arrived.set()))
+    sender = GsmModem(sender_port, 115200)
+    receiver.connect()
+    sender.connect()
+    try:
+        identity = (sender.manufacturer, sender.model, sender.networkName, sender.signalStrength)
+        sent = sender.sendSms("+12025550102", "Hello via python-gsmmodem: ünïcode ✓",
+                              waitForDeliveryReport=False)
+        arrived.wait(15)
+        return identity, sent.reference, [(sms.number, sms.text) for sms in received]
+    finally:
+        sender.close()
+        receiver.close()
+
+
+async def test_python_gsmmodem_works_unchanged():
+    async with EmulatedNetwork(2) as network:
+        identity, reference, received = await asyncio.to_thread(
+            _python_gsmmodem_round_trip, *network.ports)
+    assert identity == ("simgate", "simgate emulated GSM modem", "simgate Mobile", 21)
+    assert reference == 1
+    assert received == [("+12025550101", "Hello via python-gsmmodem: ünïcode ✓")]

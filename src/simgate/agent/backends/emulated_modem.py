@@ -631,6 +631,10 @@ class EmulatedModem:
         self._sim_ready()
         return [f'+CNUM: "{self._text("Own number")}","{self._text(self.number)}",145']
 
+    def _at_ifc(self, form: str, args: list[str]) -> list[str]:
+        """Flow control: a pseudo-terminal needs none; the setting is kept and shown."""
+        return ["+IFC: (0-2),(0-2)"] if form == "test" else ["+IFC: 0,0"] if form == "read" else []
+
     def _at_cbc(self, form: str, args: list[str]) -> list[str]:
         return [] if form == "test" else ["+CBC: 0,100"]
 
