@@ -76,7 +76,7 @@ async def test_registration_does_not_ask_dns(api):
 
 async def _first_attempt(gateway: Gateway, user_id: int) -> object:
     async def attempted():
-        rows = await gateway.webhooks.deliveries(user_id)
+        rows = [delivery for delivery, _ in await gateway.webhooks.deliveries(user_id)]
         return rows[0] if rows and rows[0].attempts >= 1 else None
 
     return await wait_until(attempted, timeout=20)
@@ -86,7 +86,7 @@ async def _hook_and_event(gateway: Gateway, url: str) -> int:
     """A webhook stored as it is (as an older version may have stored it), and an event."""
     user_id = await gateway.users.authenticate(USER, PASSWORD)
     async with gateway.sessions.begin() as session:
-        session.add(Webhook(id="stored", user_id=user_id, url=url, event="system:ping"))
+        session.add(Webhook(id="stored", ext_id="stored", user_id=user_id, url=url, event="system:ping"))
     async with gateway.sessions.begin() as session:
         await Webhooks.emit(session, user_id, None, WebhookEvent.SYSTEM_PING, {"health": {}})
     return user_id

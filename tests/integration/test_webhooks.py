@@ -252,11 +252,69 @@ async def test_inbox_refresh_filters_types_and_may_raise_nothing(api, receiver):
     assert bad.status_code == 400 and "messageTypes" in bad.json()["message"]
 
 
-async def test_a_webhook_id_of_another_user_is_a_conflict(api, gateway):
-    hook = {"id": "shared-name", "url": "http://127.0.0.1:9/hook", "event": "sms:sent"}
-    assert (await api.post("/3rdparty/v1/webhooks", json=hook)).status_code == 201
+async def device_of_oscar(api):
+    response = await api.post("/mobile/v1/device", auth=("oscar", "oscar-secret"),
+                              json={"name": "oscar's phone", "simCards": [{"slotIndex": 0}]})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_webhook_ids_are_per_user_so_another_users_id_is_free(api, gateway, receiver):
+    """As the original (ids unique per user): another user's id answers as one that
+    does not exist, and each user's webhook keeps its own URL and events."""
+    mine = {"id": "shared-name", "url": "http://127.0.0.1:9/mine", "event": "sms:sent"}
+    assert (await api.post("/3rdparty/v1/webhooks", json=mine)).status_code == 201
     await gateway.users.add("oscar", "oscar-secret")
-    other = await api.post("/3rdparty/v1/webhooks", json=hook, auth=("oscar", "oscar-secret"))
-    assert other.status_code == 409 and "choose another" in other.json()["message"]
-    mine = (await api.get("/3rdparty/v1/webhooks")).json()
-    assert [h["id"] for h in mine] == ["shared-name"]
+    oscar = {"auth": ("oscar", "oscar-secret")}
+    theirs = {"id": "shared-name", "url": receiver.url, "event": "sms:received"}
+    unused = {"id": "never-used", "url": receiver.url, "event": "sms:received"}
+    answers = [await api.post("/3rdparty/v1/webhooks", json=body, **oscar)
+               for body in (theirs, unused)]
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].json() == theirs
+    assert (await api.get("/3rdparty/v1/webhooks")).json() == [mine]
+    assert sorted(h["id"] for h in (await api.get("/3rdparty/v1/webhooks", **oscar)).json()) \
+        == ["never-used", "shared-name"]
+    # oscar's events go to oscar's webhook, named by its id
+    device = await device_of_oscar(api)
+    await incoming(api, device, "modem:1")
+    await wait_until(lambda: len(receiver.received) >= 2)
+    assert sorted(e["webhookId"] for e in receiver.events()) == ["never-used", "shared-name"]
+    # deleting "shared-name" as oscar leaves mine alone
+    assert (await api.delete("/3rdparty/v1/webhooks/shared-name", **oscar)).status_code == 204
+    assert (await api.get("/3rdparty/v1/webhooks")).json() == [mine]
+
+
+async def test_a_webhook_may_not_name_another_users_device(api, gateway):
+    await gateway.users.add("oscar", "oscar-secret")
+    theirs = await device_of_oscar(api)
+    mine = await register_device(api)
+    answers = {}
+    for name, device_id in (("other user's", theirs["id"]), ("unknown", "no-such-device")):
+        response = await api.post("/3rdparty/v1/webhooks", json={
+            "url": "http://127.0.0.1:9/hook", "event": "sms:sent", "deviceId": device_id})
+        assert response.status_code == 400, (name, response.text)
+        answers[name] = response.json()["message"].replace(device_id, "ID")
+    assert answers["other user's"] == answers["unknown"]  # nothing tells them apart
+    assert "unknown device" in answers["unknown"]
+    own = await api.post("/3rdparty/v1/webhooks", json={
+        "url": "http://127.0.0.1:9/hook", "event": "sms:sent", "deviceId": mine["id"]})
+    assert own.status_code == 201 and own.json()["deviceId"] == mine["id"]
+
+
+async def test_redrive_of_another_users_webhook_answers_as_nonexistent(api, gateway):
+    await gateway.users.add("oscar", "oscar-secret")
+    oscar = {"auth": ("oscar", "oscar-secret")}
+    hook = (await api.post("/3rdparty/v1/webhooks", json={
+        "url": "http://127.0.0.1:9/hook", "event": "sms:sent"})).json()
+    theirs = await api.post(f"/3rdparty/v1/webhooks/{hook['id']}/redrive", **oscar)
+    nobodys = await api.post("/3rdparty/v1/webhooks/no-such-hook/redrive", **oscar)
+    assert theirs.status_code == nobodys.status_code == 404
+    assert theirs.json()["message"].replace(hook["id"], "ID") == \
+        nobodys.json()["message"].replace("no-such-hook", "ID")
+    assert "webhook" in theirs.json()["message"]
+    filtered = await api.get("/3rdparty/v1/webhooks/deliveries",
+                             params={"webhookId": hook["id"]}, **oscar)
+    assert filtered.status_code == 200 and filtered.json() == []
+    own = await api.post(f"/3rdparty/v1/webhooks/{hook['id']}/redrive")
+    assert own.status_code == 200 and own.json() == {"redriven": 0}

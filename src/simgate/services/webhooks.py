@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.domain.states import ProcessState
 from simgate.services.devices import DeviceIdentity
-from simgate.services.errors import BadRequest, Conflict
+from simgate.services.errors import BadRequest, NotFound
 from simgate.services.ids import new_id
 from simgate.sms.pdu import segment_count
 from simgate.store.models import (
@@ -88,17 +88,30 @@ class Webhooks:
         except ForbiddenUrl as exc:
             raise BadRequest(str(exc)) from None
         async with self._sessions.begin() as session:
-            if webhook_id:
-                existing = await session.get(Webhook, webhook_id)
-                if existing is not None and existing.user_id != user_id:
-                    raise Conflict(f"webhook id {webhook_id!r} is already used: choose another")
-                if existing is not None:
-                    existing.url, existing.event, existing.device_id = url, kind.value, device_id
-                    return existing
-            webhook = Webhook(id=webhook_id or new_id(), user_id=user_id, url=url,
-                              event=kind.value, device_id=device_id)
+            if device_id is not None and not await self._owns(session, user_id, device_id):
+                raise BadRequest(f"unknown device {device_id!r}: give the id of one of your "
+                                 "devices (GET /3rdparty/v1/devices), or none for all of them")
+            existing = await self._named(session, user_id, webhook_id) if webhook_id else None
+            if existing is not None:
+                existing.url, existing.event, existing.device_id = url, kind.value, device_id
+                return existing
+            internal = new_id()
+            webhook = Webhook(id=internal, ext_id=webhook_id or internal, user_id=user_id,
+                              url=url, event=kind.value, device_id=device_id)
             session.add(webhook)
         return webhook
+
+    @staticmethod
+    async def _named(session: AsyncSession, user_id: int, name: str) -> Webhook | None:
+        """The user's webhook of that id; other users' webhooks do not exist here."""
+        return await session.scalar(select(Webhook).where(Webhook.user_id == user_id,
+                                                          Webhook.ext_id == name))
+
+    @staticmethod
+    async def _owns(session: AsyncSession, user_id: int, device_id: str) -> bool:
+        return await session.scalar(select(Device.id).where(
+            Device.id == device_id, Device.user_id == user_id,
+            Device.deleted_at.is_(None))) is not None
 
     async def list(self, user_id: int, device_id: str | None = None) -> list[Webhook]:
         query = select(Webhook).where(Webhook.user_id == user_id)
@@ -110,8 +123,8 @@ class Webhooks:
     async def delete(self, user_id: int, webhook_id: str) -> None:
         """Idempotent, as the original: deleting a webhook that is not there is done."""
         async with self._sessions.begin() as session:
-            webhook = await session.get(Webhook, webhook_id)
-            if webhook is not None and webhook.user_id == user_id:
+            webhook = await self._named(session, user_id, webhook_id)
+            if webhook is not None:
                 await session.delete(webhook)
 
     async def announce(self, user_id: int) -> None:
@@ -217,25 +230,30 @@ class Webhooks:
     # -- attempts and redrive ---------------------------------------------------------
 
     async def deliveries(self, user_id: int, webhook_id: str | None = None,
-                         status: str | None = None, limit: int = 100) -> list[WebhookDelivery]:
-        query = select(WebhookDelivery).where(WebhookDelivery.user_id == user_id)
+                         status: str | None = None, limit: int = 100
+                         ) -> list[tuple[WebhookDelivery, str]]:
+        """The user's delivery attempts, newest first, each with its webhook's id."""
+        query = (select(WebhookDelivery, Webhook.ext_id)
+                 .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                 .where(WebhookDelivery.user_id == user_id))
         if webhook_id:
-            query = query.where(WebhookDelivery.webhook_id == webhook_id)
+            query = query.where(Webhook.ext_id == webhook_id)
         if status:
             query = query.where(WebhookDelivery.status == status)
         async with self._sessions() as session:
-            return list(await session.scalars(
-                query.order_by(WebhookDelivery.pk.desc()).limit(limit)
-            ))
+            rows = await session.execute(query.order_by(WebhookDelivery.pk.desc()).limit(limit))
+            return [(delivery, name) for delivery, name in rows]
 
-    async def redrive(self, user_id: int, webhook_id: str | None = None,
+    async def redrive(self, user_id: int, webhook_id: str,
                       event_id: str | None = None) -> int:
-        """Send again events that ran out of retries: one event, or all of a webhook."""
-        if not (webhook_id or event_id):
-            raise BadRequest("name a webhook or an event to redrive")
-        conditions = [WebhookDelivery.user_id == user_id, WebhookDelivery.status == "failed"]
-        if webhook_id:
-            conditions.append(WebhookDelivery.webhook_id == webhook_id)
+        """Send again events of the user's webhook that ran out of retries (or one)."""
+        async with self._sessions() as session:
+            webhook = await self._named(session, user_id, webhook_id)
+        if webhook is None:
+            raise NotFound(f"webhook {webhook_id!r} not found: GET /3rdparty/v1/webhooks "
+                           "lists yours")
+        conditions = [WebhookDelivery.webhook_id == webhook.id,
+                      WebhookDelivery.status == "failed"]
         if event_id:
             conditions.append(WebhookDelivery.event_id == event_id)
         async with self._sessions.begin() as session:

@@ -165,10 +165,17 @@ class UserSettings(Base):
 
 
 class Webhook(Base):
+    """A registered receiver. Users name webhooks (`ext_id`, unique per user, as in the
+    original); `id` is the store's own key, so one user's names say nothing of another's."""
+
     __tablename__ = "webhooks"
-    __table_args__ = (Index("ix_webhooks_user_event", "user_id", "event"),)
+    __table_args__ = (
+        Index("ix_webhooks_user_event", "user_id", "event"),
+        Index("ux_webhooks_user_ext_id", "user_id", "ext_id", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ext_id: Mapped[str] = mapped_column(String(36))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     device_id: Mapped[str | None] = mapped_column(String(36))
     url: Mapped[str] = mapped_column(String(2048))

@@ -41,6 +41,7 @@ WebhookSettings = Callable[[int], Awaitable[dict[str, Any]]]
 class _Leased:
     delivery: WebhookDelivery
     url: str
+    webhook_id: str  # as its owner named it
     settings: dict[str, Any]  # the owner's webhooks settings group
 
     @property
@@ -151,11 +152,11 @@ class Dispatcher:
                 return []
             start = next((i for i, u in enumerate(users) if u >= self._next_user), 0)
             users = (users[start:] + users[:start])[:free]
-            candidates: list[list[tuple[WebhookDelivery, str]]] = []
+            candidates: list[list[tuple[WebhookDelivery, str, str]]] = []
             for user in users:
                 room = min(self._per_user - self._by_user[user], free)
-                candidates.append([(d, url) for d, url in await session.execute(
-                    select(WebhookDelivery, Webhook.url)
+                candidates.append([(d, url, name) for d, url, name in await session.execute(
+                    select(WebhookDelivery, Webhook.url, Webhook.ext_id)
                     .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
                     .where(*due, WebhookDelivery.user_id == user)
                     .order_by(WebhookDelivery.next_attempt_at)
@@ -167,32 +168,32 @@ class Dispatcher:
                 return []
             self._next_user = picked[-1][0].user_id + 1
             await session.execute(
-                update(WebhookDelivery).where(WebhookDelivery.pk.in_([d.pk for d, _ in picked]))
+                update(WebhookDelivery).where(WebhookDelivery.pk.in_([p[0].pk for p in picked]))
                 .values(next_attempt_at=self._lease_end(now))
             )
         settings = {user_id: await self._webhook_settings(user_id)
-                    for user_id in {d.user_id for d, _ in picked}}
-        return [_Leased(d, url, settings[d.user_id]) for d, url in picked]
+                    for user_id in {p[0].user_id for p in picked}}
+        return [_Leased(d, url, name, settings[d.user_id]) for d, url, name in picked]
 
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._timeout + 5)
 
-    def _pick(self, candidates: list[list[tuple[WebhookDelivery, str]]],
-              free: int) -> list[tuple[WebhookDelivery, str]]:
+    def _pick(self, candidates: list[list[tuple[WebhookDelivery, str, str]]],
+              free: int) -> list[tuple[WebhookDelivery, str, str]]:
         """One delivery per user in turn, skipping receivers whose share is taken."""
-        picked: list[tuple[WebhookDelivery, str]] = []
+        picked: list[tuple[WebhookDelivery, str, str]] = []
         taken: Counter[str] = Counter()
         queues = [list(reversed(c)) for c in candidates]
         while len(picked) < free and any(queues):
             for queue in queues:
                 while queue:
-                    delivery, url = queue.pop()
+                    delivery, url, name = queue.pop()
                     receiver = receiver_of(url)
                     if self._by_receiver[receiver] + taken[receiver] >= self._per_receiver:
                         self._hooks_of[receiver].add(delivery.webhook_id)
                         continue
                     taken[receiver] += 1
-                    picked.append((delivery, url))
+                    picked.append((delivery, url, name))
                     break
                 if len(picked) >= free:
                     break
@@ -202,7 +203,7 @@ class Dispatcher:
         delivery = item.delivery
         body = json.dumps({
             "id": delivery.event_id,
-            "webhookId": delivery.webhook_id,
+            "webhookId": item.webhook_id,
             "deviceId": delivery.device_id,
             "event": delivery.event,
             "payload": delivery.payload,

@@ -205,7 +205,7 @@ async def device_webhooks(request: Request, device: Device,
         return [WebhookOut(id=h.id, url=h.url, event=h.event)
                 for h in gateway.ingest.hooks(api_url, device.device_id)]
     hooks = await gateway.webhooks.list(device.user_id)
-    return [WebhookOut(id=h.id, url=h.url, event=h.event, device_id=h.device_id)
+    return [WebhookOut(id=h.ext_id, url=h.url, event=h.event, device_id=h.device_id)
             for h in hooks if h.device_id in (None, device.device_id)]
 
 

@@ -14,12 +14,12 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
 def _out(hook: Webhook) -> WebhookOut:
-    return WebhookOut(id=hook.id, url=hook.url, event=hook.event, device_id=hook.device_id)
+    return WebhookOut(id=hook.ext_id, url=hook.url, event=hook.event, device_id=hook.device_id)
 
 
-def _delivery(d: WebhookDelivery) -> DeliveryOut:
+def _delivery(d: WebhookDelivery, webhook_id: str) -> DeliveryOut:
     return DeliveryOut(
-        id=d.event_id, webhook_id=d.webhook_id, event=d.event, status=d.status,
+        id=d.event_id, webhook_id=webhook_id, event=d.event, status=d.status,
         attempts=d.attempts, next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
         last_error=d.last_error, last_status=d.last_status, created_at=d.created_at,
         delivered_at=d.delivered_at,
@@ -66,7 +66,7 @@ async def list_deliveries(
 ) -> list[DeliveryOut]:
     """Delivery attempts, newest first (a simgate extension)."""
     found = await gateway.webhooks.deliveries(user_id, webhook_id, state, limit)
-    return [_delivery(d) for d in found]
+    return [_delivery(d, webhook_id) for d, webhook_id in found]
 
 
 @router.post("/{webhook_id}/redrive")
