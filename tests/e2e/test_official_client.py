@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from android_sms_gateway import client, domain
-from android_sms_gateway.enums import ProcessState, SimSelectionMode, WebhookEvent
+from android_sms_gateway.enums import (
+    MessagePriority,
+    ProcessState,
+    SimSelectionMode,
+    WebhookEvent,
+)
 from android_sms_gateway.errors import BadRequestError, ForbiddenError, UnauthorizedError
 
 from simgate.testing import SimgateProcess
@@ -57,6 +64,26 @@ def test_bad_sim_number_raises_bad_request(api):
                                 text_message=domain.TextMessage("nope")))
     assert error.value.status_code == 400
     assert "valid simNumber values: 1, 2" in error.value.response["message"]
+
+
+def test_every_field_the_client_sends_is_taken(api):
+    """What the client puts on the wire (ints, booleans, enums, isoformat times) passes the
+    strict typing of the send route; a time without its zone is refused, as the original
+    refuses it."""
+    future = datetime.now(UTC) + timedelta(days=1)
+    for message in [
+        domain.Message(phone_numbers=["+19162255887"], sim_number=1, ttl=3600,
+                       priority=MessagePriority.BYPASS_THRESHOLD, with_delivery_report=False,
+                       text_message=domain.TextMessage("every field")),
+        domain.Message(phone_numbers=["+19162255887"], valid_until=future, is_encrypted=False,
+                       data_message=domain.DataMessage.with_bytes(b"\x00\x01", 53739)),
+    ]:
+        assert api.send(message).state is ProcessState.Pending
+    with pytest.raises(BadRequestError) as error:
+        api.send(domain.Message(phone_numbers=["+19162255887"],
+                                valid_until=future.replace(tzinfo=None),
+                                text_message=domain.TextMessage("no zone")))
+    assert "validUntil: needs a time zone" in error.value.response["message"]
 
 
 def test_list_cancel_devices_health(api, server):

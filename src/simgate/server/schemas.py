@@ -8,7 +8,14 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from simgate.domain.dates import millis
@@ -32,11 +39,28 @@ class Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-class TextMessageIn(Wire):
+class StrictWire(Wire):
+    """Typed as Go's encoding/json reads the original's DTOs: a number for a number, true or
+    false for a flag, a string for a string; no "2" for 2, no "yes" for true."""
+
+    model_config = ConfigDict(**Wire.model_config, strict=True)
+
+
+# Integers are bounded by what the store and the original's Go types hold: beyond them a
+# request is a 400 naming the range, not an overflow deeper down.
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Offset = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# The longest ttl and activity window the original turns into a time (Go nanoseconds)
+MAX_TTL_SECONDS = INT64_MAX // 10**9  # about 292 years
+MAX_ACTIVE_WITHIN_HOURS = INT64_MAX // (3600 * 10**9)
+
+
+class TextMessageIn(StrictWire):
     text: Annotated[str, Field(min_length=1, max_length=65535)]
 
 
-class DataMessageIn(Wire):
+class DataMessageIn(StrictWire):
     data: Annotated[str, Field(min_length=1, max_length=65535)]
     port: Annotated[int, Field(ge=1, le=65535)]
 
@@ -53,8 +77,11 @@ def _check_base64(data: DataMessageIn | None) -> None:
 MIN_TTL = 5  # seconds, as the original's client-go `validate:"omitempty,min=5"`
 
 
-class SendRequest(Wire):
-    """POST /3rdparty/v1/messages (and the legacy /message)."""
+class SendRequest(StrictWire):
+    """POST /3rdparty/v1/messages (and the legacy /message).
+
+    As in the original's Go DTO, `null` leaves a field at its default, and times carry
+    their zone (RFC 3339)."""
 
     # any text, as the original, but "/", "." and ".." (the id would be unreachable at
     # /messages/{id}) and control characters
@@ -66,13 +93,13 @@ class SendRequest(Wire):
     phone_numbers: Annotated[list[Annotated[str, Field(max_length=512)]],
                              Field(min_length=1, max_length=100)]
     sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
-    with_delivery_report: bool = True
-    is_encrypted: bool = False
-    priority: Annotated[int, Field(ge=-128, le=127)] = 0
+    with_delivery_report: bool | None = True
+    is_encrypted: bool | None = False
+    priority: Annotated[int | None, Field(ge=-128, le=127)] = 0
     # 0 means none, as with the original (its `omitempty,min=5`)
-    ttl: Annotated[int | None, Field(ge=0)] = None
-    valid_until: datetime | None = None
-    schedule_at: datetime | None = None
+    ttl: Annotated[int | None, Field(ge=0, le=MAX_TTL_SECONDS)] = None
+    valid_until: AwareDatetime | None = None
+    schedule_at: AwareDatetime | None = None
     device_id: Annotated[str | None, Field(max_length=36)] = None
 
     @model_validator(mode="after")
@@ -162,12 +189,12 @@ class SimCardWire(Wire):
     """A SIM slot: the fields of the Go client's SimCard plus simgate's health fields."""
 
     slot_index: Annotated[int, Field(ge=0, le=63)]
-    sim_number: int | None = None
+    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
     phone_number: str | None = None
     carrier_name: str | None = None
     iccid: str | None = None
     state: SimStatus = SimStatus.READY
-    signal: int | None = None
+    signal: Annotated[int | None, Field(ge=-32768, le=32767)] = None  # as the store holds it
     detail: str = ""
 
     def to_slot(self) -> SimSlot:

@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from simgate import __version__
 from simgate.server.auth import authorize, has_credentials
 from simgate.server.deps import GatewayDep
+from simgate.server.wirejson import StrictJSONRoute
 from simgate.services.health import Check, database_check, device_checks, overall
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 DETAIL_SCOPE = "devices:list"
 
 

@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from simgate.server.deps import GatewayDep, aware, user_with
-from simgate.server.schemas import ExportRequest, IncomingOut, RefreshRequest
+from simgate.server.schemas import ExportRequest, IncomingOut, Offset, RefreshRequest
+from simgate.server.wirejson import StrictJSONRoute
 from simgate.services.inbox import PREVIEW_CHARS, InboxQuery
 from simgate.store.models import IncomingMessage
 
-router = APIRouter(tags=["inbox"])
+router = APIRouter(tags=["inbox"], route_class=StrictJSONRoute)
 
 
 def _out(message: IncomingMessage) -> IncomingOut:
@@ -32,7 +33,7 @@ async def list_inbox(
     until: Annotated[datetime | None, Query(alias="to")] = None,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[IncomingOut]:
     """Received messages, newest first, with the SIM that received each; X-Total-Count
     tells how many match across all pages."""

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import LogOut
+from simgate.server.wirejson import StrictJSONRoute
 
-router = APIRouter(tags=["logs"])
+router = APIRouter(tags=["logs"], route_class=StrictJSONRoute)
 
 
 @router.get("/logs", response_model=list[LogOut])

@@ -33,6 +33,7 @@ from simgate.server.schemas import (
     WebhookOut,
     millis,
 )
+from simgate.server.wirejson import StrictJSONRoute
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
 from simgate.services.ingest import AGENT_USER_AGENT, signed
@@ -41,7 +42,7 @@ from simgate.services.messages import RecipientUpdate, StateUpdate
 from simgate.services.tokens import ALL
 from simgate.services.webhooks import WebhookEvent
 
-router = APIRouter(tags=["device"])
+router = APIRouter(tags=["device"], route_class=StrictJSONRoute)
 
 # The app's received events and the inbox type each is stored as.
 RECEIVED_TYPES = {"sms:received": "SMS", "sms:data-received": "DATA_SMS", "mms:received": "MMS"}

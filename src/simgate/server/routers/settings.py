@@ -8,8 +8,10 @@ from fastapi import APIRouter, Body
 
 from simgate.domain.settings import public_view
 from simgate.server.deps import GatewayDep, user_with
+from simgate.server.wirejson import StrictJSONRoute
 
-router = APIRouter(prefix="/settings", tags=["settings"])
+router = APIRouter(prefix="/settings", tags=["settings"],
+                   route_class=StrictJSONRoute)
 
 SettingsBody = dict[str, dict[str, Any] | None]
 

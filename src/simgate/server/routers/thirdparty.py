@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -12,14 +13,24 @@ from pydantic import Field, ValidationError
 
 from simgate.domain.phones import InvalidPhoneNumber, normalize
 from simgate.domain.states import ProcessState
+from simgate.server import wirejson
 from simgate.server.auth import authorize
 from simgate.server.deps import GatewayDep, aware, user_with
-from simgate.server.schemas import DeviceOut, MessageStateOut, SendRequest, Wire, json_body
+from simgate.server.schemas import (
+    MAX_ACTIVE_WITHIN_HOURS,
+    DeviceOut,
+    Int64,
+    MessageStateOut,
+    SendRequest,
+    Wire,
+    json_body,
+)
+from simgate.server.wirejson import StrictJSONRoute
 from simgate.services.errors import BadRequest
 from simgate.services.gateway import Gateway
 from simgate.services.messages import MessageQuery, NewMessage
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], route_class=StrictJSONRoute)
 
 MAX_LIST_LIMIT = 100  # the original's maxLimit of GET /messages
 
@@ -28,14 +39,15 @@ W = TypeVar("W", bound=Wire)
 
 def _to_new_message(body: SendRequest, skip_validation: bool, region: str) -> NewMessage:
     numbers = body.phone_numbers
-    if not (body.is_encrypted or skip_validation):
+    is_encrypted = bool(body.is_encrypted)
+    if not (is_encrypted or skip_validation):
         try:
             numbers = [normalize(n, region) for n in numbers]
         except InvalidPhoneNumber as exc:
             raise BadRequest(str(exc)) from None
     if len(set(numbers)) != len(numbers):
         raise BadRequest("phoneNumbers: the same number is listed twice")
-    valid_until = aware(body.valid_until)
+    valid_until = body.valid_until
     if body.ttl is not None:
         valid_until = datetime.now(UTC) + timedelta(seconds=body.ttl)
     return NewMessage(
@@ -44,11 +56,11 @@ def _to_new_message(body: SendRequest, skip_validation: bool, region: str) -> Ne
         data=body.data_message.data if body.data_message else None,
         port=body.data_message.port if body.data_message else None,
         sim_number=body.sim_number,
-        with_delivery_report=body.with_delivery_report,
-        is_encrypted=body.is_encrypted,
-        priority=body.priority,
+        with_delivery_report=body.with_delivery_report is not False,  # null: the default
+        is_encrypted=is_encrypted,
+        priority=body.priority or 0,
         valid_until=valid_until,
-        schedule_at=aware(body.schedule_at),
+        schedule_at=body.schedule_at,
         id=body.id,
         device_id=body.device_id,
     )
@@ -58,15 +70,19 @@ class SendOptions(Wire):
     """The query parameters of a send."""
 
     skip_phone_validation: bool = False
-    device_active_within: Annotated[int, Field(ge=0)] = 0
+    device_active_within: Annotated[int, Field(ge=0, le=MAX_ACTIVE_WITHIN_HOURS)] = 0
 
 
 def _validated(model: type[W], loc: str, value: bytes | dict) -> W:
     try:
         if isinstance(value, bytes):
+            wirejson.screen(value)
             return model.model_validate_json(value)
         return model.model_validate(value)
     except ValidationError as exc:
+        if isinstance(value, bytes):  # NaN or a number beyond 64 bits is named as such
+            with contextlib.suppress(ValueError, RecursionError):
+                wirejson.loads(value)
         raise RequestValidationError(
             [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
@@ -147,8 +163,8 @@ async def list_messages(
     until: Annotated[datetime | None, Query(alias="to")] = None,
     state: ProcessState | None = None,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: Annotated[Int64, Query()] = 50,
+    offset: Annotated[Int64, Query()] = 0,
     sort: Literal["created_at", "-created_at"] = "-created_at",
     include_content: Annotated[bool, Query(alias="includeContent")] = False,
 ) -> list[MessageStateOut]:

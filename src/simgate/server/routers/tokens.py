@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request, Response, Security, status
 from simgate.server.auth import Caller, bearer_token, current_caller, token_refused
 from simgate.server.deps import GatewayDep
 from simgate.server.schemas import TokenOut, TokenRequest
+from simgate.server.wirejson import StrictJSONRoute
 from simgate.services.tokens import REFRESH, InvalidToken, IssuedToken
 
-router = APIRouter(prefix="/auth/token", tags=["tokens"])
+router = APIRouter(prefix="/auth/token", tags=["tokens"], route_class=StrictJSONRoute)
 
 Manager = Annotated[Caller, Security(current_caller, scopes=["tokens:manage"])]
 

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query, Response, status
 
 from simgate.server.deps import GatewayDep, user_with
 from simgate.server.schemas import DeliveryOut, WebhookIn, WebhookOut
+from simgate.server.wirejson import StrictJSONRoute
 from simgate.store.models import Webhook, WebhookDelivery
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=StrictJSONRoute)
 
 
 def _out(hook: Webhook) -> WebhookOut:

@@ -1,0 +1,159 @@
+"""Input a fuzzer or an attacker sends: always a 400 {code, message} saying what is wrong,
+never a 500, never a long echo of the input."""
+
+from __future__ import annotations
+
+from tests.conftest import register_device
+
+TO = ["+19162255887"]
+
+
+async def post_raw(api, path: str, body: str):
+    return await api.post(path, content=body.encode(),
+                          headers={"Content-Type": "application/json"})
+
+
+def refused(response, *fragments: str) -> str:
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == 400
+    for fragment in fragments:
+        assert fragment in body["message"], body["message"]
+    return body["message"]
+
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400"]
+BODIES_WITH_A_NUMBER = [
+    ("/3rdparty/v1/messages", '{"message": "hi", "phoneNumbers": ["+19162255887"], "priority": %s}'),
+    ("/3rdparty/v1/messages", '{"message": "hi", "phoneNumbers": ["+19162255887"], "ttl": %s}'),
+    ("/3rdparty/v1/auth/token", '{"scopes": ["messages:send"], "ttl": %s}'),
+    ("/3rdparty/v1/webhooks", '{"url": "https://example.org/h", "event": "sms:received", "id": %s}'),
+    ("/mobile/v1/device", '{"name": "phone", "simCards": [{"slotIndex": 0, "signal": %s}]}'),
+]
+
+
+async def test_nan_and_infinity_anywhere_in_a_body_are_a_400(api):
+    await register_device(api)
+    for path, template in BODIES_WITH_A_NUMBER:
+        for constant in NON_FINITE:
+            refused(await post_raw(api, path, template % constant), constant.lstrip("-"))
+
+
+async def test_integers_beyond_64_bits_in_a_body_are_a_400(api):
+    await register_device(api)
+    for path, template in BODIES_WITH_A_NUMBER:
+        for number in ["99999999999999999999999", "-99999999999999999999999", "1" + "0" * 5000]:
+            message = refused(await post_raw(api, path, template % number), "64 bits")
+            assert len(message) < 200
+
+
+async def test_absurd_ttl_and_activity_window_are_a_400_naming_the_limit(api):
+    await register_device(api)
+    response = await api.post("/3rdparty/v1/messages",
+                              json={"message": "hi", "phoneNumbers": TO, "ttl": 10**13})
+    refused(response, "ttl", "9223372036")
+    for hours in ["10000000000000", "99999999999999999999999"]:
+        response = await api.post("/3rdparty/v1/messages", params={"deviceActiveWithin": hours},
+                                  json={"message": "hi", "phoneNumbers": TO})
+        refused(response, "deviceActiveWithin", "2562047")
+    # the largest of each still works
+    response = await api.post("/3rdparty/v1/messages", params={"deviceActiveWithin": "2562047"},
+                              json={"message": "hi", "phoneNumbers": TO, "ttl": 9223372036})
+    assert response.status_code == 202, response.text
+
+
+async def test_list_offsets_beyond_64_bits_are_a_400(api):
+    for path in ["/3rdparty/v1/messages", "/3rdparty/v1/inbox"]:
+        for offset in ["9223372036854775808", "99999999999999999999999"]:
+            refused(await api.get(path, params={"offset": offset}), "offset")
+        largest = await api.get(path, params={"offset": "9223372036854775807"})
+        assert largest.status_code == 200 and largest.json() == []
+
+
+async def test_device_fields_the_store_cannot_hold_are_a_400(api):
+    response = await api.post("/mobile/v1/device", json={
+        "name": "phone", "simCards": [{"slotIndex": 0, "signal": 2**62}]})
+    refused(response, "signal")
+
+
+async def test_webhook_host_with_a_label_over_63_characters_is_a_400(api):
+    response = await api.post("/3rdparty/v1/webhooks", json={
+        "url": f"https://{'a' * 64}.example.org/hook", "event": "sms:received"})
+    refused(response, "63 characters")
+
+
+STRICT_FIELDS = [
+    ("simNumber", "2", "whole number"),
+    ("simNumber", True, "whole number"),
+    ("simNumber", 2.5, "whole number"),
+    ("priority", "1", "whole number"),
+    ("ttl", "60", "whole number"),
+    ("withDeliveryReport", "yes", "true or false"),
+    ("withDeliveryReport", 1, "true or false"),
+    ("isEncrypted", "false", "true or false"),
+    ("scheduleAt", "2099-01-01T00:00:00", "time zone"),
+    ("validUntil", "2099-01-01T00:00:00", "time zone"),
+    ("validUntil", 4102444800, "RFC 3339"),
+    ("id", 12345, "string"),
+    ("phoneNumbers", [19162255887], "string"),
+    ("dataMessage", {"data": "AAEC", "port": "53739"}, "whole number"),
+]
+
+
+async def test_send_takes_each_field_only_as_the_original_does(api):
+    """As Go's encoding/json reads the original's DTO: no "2" for 2, no "yes" for true, and
+    times with their zone."""
+    await register_device(api)
+    for field, value, fragment in STRICT_FIELDS:
+        body = {"message": "hi", "phoneNumbers": TO, field: value}
+        if field == "dataMessage":
+            del body["message"]
+        response = await api.post("/3rdparty/v1/messages", json=body)
+        refused(response, field, fragment)
+    assert (await api.get("/3rdparty/v1/messages")).json() == []
+
+
+async def test_send_takes_null_and_zoned_times_as_the_original_does(api):
+    await register_device(api)
+    response = await api.post("/3rdparty/v1/messages", json={
+        "message": "hi", "phoneNumbers": TO, "isEncrypted": None, "priority": None,
+        "withDeliveryReport": None, "simNumber": None, "ttl": None,
+        "scheduleAt": "2099-01-01T08:30:00+03:00"})
+    assert response.status_code == 202, response.text
+    response = await api.post("/3rdparty/v1/messages", json={
+        "textMessage": {"text": "hi"}, "phoneNumbers": TO, "validUntil": "2099-01-01T00:00:00Z",
+        "withDeliveryReport": False, "priority": 100, "simNumber": 1})
+    assert response.status_code == 202, response.text
+
+
+NUL_BODIES = [
+    ("/3rdparty/v1/messages", {"message": "h\x00i", "phoneNumbers": TO}, "message"),
+    ("/3rdparty/v1/messages", {"textMessage": {"text": "\x00"}, "phoneNumbers": TO},
+     "textMessage.text"),
+    ("/3rdparty/v1/messages?skipPhoneValidation=true", {"message": "hi", "phoneNumbers":
+                                                        ["+1916\x00"]}, "phoneNumbers[0]"),
+    ("/mobile/v1/device", {"name": "pho\x00ne"}, "name"),
+    ("/3rdparty/v1/webhooks", {"url": "https://example.org/\x00", "event": "sms:received"},
+     "url"),
+]
+
+
+async def test_nul_characters_are_a_400_naming_the_field(api):
+    await register_device(api)
+    for path, body, field in NUL_BODIES:
+        refused(await api.post(path, json=body), f"{field}: the NUL character")
+
+
+async def test_error_answers_quote_input_briefly(api):
+    await register_device(api)
+    response = await api.post("/3rdparty/v1/messages",
+                              json={"message": "x" * 100_000, "phoneNumbers": TO})
+    refused(response, "message", "65535")
+    assert len(response.content) < 1000
+    response = await api.post("/3rdparty/v1/messages", json={
+        "message": "y" * 60_000, "textMessage": {"text": "z" * 60_000}, "phoneNumbers": TO})
+    refused(response, "exactly one")
+    assert len(response.content) < 1000
+    response = await api.post("/3rdparty/v1/messages", json={
+        "message": "hi", "phoneNumbers": ["+1" + "9" * 500] * 100})
+    assert response.status_code == 400 and len(response.content) < 5000
