@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import uvloop
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +30,8 @@ app = typer.Typer(help="simgate: an SMS gateway for phones and GSM modems with S
                   no_args_is_help=True, pretty_exceptions_enable=False)
 users_app = typer.Typer(help="Manage the users who may call the API.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+tls_app = typer.Typer(help="HTTPS that Android phones accept.", no_args_is_help=True)
+app.add_typer(tls_app, name="tls")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -37,6 +40,11 @@ HostOpt = Annotated[str | None, typer.Option("--host", help="Listen address [SIM
 PortOpt = Annotated[int | None, typer.Option("--port", help="Listen port [SIMGATE_PORT].")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", help="Where SQLite and state live [SIMGATE_DATA_DIR].")]
+TlsCertOpt = Annotated[Path | None, typer.Option(
+    "--tls-cert", help="Serve HTTPS with this certificate (PEM, with its chain)"
+    " [SIMGATE_TLS_CERT]; `simgate tls init` makes one.")]
+TlsKeyOpt = Annotated[Path | None, typer.Option(
+    "--tls-key", help="The certificate's private key (PEM) [SIMGATE_TLS_KEY].")]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -51,6 +59,11 @@ def settings_from(host: str | None = None, port: int | None = None,
                  if v is not None}
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise fail(f"invalid configuration: {reasons}") from None
     except ValueError as exc:
         raise fail(f"invalid configuration: {exc}") from None
 
@@ -86,11 +99,13 @@ def main_options(
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           workers: Annotated[int | None, typer.Option(
               "--workers", help="Server processes sharing the port, up to one per core"
-              " [SIMGATE_WORKERS].")] = None) -> None:
+              " [SIMGATE_WORKERS].")] = None,
+          tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None) -> None:
     """Run the server only (agents connect to it over /mobile/v1)."""
     from simgate.serve.runner import prepare_store, serve_forever
 
-    settings = settings_from(host, port, data_dir, workers=workers)
+    settings = settings_from(host, port, data_dir, workers=workers, tls_cert=tls_cert,
+                             tls_key=tls_key)
     if settings.workers == 1:
         run_async(serve_forever(settings))
         return
@@ -137,12 +152,14 @@ def run(
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help=FAULT_HELP)] = None,
     sim_selection: ModeOpt = SimSelectionMode.OS_DEFAULT,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Run everything in one process: server, agent and an emulated multi-SIM modem."""
     from simgate.agent.backends.emulator import EmulatorBackend
     from simgate.serve.runner import run_all_in_one
 
-    settings = settings_from(host, port, data_dir)
+    settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key)
     backend = EmulatorBackend(sims=sims, faults=_parse_faults(fault or [], sims))
     with contextlib.suppress(KeyboardInterrupt):
         run_async(run_all_in_one(settings, backend, sim_selection, _print_ready))
@@ -396,3 +413,40 @@ def users_list(data_dir: DataDirOpt = None) -> None:
 
 def main() -> None:
     app()
+
+
+@tls_app.command("init")
+def tls_init(
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Where the CA and the certificate go [default: DATA_DIR/tls].")] = None,
+    name: Annotated[list[str] | None, typer.Option(
+        "--name", help="Another name or address the phones use; repeatable.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Make a local CA (kept and reused) and a server certificate for this host's names
+    and LAN addresses, and say how to install the CA on a phone."""
+    from simgate.serve.tls import issue
+
+    target = directory or settings_from(data_dir=data_dir).data_dir / "tls"
+    try:
+        issued = issue(target, name or [])
+    except OSError as exc:
+        raise fail(f"cannot write to {target}: {exc.strerror or exc}") from None
+    names = ", ".join([*issued.names, *map(str, issued.addresses)])
+    console.print(f"[bold green]certificate made[/] for {names}", soft_wrap=True)
+    console.print(f"  CA certificate: {issued.ca_cert}"
+                  + ("  (new: install it on the phones)" if issued.new_ca else
+                     "  (kept: phones that trust it need nothing new)"), soft_wrap=True)
+    console.print(f"  server: --tls-cert {issued.server_cert} --tls-key {issued.server_key}",
+                  soft_wrap=True)
+    lan = next((a for a in issued.addresses if not a.is_loopback), None)
+    host = f"[{lan}]" if lan is not None and lan.version == 6 else str(lan or "HOST")
+    console.print(
+        "\nOn each Android phone:\n"
+        f"  1. copy {issued.ca_cert.name} to the phone (USB, e-mail, a download)\n"
+        "  2. Settings -> Security (and privacy) -> More security settings -> Encryption &"
+        " credentials -> Install a certificate -> CA certificate, and pick the file\n"
+        "  3. in SMS Gateway: Settings -> Cloud server -> API URL"
+        f" https://{host}:PORT/mobile/v1\n"
+        "Agents and scripts on other hosts: trust it with SSL_CERT_FILE="
+        f"{issued.ca_cert} (or curl --cacert).", soft_wrap=True)

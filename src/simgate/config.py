@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,6 +55,25 @@ class Settings(BaseSettings):
     push_relay: bool = False
     push_relay_url: str = "https://api.sms-gate.app/upstream/v1"
     push_relay_debounce: float = Field(default=5.0, ge=0.1, le=60)
+    # HTTPS: the certificate (PEM, with its chain) and its key; `simgate tls init` makes a
+    # pair a phone accepts once it trusts the local CA.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both --tls-cert and --tls-key (SIMGATE_TLS_CERT and"
+                             " SIMGATE_TLS_KEY), or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file: make a certificate with"
+                                 " `simgate tls init`")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @field_validator("private_token")
     @classmethod

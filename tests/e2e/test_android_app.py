@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
+import certifi
 import httpx
 import pytest
 from android_sms_gateway import client, domain
@@ -262,3 +266,37 @@ async def test_an_unsigned_or_unknown_ingest_post_is_refused(user_api, phone):
     assert unsigned.status_code == 401 and "X-Signature" in unsigned.json()["message"]
     wrong = await phone.http.post(url.rsplit("/", 1)[0] + "/0000", json={})
     assert wrong.status_code == 404
+
+
+async def test_the_app_works_over_https_with_a_certificate_from_tls_init(tmp_path, monkeypatch):
+    made = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "simgate", "tls", "init", "--dir",
+                         str(tmp_path / "tls")], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert "Install a certificate -> CA certificate" in made.stdout
+    ca = tmp_path / "tls" / "ca.crt"
+    server = SimgateProcess(["serve", "--tls-cert", str(tmp_path / "tls" / "server.crt"),
+                             "--tls-key", str(tmp_path / "tls" / "server.key")],
+                            tmp_path / "serve", env={"SIMGATE_USERNAME": USER,
+                                                     "SIMGATE_PASSWORD": PASSWORD})
+    server.url = server.url.replace("http://", "https://")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # as a phone that installed the CA
+    await asyncio.to_thread(server.start)
+    trusted = ssl.create_default_context(cafile=str(ca))
+    phone = Phone(f"{server.url}/mobile/v1", verify=trusted)
+    try:
+        await phone.register(login=USER, password=PASSWORD)
+        async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1", verify=trusted,
+                                     auth=(USER, PASSWORD)) as api:
+            async with Listening(phone) as stream:
+                message_id = await send(api, phone)
+                assert (await stream.next())[0] == "MessageEnqueued"
+            assert message_id in [m["id"] for m in await phone.messages()]
+        # a phone that did not install the CA refuses the server
+        untrusting = httpx.AsyncClient(verify=ssl.create_default_context(cafile=certifi.where()))
+        with pytest.raises(httpx.ConnectError):
+            await untrusting.get(f"{server.url}/health/live")
+        await untrusting.aclose()
+    finally:
+        await phone.close()
+        server.stop()

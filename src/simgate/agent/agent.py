@@ -49,6 +49,7 @@ class AgentConfig:
     poll_interval: float = 30.0
     sim_refresh_interval: float = 30.0
     ping_interval: float = 60.0
+    verify: bool = True  # the server's certificate (trusted CAs: SSL_CERT_FILE or the system's)
 
 
 def to_slot(info: SimInfo) -> SimSlot:
@@ -77,7 +78,8 @@ class Agent:
         self.config = config
         self.backend = backend
         self.journal = Journal(config.journal_path)
-        self.client = DeviceClient(config.server_url, self.journal.get("token"))
+        self.client = DeviceClient(config.server_url, self.journal.get("token"),
+                                   verify=config.verify)
         self.sims: list[SimSlot] = []
         self.device_id: str | None = self.journal.get("device_id")
         self.mode = config.sim_selection_mode

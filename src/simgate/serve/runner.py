@@ -72,6 +72,8 @@ def uvicorn_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         # Device event streams never end on their own; agents reconnect after a restart.
         timeout_graceful_shutdown=2,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     return uvicorn.Server(config)
 
@@ -142,11 +144,13 @@ async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelec
     settings = settings.model_copy(update=update)
     gateway = await Gateway.open(settings)
     server = uvicorn_server(settings, gateway)
-    url = f"http://{_loopback(settings.host)}:{settings.port}"
+    url = f"{settings.scheme}://{_loopback(settings.host)}:{settings.port}"
     agent = Agent(
         AgentConfig(server_url=url, journal_path=settings.data_dir / "agent" / "journal.db",
                     username=username, password=password, name="simgate run",
-                    sim_selection_mode=mode),
+                    sim_selection_mode=mode,
+                    # its own process over loopback: the certificate names the LAN host
+                    verify=settings.tls_cert is None),
         backend,
     )
     settle_heap()

@@ -50,8 +50,8 @@ def serve_workers(settings: Settings, count: int) -> None:
         slots = [WorkerSlot(i, count, Path(links), listener)
                  for i, listener in enumerate(listeners)]
         running = [_start(context, settings, slot) for slot in slots]
-        logger.info("serving on http://%s:%d with %d workers", settings.host, settings.port,
-                    count)
+        logger.info("serving on %s://%s:%d with %d workers", settings.scheme, settings.host,
+                    settings.port, count)
         try:
             while True:
                 time.sleep(0.5)
