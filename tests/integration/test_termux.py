@@ -1,4 +1,13 @@
-"""The Termux backend against fake termux-* executables that record their arguments."""
+"""The Termux backend against fake termux-* commands that answer as the real ones do.
+
+The fakes follow termux-api 0.53 (SmsSendAPI, SmsInboxAPI, TelephonyAPI, ResultReturner,
+TermuxApiPermissionActivity) and termux-api-package (termux-sms-send, termux-sms-list,
+termux-api): they exit 0 whatever happened, print JSON indented by two spaces with the
+real keys, print `{"error": "Please grant ..."}` when a permission is missing,
+`termux-sms-send` reads the text on stdin when no text argument is given, prints nothing
+and sends nothing for a slot without an active SIM, and `received` is the phone's local
+time as yyyy-MM-dd HH:mm:ss. The fake phone's state is a JSON file the fakes read.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,104 +24,251 @@ from simgate.agent.backends.base import SendError, SimState
 from simgate.agent.backends.termux import TermuxBackend
 from tests.conftest import wait_until
 
-DEVICEINFO = {"phone_count": 2, "sim_state": "ready", "sim_operator_name": "Carrier A",
-              "network_operator_name": "Carrier A"}
+PHONE = f'''#!{sys.executable}
+"""A fake Termux:API command; which one is the file name. State: phone.json beside it."""
+import json, os, pathlib, sys, time
+here = pathlib.Path(__file__).parent
+phone = json.loads((here / "phone.json").read_text())
+name = pathlib.Path(sys.argv[0]).name
+if phone.get("hang"):  # the Termux:API app missing or stopped: termux-api blocks in accept()
+    time.sleep(3600)
+NEEDS = {{"termux-telephony-deviceinfo": ["READ_PHONE_STATE"],
+         "termux-sms-send": ["READ_PHONE_STATE", "SEND_SMS"],
+         "termux-sms-list": ["READ_SMS", "READ_CONTACTS"]}}
 
 
-def fake(bin_dir, name, *, output="", exit_code=0, stderr=""):
-    """A fake command: appends its argv (JSON) to calls.log, prints output, exits."""
-    script = bin_dir / name
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, sys, pathlib\n"
-        f"log = pathlib.Path({str(bin_dir / 'calls.log')!r})\n"
-        "log.open('a').write(json.dumps(sys.argv) + '\\n')\n"
-        f"sys.stdout.write({output!r})\n"
-        f"sys.stderr.write({stderr!r})\n"
-        f"sys.exit({exit_code})\n"
-    )
-    script.chmod(0o755)
+def dump(value):  # android.util.JsonWriter with setIndent("  "), then println()
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\\n")
 
 
-def calls(bin_dir):
-    path = bin_dir / "calls.log"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def args(spec):
+    import getopt
+    return getopt.getopt(sys.argv[1:], spec)
+
+
+if name == "termux-sms-send":  # scripts/termux-sms-send.in: getopts :hn:s:
+    opts, rest = args("hn:s:")
+    opts = dict(opts)
+    if "-n" not in opts:
+        print("termux-sms-send: no recipient number given"); sys.exit(1)
+    text = sys.stdin.read() if not rest else " ".join(rest) + "\\n"  # echo "$@" | termux-api
+missing = ["android.permission." + p for p in NEEDS[name] if p not in phone["granted"]]
+if missing:  # TermuxApiPermissionActivity.checkAndRequestPermissions
+    dump({{"error": "Please grant the following permission" + ("s" if len(missing) > 1 else "")
+          + " to use this command: " + " ,".join(missing)}})
+    sys.exit(0)
+if name == "termux-telephony-deviceinfo":
+    dump({{"data_enabled": "true", "data_activity": "none", "data_state": "connected",
+          "device_id": None, "device_software_version": "01",
+          "phone_count": phone["phone_count"], "phone_type": "gsm",
+          "network_operator": "310260", "network_operator_name": phone["operator"],
+          "network_country_iso": "us", "network_type": "lte", "network_roaming": False,
+          "sim_country_iso": "us", "sim_operator": "310260",
+          "sim_operator_name": phone["operator"], "sim_serial_number": None,
+          "sim_subscriber_id": None, "sim_state": phone["sim_state"]}})
+elif name == "termux-sms-send":  # SmsSendAPI: prints nothing, whatever happens
+    slot = int(opts.get("-s", -1))
+    if slot == -1 or slot in phone["active_slots"]:  # else "Sim slot N not found", logged only
+        with (here / "sent.jsonl").open("a") as sent:
+            sent.write(json.dumps({{"argv": sys.argv[1:], "recipients": opts["-n"].split(","),
+                                   "slot": slot, "text": text.strip()}}) + "\\n")
+elif name == "termux-sms-list":  # SmsInboxAPI.getAllSms: latest `limit`, oldest first
+    opts, _ = args("hqvcdf:l:no:t:")
+    limit = int(dict(opts).get("-l", 10))
+    inbox = sorted(phone["inbox"], key=lambda m: m["date"])[-limit:]
+    dump([{{"threadid": 1, "type": "inbox", "read": False,
+           **({{"sender": m["contact"]}} if m.get("contact") else {{}}),
+           "address": m["address"], "number": m["address"],
+           "received": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["date"] / 1000)),
+           "body": m["body"], "_id": m["id"]}} for m in inbox])
+sys.exit(0)
+'''
+
+ALL_PERMISSIONS = ["READ_PHONE_STATE", "SEND_SMS", "READ_SMS", "READ_CONTACTS"]
+
+
+class FakePhone:
+    """The fake commands in `bin_dir` and the phone state they read."""
+
+    def __init__(self, bin_dir):
+        self.bin_dir = bin_dir
+        self.state = {"granted": list(ALL_PERMISSIONS), "phone_count": 2, "active_slots": [0, 1],
+                      "sim_state": "ready", "operator": "Carrier A", "inbox": [], "hang": False}
+        for name in ("termux-telephony-deviceinfo", "termux-sms-send", "termux-sms-list"):
+            (bin_dir / name).write_text(PHONE)
+            (bin_dir / name).chmod(0o755)
+        self.save()
+
+    def set(self, **changes):
+        self.state.update(changes)
+        self.save()
+
+    def save(self):
+        (self.bin_dir / "phone.json").write_text(json.dumps(self.state))
+
+    def receive(self, id, address, body, at, contact=None):
+        self.state["inbox"].append({"id": id, "address": address, "body": body,
+                                    "date": int(at.timestamp() * 1000), "contact": contact})
+        self.save()
+
+    @property
+    def sent(self):
+        path = self.bin_dir / "sent.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture
-def bin_dir(tmp_path, monkeypatch):
+def phone(tmp_path, monkeypatch):
     directory = tmp_path / "bin"
     directory.mkdir()
     monkeypatch.setenv("PATH", f"{directory}:/usr/bin:/bin")
-    return directory
+    return FakePhone(directory)
 
 
-async def test_dual_sim_state(bin_dir):
-    fake(bin_dir, "termux-telephony-deviceinfo", output=json.dumps(DEVICEINFO))
-    sims = await TermuxBackend().sims()
-    assert [(s.slot, s.state) for s in sims] == [(0, SimState.READY), (1, SimState.READY)]
-    assert sims[0].operator == "Carrier A"
+# -- sending: handed to the phone, not confirmed --------------------------------------
 
-
-async def test_locked_sim(bin_dir):
-    fake(bin_dir, "termux-telephony-deviceinfo",
-         output=json.dumps({**DEVICEINFO, "sim_state": "pin_required"}))
-    assert (await TermuxBackend().sims())[0].state is SimState.PIN_REQUIRED
-
-
-async def test_send_through_slot_passes_the_text_as_one_argument(bin_dir):
-    fake(bin_dir, "termux-sms-send")
-    text = 'Hello "quoted" world; $(rm -rf /) `x`'
+async def test_a_send_is_handed_to_the_phone_with_the_text_on_stdin(phone):
+    text = '-n +1 "quoted" $(rm -rf /) `x`\nsecond line; ünïcode ✓'
     result = await TermuxBackend().send(1, "+19162255887", text=text)
-    assert result.parts == 1
-    assert calls(bin_dir)[-1][1:] == ["-n", "+19162255887", "-s", "1", text]
+    assert result.parts == 1 and not result.confirmed and result.references == []
+    (sent,) = phone.sent
+    assert sent["argv"] == ["-n", "+19162255887", "-s", "1"]  # the text is not an argument
+    assert (sent["recipients"], sent["slot"], sent["text"]) == (["+19162255887"], 1, text)
+
+
+async def test_the_default_sim_is_left_to_the_phone(phone):
     await TermuxBackend().send(None, "+19162255887", text="default SIM")
-    assert calls(bin_dir)[-1][1:] == ["-n", "+19162255887", "default SIM"]
+    assert phone.sent[-1]["argv"] == ["-n", "+19162255887"] and phone.sent[-1]["slot"] == -1
 
 
-async def test_failing_send_raises_with_stderr(bin_dir):
-    fake(bin_dir, "termux-sms-send", exit_code=1, stderr="Generic failure")
-    with pytest.raises(SendError, match="Generic failure"):
-        await TermuxBackend().send(0, "+19162255887", text="x")
+async def test_a_slot_the_phone_does_not_have_is_refused_before_sending(phone):
+    with pytest.raises(SendError, match="SIM 3 not found; this phone has 2 SIM slot"):
+        await TermuxBackend().send(2, "+19162255887", text="x")
+    assert phone.sent == []
 
 
-async def test_missing_termux_api_says_how_to_install(bin_dir):
+async def test_a_list_of_numbers_is_not_one_recipient(phone):
+    with pytest.raises(SendError, match="not one phone number"):
+        await TermuxBackend().send(0, "+1555,+1666", text="x")
+    assert phone.sent == []
+
+
+# -- the permission answer, recognised everywhere --------------------------------------
+
+async def test_a_missing_send_permission_fails_the_send_saying_what_to_grant(phone):
+    phone.set(granted=["READ_PHONE_STATE", "READ_SMS", "READ_CONTACTS"])
+    with pytest.raises(SendError, match=r"lacks the permission SEND_SMS: grant SMS in Android "
+                                        r"Settings -> Apps -> Termux:API") as error:
+        await TermuxBackend().send(None, "+19162255887", text="x")
+    assert error.value.permanent and phone.sent == []
+
+
+async def test_a_missing_phone_permission_shows_on_every_slot(phone):
+    phone.set(granted=["SEND_SMS", "READ_SMS", "READ_CONTACTS"])
     sims = await TermuxBackend(sims=2).sims()
-    assert all(s.state is SimState.ERROR and "pkg install termux-api" in s.detail for s in sims)
-    with pytest.raises(SendError, match="pkg install termux-api"):
-        await TermuxBackend().send(0, "+19162255887", text="x")
+    assert [s.state for s in sims] == [SimState.ERROR, SimState.ERROR]
+    assert all("READ_PHONE_STATE: grant Phone" in s.detail for s in sims)
+    assert "SIM state None" not in sims[0].detail
+    with pytest.raises(SendError, match="READ_PHONE_STATE"):  # -s needs it to find the slot
+        await TermuxBackend().send(1, "+19162255887", text="x")
 
 
-async def test_permission_denied_says_what_to_grant(bin_dir):
-    fake(bin_dir, "termux-telephony-deviceinfo", output="", exit_code=1,
-         stderr="Permission denial: READ_PHONE_STATE")
-    sim = (await TermuxBackend().sims())[0]
-    assert sim.state is SimState.ERROR and "Permissions" in sim.detail
-
-
-async def test_inbox_polling_emits_only_new_messages_once(bin_dir, tmp_path):
-    old = {"_id": 5, "number": "+12025550101", "body": "old", "received": "2026-11-25 07:00:00"}
-    new = {"_id": 6, "number": "+12025550101", "body": "new one",
-           "received": "2026-11-25 07:01:00"}
-    fake(bin_dir, "termux-sms-list", output=json.dumps([old]))
+async def test_a_missing_sms_permission_does_not_stop_the_inbox_poll(phone, tmp_path, caplog):
+    phone.set(granted=["READ_PHONE_STATE", "SEND_SMS"])
+    phone.receive(7, "+12025550101", "waiting", datetime.now(UTC))
     state = tmp_path / "inbox.json"
     events = TermuxBackend(state_path=state, poll_interval=0.05).events()
     task = asyncio.ensure_future(anext(events))
-    await wait_until(state.exists, timeout=5)  # the first poll: id 5 is history
+    await wait_until(lambda: "READ_SMS, READ_CONTACTS: grant Contacts and SMS" in caplog.text,
+                     timeout=10)
+    assert not task.done()  # still polling, no TypeError
+    phone.set(granted=ALL_PERMISSIONS)
+    await wait_until(state.exists, timeout=10)  # the first answer: id 7 is history
+    phone.receive(8, "+12025550101", "after the grant", datetime.now(UTC))
+    sms = await asyncio.wait_for(task, 10)
+    assert (sms.ident, sms.text) == ("termux:8", "after the grant")
+
+
+# -- SIM state: only what Termux:API can tell ------------------------------------------
+
+async def test_a_multi_sim_phone_reports_unknown_per_slot_not_ready(phone):
+    sims = await TermuxBackend().sims()
+    assert [(s.slot, s.state) for s in sims] == [(0, SimState.UNKNOWN), (1, SimState.UNKNOWN)]
+    assert "default SIM only (ready, Carrier A)" in sims[0].detail
+
+
+@pytest.mark.parametrize(("reported", "state"), [
+    ("ready", SimState.READY), ("pin_required", SimState.PIN_REQUIRED),
+    ("absent", SimState.ABSENT), ("unknown", SimState.UNKNOWN), ("7", SimState.UNKNOWN)])
+async def test_a_single_sim_phone_reports_the_state_of_its_slot(phone, reported, state):
+    phone.set(phone_count=1, active_slots=[0], sim_state=reported)
+    (sim,) = await TermuxBackend().sims()
+    assert sim.state is state
+    if state is SimState.READY:
+        assert sim.operator == "Carrier A"
+
+
+# -- incoming: no SIM rather than a wrong one, local times -----------------------------
+
+@pytest.fixture
+def phone_timezone(monkeypatch):
+    """The phone (and this agent) in New York: `received` is local time there."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def test_incoming_sms_have_no_sim_and_the_right_instant(phone, tmp_path, phone_timezone):
+    state = tmp_path / "inbox.json"
+    phone.receive(5, "+12025550101", "old", datetime(2026, 11, 25, 7, 0, tzinfo=UTC))
+    events = TermuxBackend(state_path=state, poll_interval=0.05).events()
+    task = asyncio.ensure_future(anext(events))
+    await wait_until(state.exists, timeout=10)  # the first poll: id 5 is history
     assert json.loads(state.read_text()) == {"last_id": 5}
-    fake(bin_dir, "termux-sms-list", output=json.dumps([old, new]))
-    sms = await asyncio.wait_for(task, 5)
+    at = datetime(2026, 11, 25, 7, 1, 30, tzinfo=UTC)
+    phone.receive(6, "+12025550101", "new one", at, contact="Alice")
+    sms = await asyncio.wait_for(task, 10)
     assert (sms.ident, sms.text, sms.sender, sms.slot) == ("termux:6", "new one",
-                                                           "+12025550101", 0)
+                                                           "+12025550101", None)
+    assert sms.received_at == at  # 02:01:30 in New York, read back as 07:01:30 UTC
     # the mark moves once the consumer comes back for more: a crash before that re-emits
     # id 6 (same ident, so the server keeps one), never skips it
     assert json.loads(state.read_text()) == {"last_id": 5}
     following = asyncio.ensure_future(anext(events))
-    await wait_until(lambda: json.loads(state.read_text()) == {"last_id": 6}, timeout=5)
+    await wait_until(lambda: json.loads(state.read_text()) == {"last_id": 6}, timeout=10)
     following.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await following
     restarted = TermuxBackend(state_path=state, poll_interval=0.05).events()
-    with pytest.raises(TimeoutError):  # a restart does not emit id 6 again
-        await asyncio.wait_for(anext(restarted), 0.5)
-    await asyncio.sleep(0.1)  # let cancelled polls reap their subprocesses
+    phone.receive(9, "+12025550102", "third", at)
+    sms = await asyncio.wait_for(anext(restarted), 10)  # id 6 is not emitted again
+    assert sms.ident == "termux:9"
+
+
+# -- a Termux:API that does not answer --------------------------------------------------
+
+async def test_every_call_times_out_saying_what_to_check(phone, tmp_path, caplog):
+    phone.set(hang=True)
+    backend = TermuxBackend(sims=2, timeout=0.5, state_path=tmp_path / "inbox.json",
+                            poll_interval=0.05)
+    sims = await backend.sims()
+    assert all(s.state is SimState.ERROR and "no answer within 0.5 s" in s.detail
+               and "Termux:API app" in s.detail for s in sims)
+    with pytest.raises(SendError, match="termux-sms-send gave no answer within 0.5 s.*battery"):
+        await backend.send(0, "+19162255887", text="x")
+    events = backend.events()
+    task = asyncio.ensure_future(anext(events))
+    await wait_until(lambda: "termux-sms-list gave no answer" in caplog.text, timeout=10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_missing_termux_api_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sims = await TermuxBackend(sims=2).sims()
+    assert all(s.state is SimState.ERROR and "pkg install termux-api" in s.detail for s in sims)
+    with pytest.raises(SendError, match="pkg install termux-api"):
+        await TermuxBackend().send(None, "+19162255887", text="x")

@@ -94,6 +94,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_incoming = on_incoming
         self.ready = asyncio.Event()
+        self._unconfirmed_noted = False  # the log says once that sends are not confirmed
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -242,7 +243,7 @@ class Agent:
             slot = next((s for s in self.sims if s.sim_number == message.sim_number), None)
             if slot is None:
                 return None, f"Can't send message: SIM {message.sim_number} not found"
-            if not slot.ready:
+            if not slot.usable:
                 return None, (f"Can't send message: SIM {message.sim_number} is not ready"
                               f" ({slot.status.value}): {slot.detail}")
             return slot.slot_index, None
@@ -350,6 +351,11 @@ class Agent:
                             simNumber=sim, code=exc.code, permanent=exc.permanent)
                 continue
             self.journal.mark_recipient(message.id, position, "sent")
+            if not result.confirmed and not self._unconfirmed_noted:
+                self._unconfirmed_noted = True
+                self.record("INFO", "sim", "SMS are handed to the phone, which does not say "
+                            "whether they went out: Sent means handed over, not confirmed, "
+                            "and no delivery report will come", messageId=message.id)
             if body["with_delivery_report"] and result.references and message.slot is not None:
                 self.journal.add_parts(message.slot, result.references, message.id, phone)
                 for reference in result.references:  # reports that beat the send's answer
@@ -435,7 +441,8 @@ class Agent:
                 log.warning("reporting SIM state failed: %s", exc)
 
     def _record_sim(self, slot: SimSlot) -> None:
-        priority = "INFO" if slot.ready else "WARN" if slot.status.value == "Absent" else "ERROR"
+        priority = ("INFO" if slot.ready else "WARN" if slot.status.value in ("Absent", "Unknown")
+                    else "ERROR")
         text = f"SIM {slot.sim_number} is {slot.status.value}"
         self.record(priority, "sim", f"{text}: {slot.detail}" if slot.detail else text,
                     simNumber=slot.sim_number, state=slot.status.value, signal=slot.signal,
@@ -452,11 +459,14 @@ class Agent:
 
     def _on_sms(self, sms: IncomingSms) -> None:
         """Forward an incoming SMS durably, with the SIM that received it."""
-        own = next((s.phone_number for s in self.sims if s.slot_index == sms.slot), None)
+        own = next((s.phone_number for s in self.sims
+                    if sms.slot is not None and s.slot_index == sms.slot), None)
         item: dict[str, Any] = {
             "id": sms.ident, "sender": sms.sender, "recipient": sms.recipient or own,
-            "simNumber": sms.slot + 1, "receivedAt": sms.received_at.isoformat(),
+            "receivedAt": sms.received_at.isoformat(),
         }
+        if sms.slot is not None:  # unknown (Termux): absent rather than wrong
+            item["simNumber"] = sms.slot + 1
         if sms.data is not None:
             item["dataMessage"] = {"data": base64.b64encode(sms.data).decode(),
                                    "port": sms.port or 0}
@@ -464,7 +474,8 @@ class Agent:
             item["message"] = sms.text or ""
         self.journal.queue("incoming", [item])
         self._outbox_wake.set()
-        log.info("SMS from %s received on SIM %d", sms.sender, sms.slot + 1)
+        log.info("SMS from %s received on %s", sms.sender,
+                 "an unknown SIM" if sms.slot is None else f"SIM {sms.slot + 1}")
 
     async def _ping_loop(self) -> None:
         while True:
@@ -478,7 +489,8 @@ class Agent:
         """Per-SIM checks as the health endpoints show them."""
         checks = {}
         for slot in self.sims:
-            status = "pass" if slot.ready else "warn" if slot.status.value == "Absent" else "fail"
+            status = ("pass" if slot.ready else "warn" if slot.status.value in ("Absent", "Unknown")
+                      else "fail")
             checks[f"sim:{slot.sim_number}"] = {
                 "status": status,
                 "description": slot.detail or f"SIM {slot.sim_number} is {slot.status.value}",

@@ -50,7 +50,8 @@ def sim_findings(sims: list[SimInfo]) -> list[Finding]:
                                         f"weak signal ({sim.signal}/31)",
                                         "move the modem or use an external antenna"))
         else:
-            status: Status = "warn" if sim.state is SimState.ABSENT else "fail"
+            status: Status = ("warn" if sim.state in (SimState.ABSENT, SimState.UNKNOWN)
+                              else "fail")
             findings.append(Finding(name, status, f"{sim.state.value}: {sim.detail}".rstrip(": "),
                                     ADVICE[sim.state]))
     return findings

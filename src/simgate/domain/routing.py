@@ -45,13 +45,13 @@ def choose_sim(
     """Pick the slot for a message without simNumber.
 
     OSDefault: the backend's default slot (None leaves it to the phone).
-    RoundRobin: the ready slots in slot order, starting after the last one used
-    (`cursor` is the slot index used last plus one), so a slot coming back is
-    rejoined fairly. Random: uniform over ready slots.
+    RoundRobin: the usable slots (ready, or of unknown state) in slot order, starting
+    after the last one used (`cursor` is the slot index used last plus one), so a slot
+    coming back is rejoined fairly. Random: uniform over usable slots.
     """
     if mode is SimSelectionMode.OS_DEFAULT:
         return Choice(default_slot, cursor)
-    ready = sorted(s.slot_index for s in slots if s.ready)
+    ready = sorted(s.slot_index for s in slots if s.usable)
     if not ready:
         raise NoSimAvailable("Can't send message: No SIMs found" + _why_not_ready(slots))
     if mode is SimSelectionMode.RANDOM:

@@ -14,6 +14,7 @@ class SimStatus(enum.StrEnum):
     PIN_REQUIRED = "PinRequired"
     NO_NETWORK = "NoNetwork"
     ERROR = "Error"
+    UNKNOWN = "Unknown"  # the backend cannot tell (Termux:API on a multi-SIM phone)
 
 
 # What to do about a SIM slot that is not ready (shown by health checks and the doctor).
@@ -25,6 +26,8 @@ ADVICE = {
                           "its operator",
     SimStatus.ERROR: "check the modem's cable, power and port name (is another program using "
                      "it?), then run `simgate doctor`",
+    SimStatus.UNKNOWN: "the phone does not report this slot's state; sends through it are "
+                       "tried, and fail on the phone if the slot is empty",
 }
 
 
@@ -47,6 +50,11 @@ class SimSlot:
     @property
     def ready(self) -> bool:
         return self.status is SimStatus.READY
+
+    @property
+    def usable(self) -> bool:
+        """Worth sending through: ready, or of unknown state (the phone will try)."""
+        return self.status in (SimStatus.READY, SimStatus.UNKNOWN)
 
 
 class InvalidSimNumber(ValueError):

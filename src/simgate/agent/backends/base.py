@@ -35,17 +35,25 @@ class SimInfo:
 
 @dataclass(frozen=True)
 class SendResult:
-    """Outcome of one accepted send to one recipient."""
+    """Outcome of one accepted send to one recipient.
+
+    `confirmed` is False when the SMS was only handed to the phone, which says nothing
+    about whether it went out (Termux:API): reported Sent, never Delivered.
+    """
 
     parts: int
     references: list[int] = field(default_factory=list)  # TP-MR of each part, if known
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
 class IncomingSms:
-    """An SMS received on a SIM, reassembled when it came in parts."""
+    """An SMS received on a SIM, reassembled when it came in parts.
 
-    slot: int
+    `slot` is None when the backend cannot tell which SIM received it (Termux:API).
+    """
+
+    slot: int | None
     sender: str
     received_at: datetime
     ident: str  # stable identity for de-duplication (never the content)
