@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -95,7 +94,8 @@ async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
 
 
 async def test_a_revoked_token_stops_working_in_every_worker_at_once(server):
-    """Each worker remembers good tokens for a while; revoking must reach them all."""
+    """Each worker remembers good tokens for a while; a revocation ends them in every
+    worker on the next request (no waiting for word of it)."""
     async with fresh_connections() as api:
         api.base_url = f"{server.url}/3rdparty/v1"
         token = (await api.post("/auth/token", json={"scopes": ["messages:list"]})).json()
@@ -105,7 +105,6 @@ async def test_a_revoked_token_stops_working_in_every_worker_at_once(server):
                   for _ in range(20)]
         assert before == [200] * 20
         assert (await api.delete(f"/auth/token/{token['id']}")).status_code == 204
-        await asyncio.sleep(0.2)  # the other worker hears of it over its local socket
         after = [(await api.get("/messages", headers=headers, auth=None)).status_code
                  for _ in range(20)]
         assert after == [401] * 20

@@ -20,6 +20,7 @@ from simgate.services.messages import Messages
 from simgate.services.relay import PushRelay, relay_data
 from simgate.services.schedule import DueTimer
 from simgate.services.settings import SettingsService
+from simgate.services.stamps import Stamps
 from simgate.services.tokens import Tokens, signing_key
 from simgate.services.users import Users
 from simgate.services.webhooks import Webhooks
@@ -33,6 +34,7 @@ class Gateway:
     engine: AsyncEngine
     sessions: Sessions
     bus: LocalBus
+    stamps: Stamps
     users: Users
     tokens: Tokens
     enrolment: Enrolment
@@ -62,10 +64,10 @@ class Gateway:
         bus = LocalBus()
         devices = Devices(sessions, changed=lambda user_id, device_id: bus.signal(
             "device-changed", user_id, device_id))
-        users = Users(sessions, changed=lambda: bus.signal("password-changed"))
+        stamps = Stamps(sessions)
+        users = Users(sessions, stamps)
         key = await signing_key(sessions)
-        tokens = Tokens(sessions, key,
-                        changed=lambda: bus.signal("token-revoked"))
+        tokens = Tokens(sessions, key, stamps)
         relay = (PushRelay(sessions, settings.push_relay_url, settings.push_relay_debounce)
                  if settings.push_relay else None)
 
@@ -82,9 +84,6 @@ class Gateway:
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
         )
         bus.on("device-changed", devices.forget)
-        bus.on("password-changed", users.forget)
-        bus.on("password-changed", tokens.forget)  # a new password revokes the tokens
-        bus.on("token-revoked", tokens.forget)
         bus.on("webhooks-due", dispatcher.wake)
 
         def wake_dispatcher() -> None:
@@ -112,7 +111,7 @@ class Gateway:
             device_id, "MessagesExportRequested", request))
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
-            users=users, tokens=tokens,
+            stamps=stamps, users=users, tokens=tokens,
             enrolment=Enrolment(sessions, users, settings.private_token),
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
@@ -147,6 +146,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.users.close()
+        await self.stamps.close()
         await self.messages.close()
         await self.dispatcher.close()
         if self.relay is not None:

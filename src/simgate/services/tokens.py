@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.services.errors import BadRequest, Forbidden, NotFound
 from simgate.services.ids import new_id, sha256_hex
+from simgate.services.stamps import TOKENS, Stamps, bump
 from simgate.store.db import Sessions
 from simgate.store.models import ApiToken, ServerSecret, utcnow
 
@@ -105,6 +105,7 @@ async def revoke_all(session: AsyncSession, user_id: int) -> None:
     await session.execute(update(ApiToken)
                           .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
                           .values(revoked_at=utcnow()))
+    await bump(session, TOKENS)
 
 
 async def _revoke_descendants(session: AsyncSession, token_id: str) -> None:
@@ -126,22 +127,17 @@ class Tokens:
     """Issues, refreshes, revokes and checks API tokens.
 
     A token found good is remembered for a short while, so a busy client does not cost a
-    store read per request; revoking calls `changed`, which must reach `forget` in every
-    process that remembers.
+    store read per request; it holds only while the store's token stamp is the one it was
+    checked under, so a revocation anywhere ends it on the next request.
     """
 
-    def __init__(self, sessions: Sessions, key: str, cache_seconds: float = 60.0,
-                 changed: Callable[[], None] | None = None) -> None:
+    def __init__(self, sessions: Sessions, key: str, stamps: Stamps,
+                 cache_seconds: float = 60.0) -> None:
         self._sessions = sessions
         self._key = key
+        self._stamps = stamps
         self._cache_seconds = cache_seconds
-        self._live: dict[str, float] = {}
-        self._generation = 0  # a check that began before a forget must not fill the cache
-        self._changed = changed or self.forget
-
-    def forget(self) -> None:
-        self._generation += 1
-        self._live.clear()
+        self._live: dict[str, tuple[float, int]] = {}
 
     async def issue(self, user_id: int, scopes: list[str], ttl: int | None,
                     parent: TokenClaims | None = None) -> IssuedToken:
@@ -180,9 +176,8 @@ class Tokens:
                 raise InvalidToken("refresh token revoked or already used: "
                                    "ask for a new one at POST /3rdparty/v1/auth/token")
             await _revoke_descendants(session, claims.token_id)
-            issued = self._new_pair(session, row.user_id, row.scopes, row.ttl_seconds, None)
-        self._changed()
-        return issued
+            await bump(session, TOKENS)
+            return self._new_pair(session, row.user_id, row.scopes, row.ttl_seconds, None)
 
     async def revoke(self, user_id: int, token_id: str) -> None:
         """Revoke a pair, and the pairs minted with it (and theirs)."""
@@ -195,7 +190,7 @@ class Tokens:
                 .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
                 .values(revoked_at=utcnow()))
             await _revoke_descendants(session, token_id)
-        self._changed()
+            await bump(session, TOKENS)
 
     async def authenticate(self, token: str) -> TokenClaims:
         """The claims of a good access token; InvalidToken says what is wrong with it."""
@@ -203,9 +198,10 @@ class Tokens:
         if REFRESH in claims.scopes:
             raise InvalidToken("a refresh token only gets new tokens, at POST "
                                "/3rdparty/v1/auth/token/refresh: send the accessToken here")
-        if self._live.get(token, 0.0) > time.monotonic():
+        stamp = (await self._stamps.current())[TOKENS]
+        live = self._live.get(token)
+        if live and live[1] == stamp and live[0] > time.monotonic():
             return claims
-        generation = self._generation
         async with self._sessions() as session:
             row = (await session.execute(
                 select(ApiToken.user_id, ApiToken.access_hash, ApiToken.revoked_at)
@@ -214,10 +210,9 @@ class Tokens:
             raise InvalidToken(_NOT_OURS)
         if row.revoked_at is not None:
             raise InvalidToken("token revoked: ask for a new one at POST /3rdparty/v1/auth/token")
-        if generation == self._generation:
-            if len(self._live) > 10_000:
-                self._live.clear()
-            self._live[token] = time.monotonic() + self._cache_seconds
+        if len(self._live) > 10_000:
+            self._live.clear()
+        self._live[token] = (time.monotonic() + self._cache_seconds, stamp)
         return claims
 
     async def prune(self) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.services.errors import BadRequest, Conflict
+from simgate.services.stamps import PASSWORDS, Stamps, bump
 from simgate.services.tokens import revoke_all
 from simgate.store.models import User
 
@@ -34,24 +34,20 @@ def validate_credentials(username: str, password: str) -> None:
 class Users:
     """Creates users and checks Basic credentials.
 
-    Argon2 is slow on purpose; a verified (username, password) pair is remembered
-    for a short while, so a busy API client does not pay it on every request. A new
-    password ends the user's API tokens and calls `changed`, which must reach `forget` in
-    every process that caches credentials or tokens.
+    Argon2 is slow on purpose; a verified (username, password) pair is remembered for a
+    short while, so a busy API client does not pay it on every request. What is
+    remembered holds only while the store's password stamp is the one it was checked
+    under: a new password (here, in another worker, or from the CLI) ends it on the next
+    request, and ends the user's API tokens.
     """
 
-    def __init__(self, sessions: async_sessionmaker, cache_seconds: float = 60.0,
-                 changed: Callable[[], None] | None = None) -> None:
+    def __init__(self, sessions: async_sessionmaker, stamps: Stamps,
+                 cache_seconds: float = 60.0) -> None:
         self._sessions = sessions
-        self._cache: dict[bytes, tuple[int, float]] = {}
+        self._stamps = stamps
+        self._cache: dict[bytes, tuple[int, float, int]] = {}
         self._cache_seconds = cache_seconds
-        self._checks: dict[bytes, asyncio.Future[int | None]] = {}
-        self._generation = 0  # a check that began before a forget must not fill the cache
-        self._changed = changed or self.forget
-
-    def forget(self) -> None:
-        self._generation += 1
-        self._cache.clear()
+        self._checks: dict[tuple[bytes, int], asyncio.Future[int | None]] = {}
 
     async def close(self) -> None:
         """Let credential checks in flight finish: one left running would touch the store
@@ -76,7 +72,7 @@ class Users:
                 raise BadRequest(f"no user {username!r}")
             user.password_hash = await _hash(password)
             await revoke_all(session, user.id)
-        self._changed()
+            await bump(session, PASSWORDS)
 
     async def name_of(self, user_id: int) -> str | None:
         async with self._sessions() as session:
@@ -112,18 +108,18 @@ class Users:
         opening many connections at once would otherwise start one slow hash each.
         """
         key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
+        stamp = (await self._stamps.current())[PASSWORDS]
         cached = self._cache.get(key)
-        if cached and cached[1] > time.monotonic():
+        if cached and cached[2] == stamp and cached[1] > time.monotonic():
             return cached[0]
-        check = self._checks.get(key)
+        check = self._checks.get((key, stamp))
         if check is None:
-            check = asyncio.ensure_future(self._check(key, username, password))
-            self._checks[key] = check
-            check.add_done_callback(lambda _: self._checks.pop(key, None))
+            check = asyncio.ensure_future(self._check(key, stamp, username, password))
+            self._checks[key, stamp] = check
+            check.add_done_callback(lambda _: self._checks.pop((key, stamp), None))
         return await asyncio.shield(check)
 
-    async def _check(self, key: bytes, username: str, password: str) -> int | None:
-        generation = self._generation
+    async def _check(self, key: bytes, stamp: int, username: str, password: str) -> int | None:
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -132,10 +128,9 @@ class Users:
             ).first()
         if row is None or not await _verify(row.password_hash, password):
             return None
-        if generation == self._generation:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key] = (row.id, time.monotonic() + self._cache_seconds)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (row.id, time.monotonic() + self._cache_seconds, stamp)
         return row.id
 
 

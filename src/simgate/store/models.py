@@ -291,3 +291,13 @@ class ServerSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
+
+
+class CredentialStamp(Base):
+    """A counter raised in the transaction that changes a password ("passwords") or revokes
+    a token ("tokens"): every process reads it to know its remembered checks still hold."""
+
+    __tablename__ = "credential_stamps"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

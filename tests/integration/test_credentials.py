@@ -1,0 +1,50 @@
+"""Password checks as a service: seen changed at once by every process on the store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simgate.config import Settings
+from simgate.services.gateway import Gateway
+from simgate.services.tokens import InvalidToken
+
+
+@pytest.fixture
+async def two_gateways(store_url, tmp_path):
+    """Two server processes' services on one store (SQLite file, or PostgreSQL)."""
+    settings = Settings(data_dir=tmp_path, database_url=store_url)
+    first = await Gateway.open(settings, background=False)
+    second = await Gateway.open(settings, background=False, prepare=False)
+    yield first, second
+    await second.close()
+    await first.close()
+
+
+async def test_a_new_password_is_seen_at_once_by_another_process(two_gateways):
+    first, second = two_gateways
+    user = await first.users.add("dana", "dana-secret")
+    token = await second.tokens.issue(user.id, ["messages:list"], 600)
+    # the other process checks both, and remembers them
+    assert await second.users.authenticate("dana", "dana-secret") == user.id
+    assert (await second.tokens.authenticate(token.access_token)).user_id == user.id
+
+    await first.users.set_password("dana", "dana-secret-2")
+
+    assert await second.users.authenticate("dana", "dana-secret") is None
+    with pytest.raises(InvalidToken, match="revoked"):
+        await second.tokens.authenticate(token.access_token)
+    assert await second.users.authenticate("dana", "dana-secret-2") == user.id
+
+
+async def test_requests_arriving_together_share_the_stamp_reads(two_gateways):
+    """Many concurrent callers, each answered by a read begun after it asked."""
+    first, second = two_gateways
+    user = await first.users.add("erin", "erin-secret")
+    token = await first.tokens.issue(user.id, ["messages:list"], 600)
+    assert (await second.tokens.authenticate(token.access_token)).user_id == user.id
+    await first.tokens.revoke(user.id, token.id)
+    results = await asyncio.gather(*(second.tokens.authenticate(token.access_token)
+                                     for _ in range(50)), return_exceptions=True)
+    assert all(isinstance(result, InvalidToken) for result in results)
