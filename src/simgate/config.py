@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     push_relay_debounce: float = Field(default=5.0, ge=0.1, le=60)
     # HTTPS: the certificate (PEM, with its chain) and its key; `simgate tls init` makes a
     # pair a phone accepts once it trusts the local CA.
+    # A comment line on idle device event streams this often keeps NAT and proxies open.
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     tls_cert: Path | None = None
     tls_key: Path | None = None
 

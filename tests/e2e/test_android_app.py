@@ -1,4 +1,4 @@
-"""The official Android app (its stand-in, tests/e2e/phone.py) against a real `simgate serve`."""
+"""The official Android app (its stand-in, simgate.testing_android) against a real `simgate serve`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from android_sms_gateway import client, domain
 
 from simgate.testing import SimgateProcess, start_agent
+from simgate.testing_android import Listening, Phone, parse_app_date
 from simgate.webhooks.signing import verify
 from tests.conftest import wait_until
-from tests.e2e.phone import Listening, Phone, parse_app_date
 from tests.receiver import Receiver
 
 USER, PASSWORD = "app-owner", "app-owner-secret"
@@ -278,7 +278,8 @@ async def test_the_app_works_over_https_with_a_certificate_from_tls_init(tmp_pat
     server = SimgateProcess(["serve", "--tls-cert", str(tmp_path / "tls" / "server.crt"),
                              "--tls-key", str(tmp_path / "tls" / "server.key")],
                             tmp_path / "serve", env={"SIMGATE_USERNAME": USER,
-                                                     "SIMGATE_PASSWORD": PASSWORD})
+                                                     "SIMGATE_PASSWORD": PASSWORD,
+                                                     "SIMGATE_SSE_KEEPALIVE_SECONDS": "0.3"})
     server.url = server.url.replace("http://", "https://")
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # as a phone that installed the CA
     await asyncio.to_thread(server.start)
@@ -289,6 +290,8 @@ async def test_the_app_works_over_https_with_a_certificate_from_tls_init(tmp_pat
         async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1", verify=trusted,
                                      auth=(USER, PASSWORD)) as api:
             async with Listening(phone) as stream:
+                # an idle stream gets its keep-alives through TLS, and stays usable
+                await wait_until(lambda: phone.comments >= 4, timeout=30)
                 message_id = await send(api, phone)
                 assert (await stream.next())[0] == "MessageEnqueued"
             assert message_id in [m["id"] for m in await phone.messages()]

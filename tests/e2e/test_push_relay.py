@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from simgate.testing import SimgateProcess
+from simgate.testing_android import Phone
 from tests.conftest import wait_until
-from tests.e2e.phone import Phone
 from tests.receiver import Receiver
 
 USER, PASSWORD = "relay-owner", "relay-owner-secret"

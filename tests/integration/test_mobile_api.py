@@ -208,3 +208,29 @@ async def test_the_app_gets_simgates_ingest_hooks_and_the_agent_the_users_hooks(
         "Authorization": f"Bearer {device['token']}",
         "User-Agent": "simgate-agent/0.1"}, auth=None)).json()
     assert [h["url"] for h in agent] == ["https://1.1.1.1/hook"]
+
+
+async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_webhooks(api):
+    device = await register_device(api)
+    for event in ("mms:received", "system:ping", "app:started"):
+        await api.post("/3rdparty/v1/webhooks", json={"url": "https://1.1.1.1/hook",
+                                                      "event": event})
+    hooks = (await api.get("/mobile/v1/webhooks", **bearer(device))).json()
+    url = {h["event"]: h["url"].removeprefix("http://simgate") for h in hooks}
+    mms = {"messageId": "mms-7f3a", "sender": "+79990001234", "recipient": "+12025550101",
+           "simNumber": 1, "transactionId": "T-1", "subject": "a picture", "size": 2048,
+           "contentClass": "IMAGE_BASIC", "receivedAt": "2026-11-27T13:45:12.345+03:00"}
+    for event, payload in (("mms:received", mms), ("mms:received", mms),
+                           ("system:ping", {"health": {"status": "pass"}}),
+                           ("app:started", {"simCards": [{"slotIndex": 0}]})):
+        posted = await api.post(url[event], auth=None, json={
+            "id": "evt", "webhookId": "simgate", "event": event, "deviceId": device["id"],
+            "payload": payload})
+        assert posted.status_code == 200, posted.text
+    inbox = (await api.get("/3rdparty/v1/inbox")).json()
+    assert [(m["type"], m["contentPreview"]) for m in inbox] == [("MMS", "a picture")]
+    raised = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+    assert sorted(d["event"] for d in raised) == ["app:started", "mms:received", "system:ping"]
+    bad = await api.post(url["mms:received"], auth=None, json={
+        "id": "evt", "event": "mms:received", "payload": {"sender": "+7999"}})
+    assert bad.status_code == 400 and "messageId" in bad.json()["message"]

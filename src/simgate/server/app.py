@@ -100,6 +100,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
                            include_in_schema=documented)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.sse_keepalive = settings.sse_keepalive_seconds
     _document(app, {"/3rdparty/v1/messages": {"post": thirdparty.SEND_OPERATION}},
               [SendRequest, ErrorOut])
     return app

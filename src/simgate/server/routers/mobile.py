@@ -49,7 +49,8 @@ RECEIVED_TYPES = {"sms:received": "SMS", "sms:data-received": "DATA_SMS", "mms:r
 
 Device = Annotated[DeviceIdentity, Depends(current_device)]
 
-# An SSE comment line this often keeps proxies and NAT from closing an idle stream.
+# An SSE comment line this often keeps proxies and NAT from closing an idle stream
+# (SIMGATE_SSE_KEEPALIVE_SECONDS).
 KEEPALIVE_SECONDS = 15.0
 
 
@@ -145,12 +146,14 @@ async def report_states(body: list[PatchMessageItem], device: Device,
 async def events(request: Request, device: Device, gateway: GatewayDep) -> StreamingResponse:
     """Server-sent events telling the device what to fetch (MessageEnqueued, ...)."""
 
+    keepalive = getattr(request.app.state, "sse_keepalive", KEEPALIVE_SECONDS)
+
     async def stream() -> AsyncIterator[str]:
         async with gateway.bus.subscribe(device.device_id) as queue:
             yield ": connected\n\n"
             while not await request.is_disconnected():
                 try:
-                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    item = await asyncio.wait_for(queue.get(), keepalive)
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue

@@ -1,4 +1,4 @@
-"""A stand-in of the SMS Gateway for Android app in private-server mode.
+"""A stand-in of the SMS Gateway for Android app in private-server mode, for tests and bench.
 
 It speaks what the app speaks, as read from its source (capcom6/android-sms-gateway,
 app/src/main/java/me/capcom/smsgateway/): the calls of `modules/gateway/GatewayApi.kt`
@@ -109,6 +109,7 @@ class Phone:
     hooks: list[dict[str, str]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     answers: list[httpx.Response] = field(default_factory=list)  # of the last webhook fired
+    comments: int = 0  # SSE comment lines read (keep-alives), which the app skips
 
     def __post_init__(self) -> None:
         self.http = httpx.AsyncClient(verify=self.verify, timeout=30,
@@ -208,7 +209,7 @@ class Phone:
                         yield kind, "\n".join(data)
                     name, data = None, []
                 elif line.startswith(":"):
-                    continue
+                    self.comments += 1
                 elif line.startswith("event:"):
                     name = line[6:].strip()
                 elif line.startswith("data:"):
