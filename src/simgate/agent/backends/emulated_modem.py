@@ -316,12 +316,11 @@ class EmulatedModem:
     def _info(self, lines: list[str]) -> str:
         return "\r\n" + "\r\n".join(lines) + "\r\n" if lines else ""
 
-    def _final(self, lines: list[str]) -> None:
-        self._write(self._info(lines) + "\r\nOK\r\n")
+    def _final(self, lines: list[str], prefix: str = "") -> None:
+        self._write(prefix + self._info(lines) + "\r\nOK\r\n")
         self._release_urcs()
 
-    def _fail(self, exc: ModemError, lines: list[str] | None = None) -> None:
-        prefix = self._info(lines or [])
+    def _fail(self, exc: ModemError, prefix: str = "") -> None:
         if not exc.kind or (exc.kind == "CME" and self.s.cmee == 0):
             self._write(prefix + "\r\nERROR\r\n")
         else:
@@ -413,18 +412,19 @@ class EmulatedModem:
     # -- command lines ---------------------------------------------------------------
 
     def _command_line(self, line: str) -> None:
-        lines: list[str] = []
+        """Each command of the line in turn, each with its own information block."""
+        answered = ""
         try:
             for name, rest in _split(line[2:]):
                 result = self._command(name, rest)
                 if result is None:  # waiting for the '>' input
                     return
-                lines += result
+                answered += self._info(result)
         except ModemError as exc:
-            return self._fail(exc, lines)
+            return self._fail(exc, answered)
         except (ValueError, IndexError):
-            return self._fail(ModemError(), lines)
-        self._final(lines)
+            return self._fail(ModemError(), answered)
+        self._final([], answered)
 
     def _command(self, name: str, rest: str) -> list[str] | None:
         if not name.startswith("+"):
