@@ -58,11 +58,12 @@ def relay_data(data: dict[str, Any]) -> dict[str, str]:
 class PushRelay:
     def __init__(self, sessions: async_sessionmaker, url: str = DEFAULT_URL,
                  debounce: float = 5.0, timeout: float = 10.0,
-                 per_minute: int = REQUESTS_PER_MINUTE) -> None:
+                 per_minute: int = REQUESTS_PER_MINUTE, window: float = 60.0) -> None:
         self._sessions = sessions
         self._url = url.rstrip("/") + "/push"
         self._debounce = debounce
         self._per_minute = per_minute
+        self._window = window
         self._http = httpx.AsyncClient(timeout=timeout, headers={
             "User-Agent": f"simgate/{__version__} (server; python)"})
         self._pending: dict[tuple[str, str], dict[str, str]] = {}
@@ -92,14 +93,14 @@ class PushRelay:
         await self._http.aclose()
 
     async def _wait_for_room(self) -> None:
-        """At most `per_minute` requests in any minute."""
+        """At most `per_minute` requests in any minute (`window`)."""
         while True:
             now = time.monotonic()
-            while self._sent and now - self._sent[0] >= 60:
+            while self._sent and now - self._sent[0] >= self._window:
                 self._sent.popleft()
             if len(self._sent) < self._per_minute:
                 return
-            await asyncio.sleep(60 - (now - self._sent[0]))
+            await asyncio.sleep(self._window - (now - self._sent[0]))
 
     async def _tokens(self, device_ids: set[str]) -> dict[str, str]:
         async with self._sessions() as session:
