@@ -318,3 +318,29 @@ async def test_redrive_of_another_users_webhook_answers_as_nonexistent(api, gate
     assert filtered.status_code == 200 and filtered.json() == []
     own = await api.post(f"/3rdparty/v1/webhooks/{hook['id']}/redrive")
     assert own.status_code == 200 and own.json() == {"redriven": 0}
+
+
+async def test_deliveries_are_signed_with_a_generated_key_never_shown(api, receiver):
+    """As the original's docs say: a key is made when none is set, so every delivery is
+    signed; GET /settings says that it exists, never what it is."""
+    unset = (await api.get("/3rdparty/v1/settings")).json()["webhooks"]
+    assert unset["signing_key_set"] is False and "signing_key" not in unset
+    device = await register_device(api)  # its first settings carry the key
+    hook = await api.post("/3rdparty/v1/webhooks",
+                          json={"url": receiver.url, "event": "sms:received"})
+    assert hook.status_code == 201
+    shown = await api.get("/3rdparty/v1/settings")
+    assert shown.json()["webhooks"]["signing_key_set"] is True
+    assert "signing_key" not in shown.json()["webhooks"]
+    key = (await api.get("/mobile/v1/settings", **bearer(device))).json()["webhooks"][
+        "signing_key"]
+    assert len(key) >= 32 and key not in shown.text
+    await incoming(api, device, "modem:1")
+    await wait_until(lambda: receiver.received)
+    delivery = receiver.received[0]
+    assert verify(key, delivery.body, delivery.headers["x-timestamp"],
+                  delivery.headers["x-signature"])
+    # what GET showed can be sent back as it is
+    assert (await api.patch("/3rdparty/v1/settings", json=shown.json())).status_code == 200
+    again = (await api.get("/mobile/v1/settings", **bearer(device))).json()
+    assert again["webhooks"]["signing_key"] == key

@@ -84,6 +84,8 @@ class DeviceSettings(_Group):
 
 WRITE_ONLY = {("webhooks", "signing_key"), ("encryption", "passphrase"),
               ("gateway", "private_token")}
+# Shown in place of a secret: whether it is set (a simgate addition, ignored on write).
+SHOWN_AS_SET = {("webhooks", "signing_key"): "signing_key_set"}
 
 
 class InvalidSettings(ValueError):
@@ -109,13 +111,22 @@ def _strip_nulls(values: dict[str, Any]) -> dict[str, Any]:
             else keys for g, keys in values.items()}
 
 
+def _strip_shown(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop the read-only keys GET shows, so what it showed can be written back."""
+    stripped = dict(values)
+    for (group, _), shown in SHOWN_AS_SET.items():
+        if isinstance(stripped.get(group), dict) and shown in stripped[group]:
+            stripped[group] = {k: v for k, v in stripped[group].items() if k != shown}
+    return stripped
+
+
 def validate(values: dict[str, Any]) -> dict[str, Any]:
     """The keys that are set, checked and normalised; or InvalidSettings.
 
     Settings are stored sparse, so a device can tell what its owner chose from defaults.
     """
     try:
-        model = DeviceSettings.model_validate(_strip_nulls(values))
+        model = DeviceSettings.model_validate(_strip_nulls(_strip_shown(values)))
     except ValidationError as error:
         raise InvalidSettings(_describe(error)) from None
     return model.model_dump(mode="json", exclude_unset=True)
@@ -145,5 +156,7 @@ def public_view(values: dict[str, Any]) -> dict[str, Any]:
     """What users see: all keys with defaults, but not the write-only secrets."""
     shown = with_defaults(values)
     for group, key in WRITE_ONLY:
-        shown.get(group, {}).pop(key, None)
+        secret = shown.get(group, {}).pop(key, None)
+        if (group, key) in SHOWN_AS_SET:
+            shown[group][SHOWN_AS_SET[group, key]] = bool(secret)
     return shown

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.domain import settings as rules
@@ -31,8 +33,37 @@ class SettingsService:
         return rules.with_defaults(await self.get(user_id))
 
     async def webhooks_of(self, user_id: int) -> dict[str, Any]:
-        """The user's `webhooks` group, defaults filled in (what delivery needs)."""
-        return (await self.effective(user_id))["webhooks"]
+        """The user's `webhooks` group, defaults filled in and a signing key made if
+        none is set (what delivery needs: every delivery is signed)."""
+        group = (await self.effective(user_id))["webhooks"]
+        if not group["signing_key"]:
+            group["signing_key"] = await self.ensure_signing_key(user_id)
+        return group
+
+    async def ensure_signing_key(self, user_id: int) -> str:
+        """The user's webhook signing key, made now if none is set, as the original's
+        docs say ("randomly generated at first request"). Devices are told, so an
+        Android app signs what it sends with the same key."""
+        try:
+            async with self._sessions.begin() as session:
+                row = await session.get(UserSettings, user_id, with_for_update=True)
+                values = dict(row.values) if row else {}
+                webhooks = dict(values.get("webhooks") or {})
+                if webhooks.get("signing_key"):
+                    return webhooks["signing_key"]
+                webhooks["signing_key"] = key = secrets.token_hex(32)
+                values["webhooks"] = webhooks
+                if row is None:
+                    session.add(UserSettings(user_id=user_id, values=values))
+                else:
+                    row.values = values
+                devices = list(await session.scalars(select(Device.id).where(
+                    Device.user_id == user_id, Device.deleted_at.is_(None))))
+        except IntegrityError:  # another process made the row first: read its key
+            return await self.ensure_signing_key(user_id)
+        for device_id in devices:
+            self._push(device_id, "SettingsUpdated")
+        return key
 
     async def replace(self, user_id: int, values: dict[str, Any]) -> dict[str, Any]:
         return await self._store(user_id, lambda _: rules.validate(values))

@@ -62,6 +62,8 @@ async def register(body: RegisterRequest, request: Request,
     sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
     gateway.devices.check_slots(sims or [])
     who = await registrant(request)  # after the checks: it may spend a code or make a user
+    # before the device exists: its first settings already carry the webhook signing key
+    await gateway.device_settings.ensure_signing_key(who.user_id)
     registration = await gateway.devices.register(
         who.user_id, body.name or "simgate device", body.push_token, sims
     )

@@ -43,6 +43,7 @@ async def create_webhook(
 ) -> WebhookOut:
     """One event per webhook; the same id again replaces that webhook."""
     hook = await gateway.webhooks.create(user_id, body.url, body.event, body.device_id, body.id)
+    await gateway.device_settings.ensure_signing_key(user_id)  # every delivery is signed
     await gateway.webhooks.announce(user_id)
     return _out(hook)
 
