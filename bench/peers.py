@@ -51,10 +51,7 @@ import asyncpg
 import httpx
 from accept import ECHO_STACKS, echo_server, run_wrk
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e.processes import SimgateProcess, free_port  # noqa: E402
+from simgate.testing import SimgateProcess, free_port, start_agent
 
 USER, PASSWORD = "bench", "bench-password"
 PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -266,15 +263,8 @@ def simgate_split(args: argparse.Namespace, workdir: Path, postgres: bool) -> Ro
             env["SIMGATE_DATABASE_URL"] = pg_url.replace("postgresql://",
                                                          "postgresql+asyncpg://")
         server = SimgateProcess(["serve"], data / "server", env=env).start()
-        agent_dir = data / "agent"
-        agent_dir.mkdir(parents=True)
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "simgate", "agent", "--server", server.url, "--emulator",
-             "2", "--sim-selection", "RoundRobin", "--username", USER, "--password",
-             PASSWORD, "--data-dir", str(agent_dir)],
-            stdout=subprocess.DEVNULL, stderr=(agent_dir / "agent.log").open("ab"),
-            env={**os.environ, "SIMGATE_LOG_LEVEL": "warning"},
-        )
+        agent = start_agent(server, data / "agent", USER, PASSWORD,
+                            "--sim-selection", "RoundRobin")
         try:
             counter = SentCounter(pg_url, None if pg_url else data / "server" / "simgate.db")
             return measure_simgate(name, server, counter, args, workdir)

@@ -77,11 +77,12 @@ class SimgateProcess:
 
 
 def start_agent(server: SimgateProcess, data_dir: Path, username: str,
-                password: str) -> subprocess.Popen[bytes]:
-    """`simgate agent --emulator 2` against a running server."""
+                password: str, *options: str) -> subprocess.Popen[bytes]:
+    """`simgate agent --emulator 2 [options]` against a running server."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "simgate", "agent", "--server", server.url, "--emulator", "2",
-         "--username", username, "--password", password, "--data-dir", str(data_dir)],
+         "--username", username, "--password", password, "--data-dir", str(data_dir),
+         *options],
         stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"),
     )
