@@ -69,7 +69,7 @@ WRK_SCRIPT = textwrap.dedent("""
     local ids = nil
     request = function()
       counter = counter + 1
-      local number = string.format("1916%07d", counter)
+      local number = string.format("1916%07d", 2000000 + counter % 8000000)
       {request}
     end
     response = function(status, headers, body)
@@ -111,6 +111,7 @@ class Row:
     accepted_total: int = 0
     reached: int | None = None  # None: nothing to deliver (the echo)
     drain_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of the system's own processes, wrk's left out
     note: str = ""
 
     @property
@@ -141,6 +142,30 @@ def load(name: str, url: str, request: str, args: argparse.Namespace, workdir: P
         result["seconds"] = result["requests"] / result["rate"] if result["rate"] else seconds
         runs.append(result)
     return runs, ids_path
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds used so far by these processes and all their descendants (Linux /proc):
+    the cost of a system's work, whatever share of the shared machine it got."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    members, frontier = set(roots), list(roots)
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in members:
+                members.add(pid)
+                frontier.append(pid)
+    return sum(times.get(pid, 0.0) for pid in members)
 
 
 def accepted(runs: list[dict]) -> int:
@@ -211,8 +236,9 @@ def wait_for_sims(url: str) -> None:
 
 
 def measure_simgate(name: str, server: SimgateProcess, counter: SentCounter,
-                    args: argparse.Namespace, workdir: Path) -> Row:
+                    args: argparse.Namespace, workdir: Path, pids: list[int]) -> Row:
     wait_for_sims(server.url)
+    cpu = tree_cpu(pids)
     runs, ids_path = load(name, f"{server.url}/3rdparty/v1/messages", SIMGATE_REQUEST, args,
                           workdir, headers=auth_header())
     row = Row(name, runs, accepted(runs))
@@ -220,6 +246,7 @@ def measure_simgate(name: str, server: SimgateProcess, counter: SentCounter,
     if len(ids) != row.accepted_total:
         row.note = f"{len(ids)} ids answered for {row.accepted_total} accepted; "
     row.reached, row.drain_seconds = settle(lambda: counter(ids), len(ids))
+    row.cpu_seconds = tree_cpu(pids) - cpu
     return row
 
 
@@ -229,7 +256,7 @@ def simgate_run(args: argparse.Namespace, workdir: Path) -> Row:
                             env=SIMGATE_ENV).start()
     try:
         return measure_simgate("simgate run", server, SentCounter(None, data / "simgate.db"),
-                               args, workdir)
+                               args, workdir, [server.process.pid])
     finally:
         server.stop()
 
@@ -267,7 +294,8 @@ def simgate_split(args: argparse.Namespace, workdir: Path, postgres: bool) -> Ro
                             "--sim-selection", "RoundRobin")
         try:
             counter = SentCounter(pg_url, None if pg_url else data / "server" / "simgate.db")
-            return measure_simgate(name, server, counter, args, workdir)
+            return measure_simgate(name, server, counter, args, workdir,
+                                   [server.process.pid, agent.pid])
         finally:
             stop(agent)
             server.stop()
@@ -366,10 +394,13 @@ def kannel(args: argparse.Namespace, workdir: Path) -> Row:
                 return sum(1 for line in log if b"Got message" in line)
 
         url = f"http://127.0.0.1:{ports['sendsms']}/cgi-bin/sendsms"
+        pids = [p.pid for p in processes]
+        cpu = tree_cpu(pids)
         runs, _ = load("kannel", url, KANNEL_REQUEST, args, workdir, method="GET")
         row = Row("Kannel (bearerbox + smsbox, store-type = file, fake SMSC)", runs,
                   accepted(runs))
         row.reached, row.drain_seconds = settle(reached, row.accepted_total)
+        row.cpu_seconds = tree_cpu(pids) - cpu
         return row
     finally:
         for process in reversed(processes):
@@ -383,9 +414,12 @@ def echo(args: argparse.Namespace, workdir: Path) -> Row:
     stack = ECHO_STACKS["echo (httptools, uvloop)"]
     server = echo_server(port, 1, stack)
     try:
+        cpu = tree_cpu([server.pid])
         runs, _ = load("echo", f"http://127.0.0.1:{port}/", ECHO_REQUEST, args, workdir,
                        headers='wrk.headers["Content-Type"] = "application/json"')
-        return Row("bare ASGI echo, one uvicorn process (the ceiling)", runs, accepted(runs))
+        row = Row("bare ASGI echo, one uvicorn process (the ceiling)", runs, accepted(runs))
+        row.cpu_seconds = tree_cpu([server.pid]) - cpu
+        return row
     finally:
         server.terminate()
         server.wait()
@@ -404,8 +438,9 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
     kannel_row = next((r for r in rows if r.system.startswith("Kannel")), None)
     print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s after a {WARM_UP} s warm-up,"
           f" a different recipient per request; {os.cpu_count()} CPUs\n")
-    print("| system | accepted/s | p50 | p99 | errors | reached SIMs/SMSC | vs Kannel |")
-    print("|---|---|---|---|---|---|---|")
+    print("| system | accepted/s | p50 | p99 | errors | reached SIMs/SMSC | CPU/msg"
+          " | vs Kannel |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         run = row.measured
         errors = run["non_2xx"] + run.get("socket_errors", 0)
@@ -416,12 +451,14 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
                         f" ({row.drain_seconds:.1f} s after the load)")
             if row.failed:
                 delivery += " FAILED"
+        cpu_ms = 1000 * row.cpu_seconds / max(row.accepted_total, 1)
         ratio = ""
         if kannel_row and row is not kannel_row and kannel_row.accepted_rate:
             ratio = (f"{row.accepted_rate / kannel_row.accepted_rate:.2f}x,"
                      f" p99 {run['p99_ms'] / kannel_row.measured['p99_ms']:.1f}x")
         print(f"| {row.system} | {row.accepted_rate:,.0f} | {run['p50_ms']:.1f} ms"
-              f" | {run['p99_ms']:.1f} ms | {errors} | {delivery} | {ratio} |")
+              f" | {run['p99_ms']:.1f} ms | {errors} | {delivery}"
+              f" | {cpu_ms:.2f} ms | {ratio} |")
         if row.note:
             print(f"  note: {row.note}")
 

@@ -2,4 +2,5 @@
 
 from simgate.cli import main
 
-main()
+if __name__ == "__main__":  # not when a child process of `simgate run` imports it
+    main()

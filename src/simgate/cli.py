@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -160,7 +161,7 @@ def run(
     from simgate.serve.runner import run_all_in_one
 
     settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key)
-    backend = EmulatorBackend(sims=sims, faults=_parse_faults(fault or [], sims))
+    backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims))
     with contextlib.suppress(KeyboardInterrupt):
         run_async(run_all_in_one(settings, backend, sim_selection, _print_ready))
 

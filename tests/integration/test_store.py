@@ -9,6 +9,7 @@ import pytest
 from simgate.config import Settings
 from simgate.domain.sims import SimSlot
 from simgate.domain.states import ProcessState
+from simgate.services.devices import DeviceIdentity
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.gateway import Gateway
 from simgate.services.ids import sha256_hex
@@ -43,12 +44,12 @@ async def test_message_lifecycle(store):
     pending = await store.messages.pending(device_id)
     assert [m.ext_id for m in pending] == ["x-1"]
 
-    result = await store.messages.apply_updates(device_id, [StateUpdate(
+    result = await store.messages.apply_updates(DeviceIdentity(device_id, user_id), [StateUpdate(
         id="x-1", state=ProcessState.PROCESSED, sim_number=2)])
     assert result == {"x-1": ProcessState.PROCESSED}
     assert await store.messages.pending(device_id) == []
 
-    await store.messages.apply_updates(device_id, [StateUpdate(id="x-1", state=ProcessState.SENT, recipients=[
+    await store.messages.apply_updates(DeviceIdentity(device_id, user_id), [StateUpdate(id="x-1", state=ProcessState.SENT, recipients=[
         RecipientUpdate("+19162255887", ProcessState.DELIVERED),
         RecipientUpdate("+19162255888", ProcessState.FAILED, "no network")])])
     stored = await store.messages.get(user_id, "x-1")

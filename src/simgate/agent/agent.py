@@ -35,6 +35,10 @@ from simgate.domain.states import ProcessState
 log = logging.getLogger("simgate.agent")
 
 FETCH_LIMIT = 100
+# How long the outbox lets reports gather before it sends them: under load one PATCH
+# then carries the sends of many milliseconds instead of one or two.
+REPORT_LINGER = 0.01
+REPORT_BATCH = 500
 
 
 @dataclass
@@ -405,9 +409,10 @@ class Agent:
                    "logs": self.client.send_logs}
         while True:
             await self._outbox_wake.wait()
+            await asyncio.sleep(REPORT_LINGER)
             self._outbox_wake.clear()
             for kind, send in senders.items():
-                while batch := self.journal.unsent(kind):
+                while batch := self.journal.unsent(kind, REPORT_BATCH):
                     try:
                         await send([body for _, body in batch])
                     except ServerError as exc:

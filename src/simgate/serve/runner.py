@@ -4,26 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import json
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
 import secrets
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
+import uvloop
 
 from simgate.agent.agent import Agent, AgentConfig
 from simgate.agent.backends.base import SimBackend
+from simgate.agent.client import ServerError
 from simgate.bus.peers import PeerLink
-from simgate.config import Settings
+from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
+from simgate.domain.sims import SimSlot
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,10 @@ async def run_agent(config: AgentConfig, backend: SimBackend) -> None:
     await agent.run()
 
 
-async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelectionMode,
+async def run_all_in_one(settings: Settings, backend: Callable[[], SimBackend],
+                         mode: SimSelectionMode,
                          announce: Callable[[str, str, str, list], None]) -> None:
-    """Server + agent in one process; the agent still talks HTTP over loopback."""
+    """Server + agent; the agent talks HTTP over loopback, from a process of its own."""
     username, password = _credentials(settings)
     update: dict[str, object] = {"username": username, "password": password}
     if "allow_private_webhooks" not in settings.model_fields_set:
@@ -145,7 +157,7 @@ async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelec
     gateway = await Gateway.open(settings)
     server = uvicorn_server(settings, gateway)
     url = f"{settings.scheme}://{_loopback(settings.host)}:{settings.port}"
-    agent = Agent(
+    agent = AgentProcess(
         AgentConfig(server_url=url, journal_path=settings.data_dir / "agent" / "journal.db",
                     username=username, password=password, name="simgate run",
                     sim_selection_mode=mode,
@@ -161,21 +173,116 @@ async def run_all_in_one(settings: Settings, backend: SimBackend, mode: SimSelec
                 if serving.done():
                     return
                 await asyncio.sleep(0.02)
-            agent_task = group.create_task(agent.run())
-
-            async def stop_agent() -> None:
-                agent_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await agent_task
-
-            watcher = group.create_task(_end_streams_on_exit(server, gateway, stop_agent))
-            await agent.ready.wait()
-            announce(url, username, password, agent.sims)
+            agent.start()
+            watcher = group.create_task(_end_streams_on_exit(server, gateway, agent.stop))
+            sims = await agent.ready()
+            announce(url, username, password, sims)
+            ended = group.create_task(agent.ended())
+            await asyncio.wait({serving, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if ended.done() and not server.should_exit:
+                server.should_exit = True
+                raise ServerError(f"the agent stopped (exit code {ended.result()}): see its"
+                                  " log above")
             await serving
-            agent_task.cancel()
+            ended.cancel()
             watcher.cancel()
     finally:
+        await agent.stop()
         await gateway.close()
+
+
+class AgentProcess:
+    """The agent of `simgate run` in a child process, so the server and the SIMs each
+    have a core: in one process they share one, and the other stays idle.
+
+    The child dies with its parent (kill -9 included), so a journal is never driven by
+    two agents; Ctrl-C reaches the parent, which stops the child.
+    """
+
+    def __init__(self, config: AgentConfig, backend: Callable[[], SimBackend]) -> None:
+        self._config = config
+        self._backend = backend
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no copy of the server's loop
+        ours, theirs = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_agent_main, args=(self._config, self._backend, theirs, os.getpid()),
+            name="simgate agent")
+        self._process.start()  # from the main thread: the child's death signal follows it
+        theirs.close()
+        self._conn = ours
+
+    async def ready(self) -> list[SimSlot]:
+        """The SIMs, once the agent is registered and working."""
+        assert self._conn is not None
+        try:
+            return await asyncio.to_thread(self._conn.recv)
+        except EOFError:
+            code = await self.ended()
+            raise ServerError(f"the agent stopped before it was ready (exit code {code}):"
+                              " see its log above") from None
+
+    async def ended(self) -> int | None:
+        """Wait for the child to end; its exit code."""
+        assert self._process is not None
+        await asyncio.to_thread(self._process.join)
+        return self._process.exitcode
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None or process.exitcode is not None:
+            return
+        process.terminate()
+        await asyncio.to_thread(process.join, 10)
+        if process.exitcode is None:
+            process.kill()
+            await asyncio.to_thread(process.join)
+
+
+def _agent_main(config: AgentConfig, backend: Callable[[], SimBackend], ready: Connection,
+                parent: int) -> None:
+    """Entry point of the agent's process."""
+    _die_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, with SIGTERM
+    configure_logging()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_agent_serve(Agent(config, backend()), ready, parent))
+    except ServerError as exc:
+        logging.getLogger("simgate.agent").error("%s", exc)
+        raise SystemExit(1) from None
+
+
+async def _agent_serve(agent: Agent, ready: Connection, parent: int) -> None:
+    settle_heap()
+    task = asyncio.create_task(agent.run())
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    announced = asyncio.create_task(agent.ready.wait())
+    orphaned = asyncio.create_task(_parent_gone(parent))
+    await asyncio.wait({task, announced}, return_when=asyncio.FIRST_COMPLETED)
+    if announced.done():
+        ready.send(agent.sims)
+    ready.close()
+    orphaned.add_done_callback(lambda _: task.cancel())
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    orphaned.cancel()
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this process when its parent dies (elsewhere: see _parent_gone)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(1)
+
+
+async def _parent_gone(parent: int) -> None:
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's end
+        await asyncio.sleep(1.0)
 
 
 def _loopback(host: str) -> str:

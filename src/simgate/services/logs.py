@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from simgate.domain import settings as rules
 from simgate.domain.states import ProcessState
@@ -36,7 +37,8 @@ class Logs:
         self._sessions = sessions
 
     @staticmethod
-    def add(session: AsyncSession, user_id: int, device_id: str | None, entry: Entry) -> None:
+    def add(session: AsyncSession | Session, user_id: int, device_id: str | None,
+            entry: Entry) -> None:
         session.add(LogEntry(
             user_id=user_id, device_id=device_id, priority=entry.priority.value,
             module=entry.module, message=entry.message, context=entry.context,
@@ -80,7 +82,7 @@ class Logs:
                 removed += result.rowcount or 0
         return removed
 
-    async def on_message_change(self, session: AsyncSession, message: Message,
+    def on_message_change(self, session: Session, message: Message,
                                 changed: list[tuple[Recipient, ProcessState]]) -> None:
         """Messages listener: every failed recipient is an ERROR entry with its reason."""
         for recipient, state in changed:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
@@ -18,9 +20,10 @@ from simgate.services.accept import (
     AcceptedRecipient,
 )
 from simgate.services.accept import Request as AcceptRequest
-from simgate.services.devices import Devices
+from simgate.services.devices import DeviceIdentity, Devices
 from simgate.services.errors import BadRequest, Conflict, NotFound, Unavailable
 from simgate.services.ids import new_id, sha256_hex
+from simgate.store.db import Sessions
 from simgate.store.models import Message, Recipient, utcnow
 
 MAX_PENDING_FETCH = 100
@@ -127,13 +130,12 @@ def _stamp(message: Message, state: ProcessState, at: datetime | None = None) ->
 
 # Called inside the transaction of every change, with the message after the change:
 # the webhook outbox hangs here, so an event is stored with the state that causes it.
-StateListener = Callable[
-    [AsyncSession, Message, list[tuple[Recipient, ProcessState]]], Awaitable[None]
-]
+# Plain (sync) sessions: a batch of reports is written in one stretch, without awaits.
+StateListener = Callable[[Session, Message, list[tuple[Recipient, ProcessState]]], None]
 
 
 class Messages:
-    def __init__(self, sessions: async_sessionmaker, devices: Devices,
+    def __init__(self, sessions: Sessions, devices: Devices,
                  notify: Callable[[str, list[AcceptedMessage]], None],
                  max_queued: int = 0) -> None:
         self._sessions = sessions
@@ -268,10 +270,10 @@ class Messages:
                 recipient.state = after.value
             message.state = after.value
             _stamp(message, after)
-            await self._emit(session, message, changed)
+            await session.run_sync(self._emit, message, changed)
             if not held:
                 self._to_hash.add(message.pk)
-        self._after_commit(session)
+        self._after_commit(session.info)
         if held:
             for callback in self.cancelling:
                 callback(message.device_id, message.ext_id)
@@ -297,34 +299,49 @@ class Messages:
             )
             return list(result)
 
-    async def apply_updates(self, device_id: str,
+    async def apply_updates(self, device: DeviceIdentity,
                             updates: Iterable[StateUpdate]) -> dict[str, ProcessState]:
         """Record device reports in one transaction; returns each message's new state.
 
         Reports never move a state backwards and never overwrite Failed/Cancelled, so a
-        repeated or late report is harmless; unknown ids are skipped.
+        repeated or late report is harmless; unknown ids (and other devices') are skipped.
         """
         updates = list(updates)
+
+        def work(connection: Connection) -> tuple[dict[str, ProcessState], dict]:
+            with Session(bind=connection, expire_on_commit=False) as session:
+                result = self._apply_all(session, device, updates)
+                session.flush()
+                return result, session.info
+
+        # One write transaction that never waits for the event loop: on SQLite the write
+        # lock is held for the microseconds the rows take, not for loop iterations.
+        result, info = await self._sessions.write(work)
+        self._after_commit(info)
+        return result
+
+    def _apply_all(self, session: Session, device: DeviceIdentity,
+                   updates: list[StateUpdate]) -> dict[str, ProcessState]:
         result: dict[str, ProcessState] = {}
-        async with self._sessions.begin() as session:
-            found = await session.scalars(
-                select(Message).where(
-                    and_(Message.device_id == device_id,
-                         Message.ext_id.in_([u.id for u in updates]))
-                )
+        # by (user, id), the unique index: by device, SQLite would walk all its messages
+        found = session.scalars(
+            select(Message).where(
+                Message.user_id == device.user_id,
+                Message.ext_id.in_([u.id for u in updates]),
+                Message.device_id == device.device_id,
             )
-            by_id = {m.ext_id: m for m in found}
-            for update in updates:
-                message = by_id.get(update.id)
-                if message is None:
-                    continue
-                changed = self._apply(message, update)
-                if changed:
-                    await self._emit(session, message, changed)
-                if _hashable(message):
-                    self._to_hash.add(message.pk)
-                result[update.id] = ProcessState(message.state)
-        self._after_commit(session)
+        )
+        by_id = {m.ext_id: m for m in found}
+        for update in updates:
+            message = by_id.get(update.id)
+            if message is None:
+                continue
+            changed = self._apply(message, update)
+            if changed:
+                self._emit(session, message, changed)
+            if _hashable(message):
+                self._to_hash.add(message.pk)
+            result[update.id] = ProcessState(message.state)
         return result
 
     async def run_hashing(self, interval: float) -> None:
@@ -395,14 +412,14 @@ class Messages:
         message.updated_at = utcnow()
         return changed
 
-    async def _emit(self, session: AsyncSession, message: Message,
-                    changed: list[tuple[Recipient, ProcessState]]) -> None:
+    def _emit(self, session: Session, message: Message,
+              changed: list[tuple[Recipient, ProcessState]]) -> None:
         for listener in self.listeners:
-            await listener(session, message, changed)
+            listener(session, message, changed)
 
-    def _after_commit(self, session: AsyncSession) -> None:
+    def _after_commit(self, info: dict) -> None:
         """Wake whoever waits for what the transaction wrote (the webhook dispatcher)."""
-        if session.info.pop("webhook_events", False):
+        if info.pop("webhook_events", False):
             for callback in self.committed:
                 callback()
 

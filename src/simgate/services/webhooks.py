@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from simgate.domain.states import ProcessState
 from simgate.services.devices import DeviceIdentity
@@ -142,7 +143,13 @@ class Webhooks:
     async def emit(session: AsyncSession, user_id: int, device_id: str | None,
                    event: WebhookEvent, payload: dict[str, Any]) -> int:
         """Write one event for every matching webhook, in the caller's transaction."""
-        hooks = await Webhooks._hooks(session, user_id, event)
+        return await session.run_sync(Webhooks.emit_in, user_id, device_id, event, payload)
+
+    @staticmethod
+    def emit_in(session: Session, user_id: int, device_id: str | None,
+                event: WebhookEvent, payload: dict[str, Any]) -> int:
+        """`emit` for a plain (sync) session: state reports write in one stretch."""
+        hooks = Webhooks._hooks(session, user_id, event)
         event_id = new_id()
         count = 0
         for hook in hooks:
@@ -158,30 +165,30 @@ class Webhooks:
         return count
 
     @staticmethod
-    async def _hooks(session: AsyncSession, user_id: int, event: WebhookEvent) -> list[Webhook]:
+    def _hooks(session: Session, user_id: int, event: WebhookEvent) -> list[Webhook]:
         """The user's webhooks for an event, read once per transaction (and without
         flushing: a batch of state changes must stay one flush)."""
         cache = session.info.setdefault("webhooks", {})
         key = (user_id, event.value)
         if key not in cache:
             with session.no_autoflush:
-                cache[key] = list(await session.scalars(
+                cache[key] = list(session.scalars(
                     select(Webhook).where(Webhook.user_id == user_id,
                                           Webhook.event == event.value)))
         return cache[key]
 
     @staticmethod
-    async def _sim_numbers(session: AsyncSession, device_id: str) -> dict[int, str | None]:
+    def _sim_numbers(session: Session, device_id: str) -> dict[int, str | None]:
         """A device's own numbers by simNumber, read once per transaction, unflushed."""
         cache = session.info.setdefault("sim_numbers", {})
         if device_id not in cache:
             with session.no_autoflush:
-                rows = await session.execute(select(SimCard.slot_index, SimCard.phone_number)
+                rows = session.execute(select(SimCard.slot_index, SimCard.phone_number)
                                              .where(SimCard.device_id == device_id))
             cache[device_id] = {slot + 1: number for slot, number in rows}
         return cache[device_id]
 
-    async def on_message_change(self, session: AsyncSession, message: Message,
+    def on_message_change(self, session: Session, message: Message,
                                 changed: list[tuple[Recipient, ProcessState]]) -> None:
         """Messages listener: one event per recipient that reached sent/delivered/failed,
         with the SIM used and its own number (`sender`), as the original app sends them."""
@@ -191,11 +198,11 @@ class Webhooks:
             if kind is None:
                 continue
             event, stamp_key = kind
-            if not await self._hooks(session, message.user_id, event):
+            if not self._hooks(session, message.user_id, event):
                 continue  # nobody listens: spare the payload
             sender = None
             if message.sim_used is not None:
-                sender = (await self._sim_numbers(session, message.device_id)).get(
+                sender = self._sim_numbers(session, message.device_id).get(
                     message.sim_used)
             payload: dict[str, Any] = {
                 "messageId": message.ext_id,
@@ -212,7 +219,7 @@ class Webhooks:
                     payload["partsCount"] = parts
             if state is ProcessState.FAILED:
                 payload["reason"] = recipient.error or "Failed"
-            await self.emit(session, message.user_id, message.device_id, event, payload)
+            self.emit_in(session, message.user_id, message.device_id, event, payload)
 
     async def ping(self, device: DeviceIdentity, health: dict[str, Any]) -> None:
         """A device heartbeat: the system:ping event with its health."""

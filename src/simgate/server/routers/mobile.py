@@ -140,7 +140,7 @@ async def report_states(body: list[PatchMessageItem], device: Device,
         )
         for item in body
     ]
-    result = await gateway.messages.apply_updates(device.device_id, updates)
+    result = await gateway.messages.apply_updates(device, updates)
     return [PatchResultItem(id=i, state=s) for i, s in result.items()]
 
 
