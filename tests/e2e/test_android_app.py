@@ -172,8 +172,11 @@ async def test_the_phone_hears_when_the_users_webhooks_change(user_api, phone):
 async def test_a_cancel_made_while_the_simgate_agent_was_away_ends_when_it_comes_back(
         server, user_api, tmp_path):
     agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
+    log = tmp_path / "agent" / "agent.log"
     try:
-        device = await wait_until(lambda: _agent_device(user_api), timeout=30)
+        # logged once its token is kept: a restart then comes back as the same device
+        await wait_until(lambda: "registered as device" in log.read_text(), timeout=60)
+        device = await wait_until(lambda: _agent_device(user_api), timeout=60)
     finally:
         agent.terminate()
         agent.wait(15)
@@ -181,7 +184,7 @@ async def test_a_cancel_made_while_the_simgate_agent_was_away_ends_when_it_comes
     assert (await user_api.delete(f"/messages/{message_id}")).json()["state"] == "Cancelling"
     agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
     try:
-        await wait_until(lambda: _is(user_api, message_id, "Cancelled"), timeout=30)
+        await wait_until(lambda: _is(user_api, message_id, "Cancelled"), timeout=60)
     finally:
         agent.terminate()
         agent.wait(15)

@@ -215,8 +215,10 @@ class Agent:
         confirm the cancel of those being cancelled that this agent never claimed."""
         cancelling = [m for m in pending if m.state == ProcessState.CANCELLING.value]
         if cancelling:
-            known = self.journal.known([m.id for m in cancelling])
-            self._confirm_cancel([m for m in cancelling if m.id not in known])
+            # the server kept it from being claimed, so this agent never sent it; one whose
+            # claim is still in flight is settled by the claim's answer
+            in_flight = {m.id for m in self.journal.with_status("claimed")}
+            await self._confirm_cancel([m for m in cancelling if m.id not in in_flight])
             pending = [m for m in pending if m.state != ProcessState.CANCELLING.value]
         if not pending:
             return
@@ -288,14 +290,16 @@ class Agent:
         self.journal.set_status(done, "done")
         cancelled = [m for m, _, error in items
                      if not error and result.get(m.id) == ProcessState.CANCELLING.value]
-        self._confirm_cancel([PendingMessage(**m.body) for m in cancelled])
+        await self._confirm_cancel([PendingMessage(**m.body) for m in cancelled])
 
-    def _confirm_cancel(self, messages: list[PendingMessage]) -> None:
-        """Tell the server these messages were not sent: their cancel can end."""
+    async def _confirm_cancel(self, messages: list[PendingMessage]) -> None:
+        """Tell the server these messages were not sent: their cancel can end. Said at
+        once, not through the outbox: if it is lost, the next fetch asks again."""
         if messages:
-            self.report([{"id": m.id, "state": "Cancelled",
-                          "recipients": _recipients(m.phone_numbers, ProcessState.CANCELLED),
-                          "states": {"Cancelled": _now()}} for m in messages])
+            await self.client.report([
+                {"id": m.id, "state": "Cancelled",
+                 "recipients": _recipients(m.phone_numbers, ProcessState.CANCELLED),
+                 "states": {"Cancelled": _now()}} for m in messages])
 
     # -- sending ---------------------------------------------------------------------
 
