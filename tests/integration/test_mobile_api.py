@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
 from simgate.config import Settings
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
+from simgate.webhooks.signing import sign
 from tests.conftest import register_device
 
 TWO = {"message": "hello", "phoneNumbers": ["+19162255887", "+19162255888"], "simNumber": 2}
@@ -217,13 +219,22 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
                                                       "event": event})
     hooks = (await api.get("/mobile/v1/webhooks", **bearer(device))).json()
     url = {h["event"]: h["url"].removeprefix("http://simgate") for h in hooks}
+    # the app signs what it fires with the key of its settings (every user has one)
+    key = (await api.get("/mobile/v1/settings", **bearer(device))).json()["webhooks"][
+        "signing_key"]
+
+    def post_signed(path: str, body: dict):
+        content = json.dumps(body).encode()
+        return api.post(path, auth=None, content=content,
+                        headers={"Content-Type": "application/json", **sign(key, content)})
+
     mms = {"messageId": "mms-7f3a", "sender": "+79990001234", "recipient": "+12025550101",
            "simNumber": 1, "transactionId": "T-1", "subject": "a picture", "size": 2048,
            "contentClass": "IMAGE_BASIC", "receivedAt": "2026-11-27T13:45:12.345+03:00"}
     for event, payload in (("mms:received", mms), ("mms:received", mms),
                            ("system:ping", {"health": {"status": "pass"}}),
                            ("app:started", {"simCards": [{"slotIndex": 0}]})):
-        posted = await api.post(url[event], auth=None, json={
+        posted = await post_signed(url[event], {
             "id": "evt", "webhookId": "simgate", "event": event, "deviceId": device["id"],
             "payload": payload})
         assert posted.status_code == 200, posted.text
@@ -231,6 +242,6 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
     assert [(m["type"], m["contentPreview"]) for m in inbox] == [("MMS", "a picture")]
     raised = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
     assert sorted(d["event"] for d in raised) == ["app:started", "mms:received", "system:ping"]
-    bad = await api.post(url["mms:received"], auth=None, json={
+    bad = await post_signed(url["mms:received"], {
         "id": "evt", "event": "mms:received", "payload": {"sender": "+7999"}})
     assert bad.status_code == 400 and "messageId" in bad.json()["message"]
