@@ -68,14 +68,11 @@ class Gateway:
         users = Users(sessions, stamps)
         key = await signing_key(sessions)
         tokens = Tokens(sessions, key, stamps)
-        relay = (PushRelay(sessions, settings.push_relay_url, settings.push_relay_debounce)
-                 if settings.push_relay else None)
-
         def push(device_id: str, event: str, data: dict[str, Any] | None = None) -> None:
             """Tell a device: on its event stream and, with the relay on, by FCM (in the
             process that runs the relay)."""
             bus.notify(device_id, event, data)
-            if relay is not None:
+            if settings.push_relay:
                 bus.signal("relay", device_id, event, relay_data(data or {}))
 
         device_settings = SettingsService(sessions, push=push)
@@ -127,7 +124,9 @@ class Gateway:
             gateway._background.append(asyncio.create_task(dispatcher.run()))
             gateway._background.append(asyncio.create_task(gateway._housekeeping()))
             gateway._background.append(asyncio.create_task(due.run()))
-            if relay is not None:
+            if settings.push_relay:
+                relay = PushRelay(sessions, settings.push_relay_url,
+                                  settings.push_relay_debounce)
                 bus.on("relay", relay.enqueue)
                 gateway._background.append(asyncio.create_task(relay.run()))
                 gateway.relay = relay
