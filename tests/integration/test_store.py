@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from simgate.config import Settings
 from simgate.domain.sims import SimSlot
@@ -15,6 +17,7 @@ from simgate.services.gateway import Gateway
 from simgate.services.ids import sha256_hex
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
 from simgate.services.tokens import InvalidToken
+from simgate.store.db import alembic_config
 
 
 @pytest.fixture
@@ -32,8 +35,21 @@ async def _user_and_device(store):
 
 
 async def test_migrations_are_idempotent(store, store_url, tmp_path):
+    user_id, _ = await _user_and_device(store)
+    await store.messages.enqueue(user_id, NewMessage(phone_numbers=["+19162255887"], text="kept",
+                                                     id="before"))
     again = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url))
-    await again.close()
+    try:
+        # migrating a store already at the newest revision keeps it there and keeps its rows
+        async with again.engine.connect() as connection:
+            revision = (await connection.execute(
+                text("SELECT version_num FROM alembic_version"))).scalars().all()
+        head = ScriptDirectory.from_config(alembic_config(store_url)).get_current_head()
+        assert revision == [head]
+        assert await again.users.authenticate("carol", "carol-secret") == user_id
+        assert (await again.messages.get(user_id, "before")).state == "Pending"
+    finally:
+        await again.close()
 
 
 async def test_message_lifecycle(store):
@@ -107,13 +123,24 @@ async def test_logins_arriving_together_share_one_password_check(store, monkeypa
     assert checked == ["erin-secret", "not-it"]
 
 
-async def test_close_waits_for_a_password_check_whose_request_went_away(store_url, tmp_path):
+async def test_close_waits_for_a_password_check_whose_request_went_away(store_url, tmp_path,
+                                                                       monkeypatch):
     """A client hanging up mid-login leaves its check running; closing must not cut it off."""
+    from simgate.services import users
+
     gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url))
     await gateway.users.add("fay", "fay-secret")
+    started = asyncio.Event()
+    real_verify = users._verify
+
+    async def announced(password_hash: str, password: str) -> bool:
+        started.set()
+        return await real_verify(password_hash, password)
+
+    monkeypatch.setattr(users, "_verify", announced)
     before = asyncio.all_tasks()
     login = asyncio.ensure_future(gateway.users.authenticate("fay", "fay-secret"))
-    await asyncio.sleep(0.01)  # the check is under way
+    await asyncio.wait_for(started.wait(), 10)  # the check is under way
     login.cancel()
     await gateway.close()
     running = [t for t in asyncio.all_tasks() - before if not t.done()]
