@@ -83,6 +83,18 @@ def test_segment_count_answers_for_any_length_without_encoding():
     assert pdu.segment_count("я" * 65535) == -(-65535 // 67)
 
 
+def data_coding(hex_pdu: str) -> int:
+    """TP-DCS of an SMS-SUBMIT with an SMSC field in front."""
+    raw = bytes.fromhex(hex_pdu)
+    position = 1 + raw[0] + 2  # SMSC field, first octet, TP-MR
+    position += 2 + (raw[position] + 1) // 2  # destination address
+    return raw[position + 1]  # after TP-PID
+
+
 def test_a_text_with_y_diaeresis_goes_as_ucs2():
     parts = pdu.encode_submit("+19162255887", text="naïve ÿ")
     assert len(parts) == pdu.segment_count("naïve ÿ") == 1
+    assert data_coding(parts[0].hex) & 0x0C == 0x08  # UCS-2, as GSM-7 has no ÿ
+    assert pdu.decode(parts[0].hex).text == "naïve ÿ"
+    plain = pdu.encode_submit("+19162255887", text="naive")
+    assert data_coding(plain[0].hex) & 0x0C == 0x00  # and GSM-7 where it can
