@@ -35,7 +35,7 @@ async def test_seed_request_is_accepted_as_pending(api):
 
 
 async def test_all_prefixes_and_text_forms(api):
-    await register_device(api)
+    device = await register_device(api)
     for path, body in [
         ("/3rdparty/v1/messages", {"textMessage": {"text": "hi"}, "phoneNumbers": ["+19162255887"]}),
         ("/api/3rdparty/v1/messages", {"message": "hi", "phoneNumbers": ["+19162255887"]}),
@@ -44,6 +44,14 @@ async def test_all_prefixes_and_text_forms(api):
     ]:
         response = await api.post(path, json=body)
         assert response.status_code == 202, (path, response.text)
+        stored = (await api.get(f"/3rdparty/v1/messages/{response.json()['id']}")).json()
+        assert stored["recipients"] == [{"phoneNumber": "+19162255887", "state": "Pending"}]
+    # the device is handed each message in the form it was sent in
+    queued = (await api.get("/mobile/v1/message", headers={
+        "Authorization": f"Bearer {device['token']}"}, auth=None)).json()
+    forms = sorted((m.get("textMessage") or {}).get("text") or str(m.get("dataMessage"))
+                   for m in queued)
+    assert forms == ["hi", "hi", str({"data": "AAEC", "port": 53739})]
 
 
 @pytest.mark.parametrize(
