@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -14,9 +14,57 @@ import pytest
 from simgate.config import Settings
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
+from simgate.store.db import migrate
+from simgate.testing import (
+    create_pg_database,
+    drop_pg_database,
+    empty_pg_database,
+    pg_reachable,
+)
 
 USER, PASSWORD = "alice", "alice-secret"
 PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+# Suites whose gateway (in-process or spawned) runs on the store chosen with --db.
+ON_CHOSEN_STORE = ("integration", "e2e")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--db", choices=("sqlite", "postgresql"), default="sqlite",
+        help="store of the integration and e2e tests: sqlite (a file per test) or "
+             "postgresql (a fresh database per test on SIMGATE_TEST_PG)")
+
+
+@pytest.fixture(scope="session")
+def pg_run_database(request) -> Iterator[str | None]:
+    """With --db postgresql: a fresh, migrated database of this run, dropped at its end."""
+    if request.config.getoption("--db") != "postgresql":
+        yield None
+        return
+    if not pg_reachable(PG_ADMIN_URL):
+        pytest.exit(f"--db postgresql: no PostgreSQL answers at {PG_ADMIN_URL} "
+                    "(set SIMGATE_TEST_PG to its admin URL)", returncode=3)
+    url = create_pg_database(PG_ADMIN_URL)
+    try:
+        asyncio.run(migrate(Settings(database_url=url).resolved_database_url))
+        yield url
+    finally:
+        drop_pg_database(PG_ADMIN_URL, url)
+
+
+@pytest.fixture(autouse=True)
+def chosen_store(request, pg_run_database, monkeypatch) -> Iterator[str | None]:
+    """Point every gateway of an integration or e2e test at the chosen store: the
+    environment reaches in-process Settings and spawned `simgate` processes alike. On
+    PostgreSQL each test starts on the run's database emptied (as a new one would be,
+    in a tenth of the time a copy takes)."""
+    monkeypatch.delenv("SIMGATE_DATABASE_URL", raising=False)
+    if pg_run_database is None or request.node.path.parent.name not in ON_CHOSEN_STORE:
+        yield None
+        return
+    empty_pg_database(pg_run_database)
+    monkeypatch.setenv("SIMGATE_DATABASE_URL", pg_run_database)
+    yield pg_run_database
 
 
 async def _pg_available() -> bool:
@@ -85,12 +133,14 @@ async def api(gateway) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def register_device(api: httpx.AsyncClient, sims: list[dict] | None = None,
-                          name: str = "phone") -> dict:
-    """Register a device over /mobile/v1 like an agent; returns id and token."""
+                          name: str = "phone", auth: tuple[str, str] | None = None) -> dict:
+    """Register a device over /mobile/v1 like an agent (as the client's user, or `auth`);
+    returns id and token."""
     if sims is None:
         sims = [{"slotIndex": 0, "phoneNumber": "+12025550101", "carrierName": "simgate Mobile"},
                 {"slotIndex": 1, "phoneNumber": "+12025550102", "carrierName": "simgate Mobile"}]
-    response = await api.post("/mobile/v1/device", json={"name": name, "simCards": sims})
+    response = await api.post("/mobile/v1/device", json={"name": name, "simCards": sims},
+                              **({"auth": auth} if auth else {}))
     assert response.status_code == 201, response.text
     return response.json()
 

@@ -6,15 +6,22 @@ benchmarks in bench/ drive the same real processes without importing one another
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -86,3 +93,102 @@ def start_agent(server: SimgateProcess, data_dir: Path, username: str,
          *options],
         stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"),
     )
+
+
+def _in_own_loop(work: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to the end on a loop of its own thread (callers may be inside one)."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(work()))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def pg_reachable(admin_url: str) -> bool:
+    """Whether the PostgreSQL server of `admin_url` takes connections."""
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            connection = await asyncpg.connect(admin_url, timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await connection.close()
+        return True
+
+    return _in_own_loop(probe)
+
+
+def create_pg_database(admin_url: str, template: str | None = None) -> str:
+    """A new, uniquely named database on the server of `admin_url` (a copy of `template`
+    when given); returns its URL. Many test runs share one server: names never repeat."""
+    import asyncpg
+
+    name = f"simgate_test_{secrets.token_hex(6)}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            copy = f' TEMPLATE "{template}"' if template else ""
+            await connection.execute(f'CREATE DATABASE "{name}"{copy}')
+        finally:
+            await connection.close()
+
+    _in_own_loop(create)
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    """Drop the database of `url`, closing whatever is still connected to it."""
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    _in_own_loop(drop)
+
+
+def empty_pg_database(url: str) -> None:
+    """Delete every row (the schema and its revision stay) and restart the sequences,
+    after ending whatever is still connected to the database (a killed process's
+    sessions): the next test finds it as new."""
+    import asyncpg
+
+    async def empty() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            await connection.execute("""
+                SET session_replication_role = replica;  -- no foreign key order to keep
+                DO $$ DECLARE r record; BEGIN
+                  FOR r IN SELECT tablename FROM pg_tables
+                           WHERE schemaname = 'public' AND tablename <> 'alembic_version' LOOP
+                    EXECUTE format('DELETE FROM %I', r.tablename);
+                  END LOOP;
+                  FOR r IN SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' LOOP
+                    EXECUTE format('ALTER SEQUENCE %I RESTART', r.sequencename);
+                  END LOOP;
+                END $$;
+                SET session_replication_role = DEFAULT;""")
+        finally:
+            await connection.close()
+
+    _in_own_loop(empty)
