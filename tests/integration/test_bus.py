@@ -32,11 +32,12 @@ async def joined(tmp_path, count: int = 2) -> list[tuple[LocalBus, PeerLink]]:
     return pairs
 
 
-async def pushed(bus: LocalBus, device_id: str, stream: asyncio.Queue) -> dict:
+async def pushed(bus: LocalBus, device_id: str, stream: asyncio.Queue,
+                 ext_id: str = "m-1") -> dict:
     """Push until the stream gets it: until the sibling's news of the stream has arrived."""
 
     async def arrived() -> dict | None:
-        bus.notify(device_id, "MessageEnqueued", {"messages": [accepted("m-1")]})
+        bus.notify(device_id, "MessageEnqueued", {"messages": [accepted(ext_id)]})
         await asyncio.sleep(0.05)
         return None if stream.empty() else stream.get_nowait()
 
@@ -51,11 +52,13 @@ async def test_a_push_reaches_the_stream_held_by_a_sibling(tmp_path):
             assert event["event"] == "MessageEnqueued"
             assert [m.ext_id for m in event["data"]["messages"]] == ["m-1"]
             assert event["data"]["messages"][0].recipients[0].phone_number == "+19162255887"
-            assert other.empty()
-        await asyncio.sleep(0.2)  # the stream closed: pushes for dev-1 stay home now
+            # dev-2's own push travels the same link after any stray one for dev-1
+            marker = await pushed(first, "dev-2", other, ext_id="m-other")
+            assert [m.ext_id for m in marker["data"]["messages"]] == ["m-other"]
+        # the stream closed: once that news is home, pushes for dev-1 stay home
         async with first.subscribe("dev-1") as home:
-            first.notify("dev-1", "MessageEnqueued", {"messages": [accepted("m-2")]})
-            assert [m.ext_id for m in (await home.get())["data"]["messages"]] == ["m-2"]
+            event = await pushed(first, "dev-1", home, ext_id="m-2")
+            assert [m.ext_id for m in event["data"]["messages"]] == ["m-2"]
     finally:
         for _, link in pairs:
             await link.close()
@@ -68,9 +71,15 @@ async def test_signals_reach_every_worker_once(tmp_path):
         bus.on("device-changed", lambda *args, index=index: heard.append((index, args)))
     try:
         pairs[1][0].signal("device-changed", 7, "dev-1")
-        await wait_until(lambda: len(heard) >= 3, timeout=5)
-        await asyncio.sleep(0.2)  # nothing echoes back
-        assert sorted(heard) == [(0, (7, "dev-1")), (1, (7, "dev-1")), (2, (7, "dev-1"))]
+        await wait_until(lambda: len(heard) >= 3, timeout=10)
+        # then each worker signals once more: on every link that news comes after any echo
+        # of the first signal, so once all of it is heard, an echo would have been too
+        for index, (bus, _) in enumerate(pairs):
+            bus.signal("device-changed", 8, f"marker-{index}")
+        await wait_until(lambda: len(heard) >= 12, timeout=10)
+        assert sorted(h for h in heard if h[1][0] == 7) == [
+            (0, (7, "dev-1")), (1, (7, "dev-1")), (2, (7, "dev-1"))]
+        assert len(heard) == 12
     finally:
         for _, link in pairs:
             await link.close()

@@ -141,12 +141,15 @@ async def test_push_reaches_subscribed_device(gateway):
     """The bus delivers "MessageEnqueued" to every open stream of the device only."""
     async with gateway.bus.subscribe("dev-1") as mine, gateway.bus.subscribe("dev-2") as other:
         gateway.bus.notify("dev-1", "MessageEnqueued")
-        event = await asyncio.wait_for(mine.get(), 1)
+        event = await asyncio.wait_for(mine.get(), 10)
         assert event["event"] == "MessageEnqueued"
-        assert other.empty()
+        # a push of its own comes after anything meant for dev-1 would have: it is first
+        gateway.bus.notify("dev-2", "SettingsUpdated")
+        assert await asyncio.wait_for(other.get(), 10) == {"event": "SettingsUpdated", "data": {}}
     gateway.bus.notify("dev-1", "MessageEnqueued")  # nobody listens now: dropped
     async with gateway.bus.subscribe("dev-1") as again:
-        assert again.empty()
+        gateway.bus.notify("dev-1", "SettingsUpdated")
+        assert await asyncio.wait_for(again.get(), 10) == {"event": "SettingsUpdated", "data": {}}
 
 
 async def test_a_full_device_queue_is_a_503_until_the_device_takes_some(tmp_path):

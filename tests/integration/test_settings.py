@@ -75,7 +75,16 @@ async def test_secrets_are_write_only_but_reach_devices(api):
 
 async def test_changes_are_pushed_to_connected_devices(api, gateway):
     device = await register_device(api)
-    async with gateway.bus.subscribe(device["id"]) as events:
+    await gateway.users.add("oscar", "oscar-secret")
+    stranger = await register_device(api, name="oscar's", auth=("oscar", "oscar-secret"))
+    async with gateway.bus.subscribe(device["id"]) as events, \
+            gateway.bus.subscribe(stranger["id"]) as others:
         await api.patch("/3rdparty/v1/settings", json={"messages": {"sim_selection_mode": "Random"}})
-        event = await asyncio.wait_for(events.get(), 2)
-    assert event["event"] == "SettingsUpdated"
+        event = await asyncio.wait_for(events.get(), 10)
+        # the Android app's event: no payload, it fetches /mobile/v1/settings on it
+        assert event == {"event": "SettingsUpdated", "data": {}}
+        # another user's device hears only of its own user's change, which comes after
+        await api.patch("/3rdparty/v1/settings", auth=("oscar", "oscar-secret"),
+                        json={"messages": {"sim_selection_mode": "RoundRobin"}})
+        assert await asyncio.wait_for(others.get(), 10) == event
+        assert others.empty() and events.empty()
