@@ -7,7 +7,6 @@ the number of the SIM that sent it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 
@@ -92,14 +91,20 @@ async def test_selection_modes_change_with_settings(run):
         with APIClient(USER, PASSWORD, base_url=f"{run.url}/3rdparty/v1") as official:
             official.patch_settings(DeviceSettings(messages=SettingsMessages(
                 sim_selection_mode=SimSelectionMode.ROUND_ROBIN)))
-        await asyncio.sleep(0.5)  # the push reaches the agent
+        await applied(run, "RoundRobin")  # the push reached the agent, which took it
         rotation = await sims_used(api, 8)
         assert rotation in ([1, 2] * 4, [2, 1] * 4), rotation
         await api.patch("/settings", json={"messages": {"sim_selection_mode": "Random"}})
-        await asyncio.sleep(0.5)
+        await applied(run, "Random")
         ids = [await send(api, f"random {i}", OUTSIDE) for i in range(30)]
         counts = Counter([(await final_state(api, i))["simNumber"] for i in ids])
         assert set(counts) == {1, 2}, counts  # P(one SIM only) = 2 * 0.5**30
+
+
+async def applied(process, mode: str, times: int = 1) -> None:
+    """Wait until the agent says it applied settings with this SIM selection mode."""
+    line = f"settings applied: SIM selection {mode},"
+    await wait_until(lambda: process.output().count(line) >= times, timeout=20)
 
 
 async def test_pin_locked_sim_fails_with_a_readable_error(tmp_path):
@@ -157,20 +162,42 @@ async def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path):
     process = start_run(tmp_path)
     async with client(process) as api:
         await ready_device(api)
-        ids = [await send(api, f"durable {i}", SIM2, sim=1) for i in range(40)]
-        await asyncio.sleep(0.3)  # some are sent, some are still queued
+        # five a minute per SIM: the agent sends five, then holds the rest back
+        await api.patch("/settings", json={"messages": {"limit_period": "PerMinute",
+                                                        "limit_value": 5}})
+        await applied(process, "OSDefault", times=2)
+        texts = [f"durable {i}" for i in range(20)]
+        ids = [await send(api, text, SIM2, sim=1) for text in texts]
+
+        async def held_back():
+            states = [(await api.get(f"/messages/{i}")).json()["state"] for i in ids]
+            done = [s for s in states if s in ("Sent", "Delivered")]
+            return states if len(done) == 5 else None
+
+        at_kill = await wait_until(held_back, timeout=30)
+        # some sent and some still queued when the server dies, mid-way
+        assert at_kill.count("Pending") + at_kill.count("Processed") == 15, at_kill
     process.kill()
     process = start_run(tmp_path)
     try:
         async with client(process) as api:
-            states = [await final_state(api, i, within=30) for i in ids]
+            await api.patch("/settings", json={"messages": {"limit_period": "Disabled"}})
+            states = [await final_state(api, i, within=60) for i in ids]
             interrupted = [s for s in states if s["state"] == "Failed"]
             assert all("interrupted" in s["recipients"][0]["error"] for s in interrupted)
-            assert len(interrupted) <= 2, json.dumps(interrupted, indent=1)
-            await asyncio.sleep(1.0)
-            received = Counter(m["contentPreview"] for m in await inbox(api))
-            assert max(received.values()) == 1, received  # nothing sent twice
-            delivered_after = sum(1 for s in states if s["state"] in ("Sent", "Delivered"))
-            assert delivered_after >= len(ids) - len(interrupted)
+            assert len(interrupted) <= 1, json.dumps(interrupted, indent=1)
+            went = {text for text, s in zip(texts, states, strict=True)
+                    if s["state"] in ("Sent", "Delivered")}
+            assert len(went) == len(texts) - len(interrupted)
+
+            async def arrived():
+                received = Counter(m["contentPreview"] for m in await inbox(api))
+                return received if set(received) >= went else None
+
+            # each message that went arrived at the network once: the five sent before
+            # the kill were not sent again, the fifteen held back were sent after it
+            received = await wait_until(arrived, timeout=30)
+            assert max(received.values()) == 1, received
+            assert set(received) <= set(texts)
     finally:
         process.stop()
