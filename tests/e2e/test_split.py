@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import httpx
 import pytest
 
 from simgate.testing import SimgateProcess, start_agent
+from tests.conftest import wait_until
 from tests.e2e.gateway import SIM1, SIM2, final_state, inbox, ready_device, send
 
 USER, PASSWORD = "split-user", "split-secret"
@@ -42,10 +42,17 @@ async def test_agent_killed_and_restarted_loses_and_repeats_nothing(server, tmp_
             assert {s["simNumber"] for s in finals} == {1}
             devices = (await api.get("/devices")).json()
             assert [d["id"] for d in devices] == [device["id"]]  # not registered twice
-            await asyncio.sleep(1.0)
-            received = Counter(m["contentPreview"] for m in await inbox(api)
-                               if m["sender"] == SIM1)
-            assert set(received) == {f"while away {i}" for i in range(20)}
+            expected = {f"while away {i}" for i in range(20)}
+
+            async def arrived():
+                received = Counter(m["contentPreview"] for m in await inbox(api)
+                                   if m["sender"] == SIM1)
+                return received if set(received) >= expected else None
+
+            # all twenty were reported sent and have arrived: the agent has nothing left
+            # to send, so what the network got now is final
+            received = await wait_until(arrived, timeout=30)
+            assert set(received) == expected
             assert set(received.values()) == {1}
         finally:
             agent.kill()
