@@ -38,6 +38,39 @@ def workers_of(process: SimgateProcess) -> set[int]:
             if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()}
 
 
+def connections_served(process: SimgateProcess) -> dict[int, int]:
+    """Established connections to the server's port held by each worker, from /proc: which
+    worker answers a kept-alive connection, seen from outside."""
+    port = f"{process.port:04X}"
+    inodes: dict[str, int] = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(path).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port}") and fields[3] == "01":  # ESTABLISHED
+                inodes[fields[9]] = 0
+    counts = {}
+    for worker in workers_of(process):
+        links = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()
+                 if fd.name.isdigit()]
+        counts[worker] = sum(1 for link in links if link[8:-1] in inodes)
+    return counts
+
+
+def kept_connections(process: SimgateProcess, count: int) -> list[httpx.AsyncClient]:
+    """Clients with one kept-alive connection each, to tell the workers apart."""
+    return [httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                              timeout=10, limits=httpx.Limits(max_connections=1))
+            for _ in range(count)]
+
+
+async def both_serve(process: SimgateProcess, clients: list[httpx.AsyncClient]) -> None:
+    """Open each client's connection and check that each worker holds some of them."""
+    for api in clients:
+        assert (await api.get("/devices")).status_code == 200
+    served = connections_served(process)
+    assert len(served) == 2 and min(served.values()) >= 1, served
+
+
 def fresh_connections() -> httpx.AsyncClient:
     """A new connection per request, so the kernel spreads them over the workers."""
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0),
@@ -51,6 +84,7 @@ async def test_messages_and_webhooks_go_through_whichever_worker_took_them(serve
     assert len(workers_of(server)) == 2
     receiver = await Receiver().start()
     agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
+    clients = kept_connections(server, 12)
     try:
         async with fresh_connections() as api:
             api.base_url = f"{server.url}/3rdparty/v1"
@@ -58,10 +92,12 @@ async def test_messages_and_webhooks_go_through_whichever_worker_took_them(serve
             response = await api.post("/webhooks", json={"url": receiver.url,
                                                          "event": "sms:sent"})
             assert response.status_code == 201, response.text
+            await both_serve(server, clients)  # so both workers take some of the sends
             ids = []
-            for i in range(12):  # one at a time: each needs its own push
-                ids.append(await send(api, f"via any worker {i}", SIM2, sim=1 + i % 2))
+            for i, through in enumerate(clients):  # one at a time: each needs its own push
+                ids.append(await send(through, f"via any worker {i}", SIM2, sim=1 + i % 2))
                 await final_state(api, ids[-1], within=10)
+            assert min(connections_served(server).values()) >= 1
             states = [(await api.get(f"/messages/{i}")).json() for i in ids]
             assert [s["simNumber"] for s in states] == [1 + i % 2 for i in range(12)]
 
@@ -70,6 +106,8 @@ async def test_messages_and_webhooks_go_through_whichever_worker_took_them(serve
 
             await wait_until(lambda: sent_ids() >= set(ids), timeout=15)
     finally:
+        for through in clients:
+            await through.aclose()
         agent.kill()
         agent.wait(5)
         await receiver.stop()
@@ -96,18 +134,24 @@ async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
 async def test_a_revoked_token_stops_working_in_every_worker_at_once(server):
     """Each worker remembers good tokens for a while; a revocation ends them in every
     worker on the next request (no waiting for word of it)."""
-    async with fresh_connections() as api:
-        api.base_url = f"{server.url}/3rdparty/v1"
+    clients = kept_connections(server, 12)
+    try:
+        await both_serve(server, clients)
+        api = clients[0]
         token = (await api.post("/auth/token", json={"scopes": ["messages:list"]})).json()
         headers = {"Authorization": f"Bearer {token['accessToken']}"}
-        # twenty new connections: both workers see the token (and remember it)
-        before = [(await api.get("/messages", headers=headers, auth=None)).status_code
-                  for _ in range(20)]
-        assert before == [200] * 20
+        # through connections held by both workers: each sees the token (and remembers it)
+        before = [(await c.get("/messages", headers=headers, auth=None)).status_code
+                  for c in clients]
+        assert before == [200] * len(clients)
         assert (await api.delete(f"/auth/token/{token['id']}")).status_code == 204
-        after = [(await api.get("/messages", headers=headers, auth=None)).status_code
-                 for _ in range(20)]
-        assert after == [401] * 20
+        after = [(await c.get("/messages", headers=headers, auth=None)).status_code
+                 for c in clients]
+        assert after == [401] * len(clients)
+        assert min(connections_served(server).values()) >= 1
+    finally:
+        for c in clients:
+            await c.aclose()
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path):
