@@ -45,7 +45,7 @@ class SimgateProcess:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> SimgateProcess:
+    def start(self, timeout: float = 90.0) -> SimgateProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
