@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,35 +18,45 @@ from android_sms_gateway.errors import BadRequestError, ForbiddenError, Unauthor
 
 from simgate.testing import SimgateProcess
 
-USER, PASSWORD = "client-user", "client-secret"
+SERVER_KEY = secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """One server for the module (it is slow to start); each test has a user of its own."""
     process = SimgateProcess(["serve"], tmp_path_factory.mktemp("serve"),
-                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
+                             env={"SIMGATE_PRIVATE_TOKEN": SERVER_KEY,
                                   "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true"})
     process.start()
-    device = httpx.post(f"{process.url}/mobile/v1/device", auth=(USER, PASSWORD), json={
-        "name": "dual-sim phone",
-        "simCards": [{"slotIndex": 0, "phoneNumber": "+12025550101"},
-                     {"slotIndex": 1, "phoneNumber": "+12025550102"}]}).json()
-    process.device = device
     yield process
     process.stop()
 
 
 @pytest.fixture
-def api(server):
-    with client.APIClient(USER, PASSWORD, base_url=f"{server.url}/3rdparty/v1") as api:
+def account(server) -> dict:
+    """A dual-SIM device that joined with the server key, so with a new user of its own:
+    no test sees another's messages, webhooks or settings, whatever their order."""
+    response = httpx.post(f"{server.url}/mobile/v1/device", timeout=30, json={
+        "name": "dual-sim phone",
+        "simCards": [{"slotIndex": 0, "phoneNumber": "+12025550101"},
+                     {"slotIndex": 1, "phoneNumber": "+12025550102"}]},
+        headers={"Authorization": f"Bearer {SERVER_KEY}"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+def api(server, account):
+    with client.APIClient(account["login"], account["password"],
+                          base_url=f"{server.url}/3rdparty/v1") as api:
         yield api
 
 
-def test_send_with_sim_number_and_follow(api, server):
+def test_send_with_sim_number_and_follow(api, account):
     sent = api.send(domain.Message(phone_numbers=["+19162255887"], sim_number=2,
                                    text_message=domain.TextMessage("Hello from SIM2")))
     assert sent.state is ProcessState.Pending
-    assert sent.device_id == server.device["id"]
+    assert sent.device_id == account["id"]
     assert sent.recipients[0].phone_number == "+19162255887"
     state = api.get_state(sent.id)
     assert state.id == sent.id and state.state is ProcessState.Pending
@@ -86,7 +97,7 @@ def test_every_field_the_client_sends_is_taken(api):
     assert "validUntil: needs a time zone" in error.value.response["message"]
 
 
-def test_list_cancel_devices_health(api, server):
+def test_list_cancel_devices_health(api, account):
     sent = api.send(domain.Message(phone_numbers=["+19162255887"],
                                    text_message=domain.TextMessage("to cancel")))
     listed = api.get_messages(pagination=domain.QueryPagination(limit=100),
@@ -97,14 +108,14 @@ def test_list_cancel_devices_health(api, server):
     cancelled = api.get_messages(query=domain.MessagesQueryFilter(state="Cancelling"))
     assert [m.id for m in cancelled] == [sent.id]
     devices = api.list_devices()
-    assert [d.id for d in devices] == [server.device["id"]]
+    assert [d.id for d in devices] == [account["id"]]
     assert devices[0].last_seen is not None
     health = api.health_check()
     assert health.status.value == "pass" and health.checks
 
 
-def test_wrong_password_is_unauthorized(server):
-    with client.APIClient(USER, "wrong", base_url=f"{server.url}/3rdparty/v1") as api, \
+def test_wrong_password_is_unauthorized(server, account):
+    with client.APIClient(account["login"], "wrong", base_url=f"{server.url}/3rdparty/v1") as api, \
             pytest.raises(UnauthorizedError):
         api.list_devices()
 
