@@ -124,6 +124,10 @@ async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
         replaced = await wait_until(
             lambda: (w := workers_of(server)) and len(w) == 2 and victim not in w, timeout=20)
         assert replaced
+        # the replacement takes connections once its start-up is over (seconds on a busy
+        # machine): wait for it to say so rather than time out on its backlog
+        await wait_until(lambda: server.output().count("Application startup complete") >= 3,
+                         timeout=60)
         after = [await send(api, f"after {i}", SIM2, sim=2) for i in range(10)]
         for message_id in before + after:
             state = (await api.get(f"/messages/{message_id}")).json()
