@@ -28,11 +28,32 @@ PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.
 ON_CHOSEN_STORE = ("integration", "e2e")
 
 
+# Modules of those suites that open no gateway (drivers, the bus, field tools), or that
+# run on both stores already (test_store): the PostgreSQL leg leaves them to the default.
+STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
+              "test_termux.py", "test_field_tools.py", "test_store.py"}
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--db", choices=("sqlite", "postgresql"), default="sqlite",
-        help="store of the integration and e2e tests: sqlite (a file per test) or "
-             "postgresql (a fresh database per test on SIMGATE_TEST_PG)")
+        help="store of the integration and e2e tests: sqlite (a file per test, the "
+             "default, with every test) or postgresql (the run's own database on "
+             "SIMGATE_TEST_PG; only the tests that use a store)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The PostgreSQL leg runs what a store is under; the rest ran in the default leg."""
+    if config.getoption("--db") != "postgresql":
+        return
+    keep, leave = [], []
+    for item in items:
+        on_store = (item.path.parent.name in ON_CHOSEN_STORE
+                    and item.path.name not in STORE_FREE)
+        (keep if on_store else leave).append(item)
+    if leave:
+        config.hook.pytest_deselected(items=leave)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
