@@ -204,7 +204,8 @@ async def test_an_inbox_refresh_asks_the_phone_to_upload_the_period(user_api, ph
     async with Listening(phone) as stream:
         refresh = await user_api.post("/inbox/refresh", json={
             "deviceId": phone.device_id, "since": since.isoformat(),
-            "until": (since + timedelta(days=1)).isoformat(), "messageTypes": ["SMS"]})
+            "until": (since + timedelta(days=1)).isoformat(), "messageTypes": ["SMS"],
+            "webhookDelivery": "Individual"})
         assert refresh.status_code == 202, refresh.text
         event, data = await stream.next()
     request = json.loads(data)

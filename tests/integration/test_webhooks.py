@@ -238,9 +238,13 @@ async def test_inbox_export_raises_events_again(api, receiver):
     await incoming(api, device, "modem:1")
     await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "sms:received"})
     now = datetime.now(UTC)
-    response = await api.post("/3rdparty/v1/inbox/refresh", json={
-        "deviceId": device["id"], "since": (now - timedelta(hours=1)).isoformat(),
-        "until": (now + timedelta(hours=1)).isoformat()})
+    period = {"deviceId": device["id"], "since": (now - timedelta(hours=1)).isoformat(),
+              "until": (now + timedelta(hours=1)).isoformat()}
+    # as the original: without webhookDelivery (or the older triggerWebhooks) none
+    quiet = await api.post("/3rdparty/v1/inbox/refresh", json=period)
+    assert quiet.status_code == 202 and quiet.json() == {"events": 0}
+    response = await api.post("/3rdparty/v1/inbox/refresh",
+                              json={**period, "triggerWebhooks": True})
     assert response.status_code == 202 and response.json() == {"events": 1}
     await wait_until(lambda: receiver.received)
     assert receiver.events()[0]["payload"]["simNumber"] == 2
@@ -267,6 +271,7 @@ async def test_inbox_refresh_filters_types_and_may_raise_nothing(api, receiver):
     listed = await api.get("/3rdparty/v1/inbox", params={"limit": 2})
     assert len(listed.json()) == 2 and listed.headers["X-Total-Count"] == "3"
     refresh = "/3rdparty/v1/inbox/refresh"
+    period["webhookDelivery"] = "Individual"
     only_data = await api.post(refresh, json={**period, "messageTypes": ["DATA_SMS"]})
     assert only_data.json() == {"events": 0}
     only_sms = await api.post(refresh, json={**period, "messageTypes": ["SMS"]})

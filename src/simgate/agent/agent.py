@@ -108,6 +108,7 @@ class Agent:
         try:
             self.sims = await self._read_sims()
             await self._connect()
+            await self._announce_start()
             for slot in self.sims:
                 if not slot.ready:
                     self._record_sim(slot)
@@ -123,6 +124,14 @@ class Agent:
             await self.client.close()
             await self.backend.close()
             self.journal.close()
+
+    async def _announce_start(self) -> None:
+        """app:started, as the Android app fires it when it starts; a server that
+        cannot hear it now does not stop the agent."""
+        try:
+            await self.client.started(self.sims)
+        except ServerError as exc:
+            log.warning("could not announce the start to the server: %s", exc)
 
     async def _read_sims(self) -> list[SimSlot]:
         return [to_slot(info) for info in await self.backend.sims()]

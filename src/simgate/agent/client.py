@@ -154,6 +154,11 @@ class DeviceClient:
     async def settings(self) -> dict[str, Any]:
         return await self._call("GET", "/settings", headers=self._auth()) or {}
 
+    async def started(self, sims: list[SimSlot]) -> None:
+        """Say the agent started, with its SIMs (the server raises app:started)."""
+        await self._call("POST", "/started", headers=self._auth(),
+                         json={"simCards": [sim_to_wire(s) for s in sims]})
+
     async def ping(self, health: dict[str, Any]) -> None:
         await self._call("POST", "/ping", headers=self._auth(), json={"health": health})
 

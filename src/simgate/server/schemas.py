@@ -282,6 +282,19 @@ class PasswordChange(Wire):
     new_password: Annotated[str, Field(max_length=256)]
 
 
+class StartedIn(Wire):
+    """simgate's agent started (what the Android app fires as app:started)."""
+
+    sim_cards: list[SimCardWire] = []
+
+    def payload(self) -> dict[str, Any]:
+        """The app:started payload as the original's docs show it."""
+        return {"simCards": [{
+            "slotIndex": sim.slot_index, "simNumber": sim.sim_number or sim.slot_index + 1,
+            "phoneNumber": sim.phone_number, "carrierName": sim.carrier_name,
+            "iccid": sim.iccid} for sim in self.sim_cards]}
+
+
 class DeviceUpdateRequest(Wire):
     id: str | None = None
     name: Annotated[str | None, Field(max_length=128)] = None
@@ -484,6 +497,14 @@ class ExportRequest(Wire):
 class RefreshRequest(ExportRequest):
     message_types: list[Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"]] | None = None
     webhook_delivery: Literal["Individual", "Batch", "Disabled"] | None = None
+    trigger_webhooks: bool | None = None  # the older switch webhookDelivery replaced
+
+    def delivery(self) -> Literal["Individual", "Batch", "Disabled"]:
+        """As the original resolves it: webhookDelivery if given, else triggerWebhooks
+        (true: Individual), else Disabled (a refresh raises no webhooks by default)."""
+        if self.webhook_delivery is not None:
+            return self.webhook_delivery
+        return "Individual" if self.trigger_webhooks else "Disabled"
 
 
 # --- logs ------------------------------------------------------------------------------

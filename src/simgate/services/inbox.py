@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,15 @@ from simgate.services.webhooks import WebhookEvent, Webhooks
 from simgate.store.models import Device, IncomingMessage
 
 PREVIEW_CHARS = 256
+BATCH_SIZE = 100  # messages in one batch event at most: receivers get bounded bodies
+
+# The event that carries many messages of one kind (inbox refresh, webhookDelivery: Batch).
+BATCH_EVENTS = {
+    WebhookEvent.SMS_RECEIVED: WebhookEvent.SMS_BATCH_RECEIVED,
+    WebhookEvent.SMS_DATA_RECEIVED: WebhookEvent.SMS_DATA_BATCH_RECEIVED,
+    WebhookEvent.MMS_RECEIVED: WebhookEvent.MMS_BATCH_RECEIVED,
+    WebhookEvent.MMS_DOWNLOADED: WebhookEvent.MMS_BATCH_DOWNLOADED,
+}
 
 
 @dataclass(frozen=True)
@@ -141,9 +151,11 @@ class Inbox:
                                         .where(*_matching(user_id, query)))
 
     async def export(self, user_id: int, device_id: str | None, since: datetime,
-                     until: datetime, types: Collection[str] | None = None) -> int:
+                     until: datetime, types: Collection[str] | None = None,
+                     batch: bool = False) -> int:
         """Raise the received events again for stored messages of a period (of `types`,
-        if given)."""
+        if given): one per message, or with `batch` one per device and kind, carrying up
+        to BATCH_SIZE messages in the order they arrived (sms:batch:received, ...)."""
         count = 0
         async with self._sessions.begin() as session:
             conditions = [IncomingMessage.user_id == user_id,
@@ -153,10 +165,21 @@ class Inbox:
                 conditions.append(IncomingMessage.type.in_(types))
             if device_id:
                 conditions.append(IncomingMessage.device_id == device_id)
-            for message in await session.scalars(select(IncomingMessage).where(*conditions)):
+            batches: dict[tuple[str, WebhookEvent], list[dict]] = defaultdict(list)
+            for message in await session.scalars(
+                    select(IncomingMessage).where(*conditions)
+                    .order_by(IncomingMessage.received_at, IncomingMessage.pk)):
                 event, payload = event_of(message)
+                if batch:
+                    batches[message.device_id, BATCH_EVENTS[event]].append(payload)
+                    continue
                 count += await Webhooks.emit(session, user_id, message.device_id, event,
                                              payload)
+            for (sender, event), payloads in batches.items():
+                for start in range(0, len(payloads), BATCH_SIZE):
+                    count += await Webhooks.emit(
+                        session, user_id, sender, event,
+                        {"messages": payloads[start:start + BATCH_SIZE]})
         if count:
             self._wake()
         return count

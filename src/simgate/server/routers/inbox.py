@@ -46,15 +46,19 @@ async def list_inbox(
 @router.post("/inbox/refresh", status_code=status.HTTP_202_ACCEPTED)
 async def refresh_inbox(body: RefreshRequest, user_id: Annotated[int, user_with("inbox:refresh")],
                         gateway: GatewayDep) -> dict[str, int]:
-    """Raise the received-SMS webhooks again for a period, from the stored inbox
-    (`messageTypes` picks the types; `webhookDelivery: Disabled` raises none)."""
+    """Raise the received-message webhooks again for a period, from the stored inbox:
+    one event per message (`webhookDelivery: Individual`, or the older `triggerWebhooks:
+    true`), events of many messages (`Batch`: sms:batch:received, ...), or none
+    (`Disabled`, and the default, as the original). `messageTypes` picks the types."""
+    delivery = body.delivery()
     await gateway.inbox.ask_devices(user_id, body.device_id, aware(body.since),
                                     aware(body.until), body.message_types,
-                                    body.webhook_delivery != "Disabled")
-    if body.webhook_delivery == "Disabled":
+                                    delivery != "Disabled")
+    if delivery == "Disabled":
         return {"events": 0}
     count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
-                                       aware(body.until), body.message_types)
+                                       aware(body.until), body.message_types,
+                                       batch=delivery == "Batch")
     return {"events": count}
 
 

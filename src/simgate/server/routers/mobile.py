@@ -29,6 +29,7 @@ from simgate.server.schemas import (
     PatchResultItem,
     RegisterRequest,
     RegisterResponse,
+    StartedIn,
     UserCodeOut,
     WebhookOut,
     millis,
@@ -252,6 +253,14 @@ async def ingest(device_id: str, secret: str, request: Request,
     elif post.event == "app:started":
         await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload)
     return {"id": post.id}
+
+
+@router.post("/started", status_code=status.HTTP_204_NO_CONTENT)
+async def started(body: StartedIn, device: Device, gateway: GatewayDep) -> Response:
+    """simgate's agent started: the app:started event, with its SIM cards (the Android
+    app fires the same event at its ingest hook)."""
+    await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, body.payload())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/ping", status_code=status.HTTP_204_NO_CONTENT)
