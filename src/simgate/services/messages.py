@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -128,10 +128,84 @@ def _stamp(message: Message, state: ProcessState, at: datetime | None = None) ->
         message.states = {**message.states, state.value: (at or utcnow()).isoformat()}
 
 
+@dataclass(slots=True)
+class RecipientRow:
+    """A recipients row as device reports read and change it (plain data, no ORM)."""
+
+    message_pk: int
+    position: int
+    phone_number: str
+    state: str
+    error: str | None
+
+
+@dataclass(slots=True)
+class MessageRow:
+    """The columns of a messages row that device reports read and change; the state
+    listeners read the same attributes from it as from a `Message`."""
+
+    pk: int
+    ext_id: str
+    user_id: int
+    device_id: str
+    state: str
+    text: str | None
+    is_encrypted: bool
+    is_hashed: bool
+    with_delivery_report: bool
+    sim_used: int | None
+    states: dict[str, str]
+    updated_at: datetime
+    recipients: list[RecipientRow] = field(default_factory=list)
+
+
+_ROW_COLUMNS = [f for f in MessageRow.__slots__ if f != "recipients"]  # type: ignore[attr-defined]
+
+
+def _read_rows(connection: Connection, device: DeviceIdentity,
+               ext_ids: list[str]) -> dict[str, MessageRow]:
+    """The device's messages of these ids with their recipients: two SELECTs. By (user,
+    id), the unique index: by device, SQLite would walk all the device's messages."""
+    table, recipients = Message.__table__, Recipient.__table__
+    rows = connection.execute(
+        select(*[table.c[k] for k in _ROW_COLUMNS]).where(
+            table.c.user_id == device.user_id, table.c.ext_id.in_(ext_ids),
+            table.c.device_id == device.device_id))
+    found = {row.ext_id: MessageRow(**row._mapping) for row in rows}
+    by_pk = {m.pk: m for m in found.values()}
+    if by_pk:
+        for row in connection.execute(
+            select(recipients).where(recipients.c.message_pk.in_(list(by_pk)))
+            .order_by(recipients.c.message_pk, recipients.c.position)
+        ):
+            by_pk[row.message_pk].recipients.append(RecipientRow(**row._mapping))
+    return found
+
+
+def _write_rows(connection: Connection, messages: list[MessageRow],
+                recipients: list[RecipientRow]) -> None:
+    """One executemany UPDATE for the messages, one for the recipients that changed."""
+    table, recipient_table = Message.__table__, Recipient.__table__
+    if messages:
+        connection.execute(
+            update(table).where(table.c.pk == bindparam("row_pk")),
+            [{"row_pk": m.pk, "state": m.state, "states": m.states, "sim_used": m.sim_used,
+              "updated_at": m.updated_at} for m in messages])
+    if recipients:
+        connection.execute(
+            update(recipient_table).where(
+                recipient_table.c.message_pk == bindparam("row_pk"),
+                recipient_table.c.position == bindparam("row_position")),
+            [{"row_pk": r.message_pk, "row_position": r.position, "state": r.state,
+              "error": r.error} for r in recipients])
+
+
 # Called inside the transaction of every change, with the message after the change:
 # the webhook outbox hangs here, so an event is stored with the state that causes it.
 # Plain (sync) sessions: a batch of reports is written in one stretch, without awaits.
-StateListener = Callable[[Session, Message, list[tuple[Recipient, ProcessState]]], None]
+StateListener = Callable[
+    [Session, "Message | MessageRow", list[tuple["Recipient | RecipientRow", ProcessState]]], None
+]
 
 
 class Messages:
@@ -307,42 +381,42 @@ class Messages:
         repeated or late report is harmless; unknown ids (and other devices') are skipped.
         """
         updates = list(updates)
-
-        def work(connection: Connection) -> tuple[dict[str, ProcessState], dict]:
-            with Session(bind=connection, expire_on_commit=False) as session:
-                result = self._apply_all(session, device, updates)
-                session.flush()
-                return result, session.info
-
-        # One write transaction that never waits for the event loop: on SQLite the write
-        # lock is held for the microseconds the rows take, not for loop iterations.
-        result, info = await self._sessions.write(work)
+        if not updates:
+            return {}
+        # One write transaction in a few statements of Core, that never waits for the
+        # event loop: on SQLite the write lock is held for the rows, not loop iterations.
+        result, info = await self._sessions.write(
+            lambda connection: self._apply_all(connection, device, updates))
         self._after_commit(info)
         return result
 
-    def _apply_all(self, session: Session, device: DeviceIdentity,
-                   updates: list[StateUpdate]) -> dict[str, ProcessState]:
+    def _apply_all(self, connection: Connection, device: DeviceIdentity,
+                   updates: list[StateUpdate]) -> tuple[dict[str, ProcessState], dict]:
+        messages = _read_rows(connection, device, [u.id for u in updates])
         result: dict[str, ProcessState] = {}
-        # by (user, id), the unique index: by device, SQLite would walk all its messages
-        found = session.scalars(
-            select(Message).where(
-                Message.user_id == device.user_id,
-                Message.ext_id.in_([u.id for u in updates]),
-                Message.device_id == device.device_id,
-            )
-        )
-        by_id = {m.ext_id: m for m in found}
-        for update in updates:
-            message = by_id.get(update.id)
+        touched: dict[int, MessageRow] = {}
+        recipients: list[RecipientRow] = []
+        session: Session | None = None  # for the listeners, made when one is needed
+        for report in updates:
+            message = messages.get(report.id)
             if message is None:
                 continue
-            changed = self._apply(message, update)
-            if changed:
+            changed = self._apply(message, report)
+            touched[message.pk] = message
+            recipients.extend(r for r, _ in changed)
+            if changed and self.listeners:
+                session = session or Session(bind=connection)
                 self._emit(session, message, changed)
             if _hashable(message):
                 self._to_hash.add(message.pk)
-            result[update.id] = ProcessState(message.state)
-        return result
+            result[report.id] = ProcessState(message.state)
+        _write_rows(connection, list(touched.values()), recipients)
+        info: dict = {}
+        if session is not None:
+            session.flush()
+            info = session.info
+            session.close()
+        return result, info
 
     async def run_hashing(self, interval: float) -> None:
         """Hash finished messages every `interval` seconds, as the original's hashing worker
@@ -383,11 +457,12 @@ class Messages:
                 return done
 
     @staticmethod
-    def _apply(message: Message, update: StateUpdate) -> list[tuple[Recipient, ProcessState]]:
+    def _apply(message: MessageRow,
+               update: StateUpdate) -> list[tuple[RecipientRow, ProcessState]]:
         """Apply one report; returns the recipients whose state changed."""
         if message.is_hashed:
             return []
-        changed: list[tuple[Recipient, ProcessState]] = []
+        changed: list[tuple[RecipientRow, ProcessState]] = []
         by_number = {r.phone_number: r for r in message.recipients}
         reports = update.recipients or [
             RecipientUpdate(r.phone_number, update.state) for r in message.recipients
@@ -412,8 +487,8 @@ class Messages:
         message.updated_at = utcnow()
         return changed
 
-    def _emit(self, session: Session, message: Message,
-              changed: list[tuple[Recipient, ProcessState]]) -> None:
+    def _emit(self, session: Session, message: Message | MessageRow,
+              changed: list[tuple[Recipient | RecipientRow, ProcessState]]) -> None:
         for listener in self.listeners:
             listener(session, message, changed)
 
