@@ -34,7 +34,7 @@ REFUSED_UNDER_SERVE = [
     ("https://example.org/hook\r\nX-Injected: 1", "control characters"),
     ("https://example.org/ho\nok", "control characters"),
     ("https://exam\tple.org/hook", "control characters"),
-    ("https://example.org/\x00", "control characters"),
+    ("https://example.org/\x00", "NUL"),  # the API refuses NUL in any text first
     (f"https://{'a' * 64}.example.org/hook", "not a valid host name"),
     ("https://exa mple.org/hook", "not a valid host name"),
     ("http://example.org/hook", "must use https"),
