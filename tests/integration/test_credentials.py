@@ -1,14 +1,19 @@
-"""Password checks as a service: seen changed at once by every process on the store."""
+"""Password checks as a service: changes seen at once by every process on the store, and
+the same work for names nobody has."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import pytest
+from argon2 import PasswordHasher
 
 from simgate.config import Settings
 from simgate.services.gateway import Gateway
+from simgate.services.passwords import Passwords
 from simgate.services.tokens import InvalidToken
+from simgate.services.users import Users
 
 
 @pytest.fixture
@@ -48,3 +53,28 @@ async def test_requests_arriving_together_share_the_stamp_reads(two_gateways):
     results = await asyncio.gather(*(second.tokens.authenticate(token.access_token)
                                      for _ in range(50)), return_exceptions=True)
     assert all(isinstance(result, InvalidToken) for result in results)
+
+
+class CountingHasher(PasswordHasher):
+    """The real argon2 hasher, counting the checks it makes."""
+
+    verified = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        CountingHasher.verified += 1
+        return super().verify(hash, password)
+
+
+async def test_an_unknown_user_costs_the_same_argon2_check_as_a_wrong_password(gateway):
+    users = Users(gateway.sessions, gateway.stamps, passwords=Passwords(CountingHasher()))
+    try:
+        await users.add("frank", "frank-secret")
+        CountingHasher.verified = 0
+        assert await users.authenticate("frank", "wrong-password", "192.0.2.1") is None
+        assert CountingHasher.verified == 1
+        assert await users.authenticate("nobody-by-that-name", "any", "192.0.2.2") is None
+        assert CountingHasher.verified == 2
+        assert await users.authenticate("frank", "frank-secret", "192.0.2.3") is not None
+        assert CountingHasher.verified == 3
+    finally:
+        await users.close()

@@ -10,7 +10,6 @@ from fastapi import HTTPException, Request
 from fastapi.security import SecurityScopes
 
 from simgate.services.devices import DeviceIdentity
-from simgate.services.enrolment import TooManyAttempts
 from simgate.services.tokens import ALL, InvalidToken, TokenClaims
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="simgate"'}
@@ -41,6 +40,11 @@ def _authorization(request: Request) -> tuple[str, str]:
     """The Authorization header as (scheme in lower case, credentials)."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return scheme.lower(), value.strip()
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (a trusted proxy's X-Forwarded-For already applied)."""
+    return request.client.host if request.client else ""
 
 
 def has_credentials(request: Request) -> bool:
@@ -81,7 +85,8 @@ async def authorize(request: Request, *scopes: str) -> Caller:
         if credentials is None:
             raise _unauthorized("authentication required: use Basic auth (username:password)"
                                 " or Authorization: Bearer <token>")
-        user_id = await request.app.state.gateway.users.authenticate(*credentials)
+        user_id = await request.app.state.gateway.users.authenticate(
+            *credentials, client_address(request))
         if user_id is None:
             raise _unauthorized("invalid username or password")
         caller = Caller(user_id)
@@ -117,11 +122,7 @@ async def registrant(request: Request) -> Registrant:
     gateway = request.app.state.gateway
     scheme, value = _authorization(request)
     if scheme == "code":
-        try:
-            user_id = await gateway.enrolment.redeem(
-                value, request.client.host if request.client else "")
-        except TooManyAttempts as exc:
-            raise HTTPException(429, str(exc), headers={"Retry-After": "60"}) from None
+        user_id = await gateway.enrolment.redeem(value, client_address(request))
         if user_id is None:
             raise HTTPException(401, "invalid or used code: ask for a new one with"
                                      " GET /mobile/v1/user/code",

@@ -96,7 +96,7 @@ def _error_data(error: dict[str, Any]) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.data)
+        return error_response(exc.status, exc.message, exc.data, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,18 +5,16 @@ the device (the app then shows that user's login and password)."""
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 import string
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
 
-from simgate.services.errors import Unavailable
+from simgate.services.errors import TooManyRequests, Unavailable
+from simgate.services.limits import SlidingCounts, address_groups
 from simgate.services.users import Users
 from simgate.store.db import Sessions
 from simgate.store.models import UserCode, utcnow
@@ -33,7 +31,7 @@ WRONG_IN_ALL = 100
 WINDOW = 60.0
 
 
-class TooManyAttempts(Exception):
+class TooManyAttempts(TooManyRequests):
     """Too many codes tried from one address lately: the caller must wait."""
 
 
@@ -55,8 +53,7 @@ class Enrolment:
         self._sessions = sessions
         self._users = users
         self._server_key = server_key
-        self._tries: dict[object, deque[float]] = {}
-        self._swept_at = 0.0
+        self._tries = SlidingCounts(WINDOW)
 
     async def issue_code(self, user_id: int) -> IssuedCode:
         """A six-digit code, good once within five minutes; the user's earlier codes end."""
@@ -76,38 +73,23 @@ class Enrolment:
     async def redeem(self, code: str, client: str) -> int | None:
         """The user a valid code belongs to, spending the code (one device, even when
         several try at once); TooManyAttempts when `client` tried too many lately."""
-        address, network = _address_groups(client)
-        now = time.monotonic()
-        self._sweep(now)
-        wrong_lately = bool(self._recent(("wrong", address), now))
-        if (len(self._recent(address, now)) >= TRIES_PER_ADDRESS
-                or len(self._recent(network, now)) >= TRIES_PER_NETWORK
-                or (wrong_lately and len(self._recent("wrong", now)) >= WRONG_IN_ALL)):
-            raise TooManyAttempts("too many codes tried: wait a minute, then ask for a new code")
-        for key in (address, network):
-            self._tries.setdefault(key, deque()).append(now)
+        address, network = address_groups(client)
+        tries = self._tries
+        wrong_lately = tries.count(("wrong", address)) > 0
+        if (tries.count(address) >= TRIES_PER_ADDRESS
+                or tries.count(network) >= TRIES_PER_NETWORK
+                or (wrong_lately and tries.count("wrong") >= WRONG_IN_ALL)):
+            raise TooManyAttempts("too many codes tried: wait a minute, then ask for a new code",
+                                  retry_after=WINDOW)
+        tries.add((address, network))
         async with self._sessions.begin() as session:
             user_id = await session.scalar(
                 delete(UserCode)
                 .where(UserCode.code == code.strip(), UserCode.valid_until > utcnow())
                 .returning(UserCode.user_id))
         if user_id is None:
-            for key in (("wrong", address), "wrong"):
-                self._tries.setdefault(key, deque()).append(now)
+            tries.add((("wrong", address), "wrong"))
         return user_id
-
-    def _recent(self, key: object, now: float) -> deque[float]:
-        tries = self._tries.get(key) or deque()
-        while tries and tries[0] < now - WINDOW:
-            tries.popleft()
-        return tries
-
-    def _sweep(self, now: float) -> None:
-        """Forget addresses that went quiet, now and then (not on every try: cheap)."""
-        if now - self._swept_at < 10:
-            return
-        self._swept_at = now
-        self._tries = {k: v for k, v in self._tries.items() if v and v[-1] >= now - WINDOW}
 
     def is_server_key(self, token: str) -> bool:
         """Whether `token` is the server key; an empty token or key never matches."""
@@ -122,18 +104,3 @@ class Enrolment:
                            for _ in range(14))
         user = await self._users.add(login, password)
         return NewUser(user.id, login, password)
-
-
-def _address_groups(address: str) -> tuple[str, str]:
-    """An address as the limits count it, and the network around it: an IPv4 address (also
-    written as IPv6) and its /24, an IPv6 /64 (one subscriber, usually) and its /48."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address, address
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if ip.version == 4:
-        return str(ip), str(ipaddress.ip_network(f"{ip}/24", strict=False))
-    return (str(ipaddress.ip_network(f"{ip}/64", strict=False)),
-            str(ipaddress.ip_network(f"{ip}/48", strict=False)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -14,6 +15,11 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.data = data
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """HTTP headers the answer needs beside the status."""
+        return None
 
 
 class BadRequest(ServiceError):
@@ -34,3 +40,17 @@ class Conflict(ServiceError):
 
 class Unavailable(ServiceError):
     status = 503
+
+
+class TooManyRequests(ServiceError):
+    """Too many tries lately: the caller waits `retry_after` seconds (whole, at least 1)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}

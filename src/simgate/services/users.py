@@ -7,17 +7,16 @@ import hashlib
 import re
 import time
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.services.errors import BadRequest, Conflict
+from simgate.services.logins import LoginGuard
+from simgate.services.passwords import Passwords
 from simgate.services.stamps import PASSWORDS, Stamps, bump
 from simgate.services.tokens import revoke_all
 from simgate.store.models import User
 
-_hasher = PasswordHasher()
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 
@@ -42,9 +41,11 @@ class Users:
     """
 
     def __init__(self, sessions: async_sessionmaker, stamps: Stamps,
-                 cache_seconds: float = 60.0) -> None:
+                 cache_seconds: float = 60.0, passwords: Passwords | None = None) -> None:
         self._sessions = sessions
         self._stamps = stamps
+        self._passwords = passwords or Passwords()
+        self._guard = LoginGuard()
         self._cache: dict[bytes, tuple[int, float, int]] = {}
         self._cache_seconds = cache_seconds
         self._checks: dict[tuple[bytes, int], asyncio.Future[int | None]] = {}
@@ -53,6 +54,7 @@ class Users:
         """Let credential checks in flight finish: one left running would touch the store
         after it is closed (a request cancelled while waiting does not stop its check)."""
         await asyncio.gather(*self._checks.values(), return_exceptions=True)
+        self._passwords.close()
 
     async def add(self, username: str, password: str) -> User:
         validate_credentials(username, password)
@@ -60,7 +62,7 @@ class Users:
             exists = await session.scalar(select(User.id).where(User.username == username))
             if exists is not None:
                 raise Conflict(f"user {username!r} already exists")
-            user = User(username=username, password_hash=await _hash(password))
+            user = User(username=username, password_hash=await self._passwords.hash(password))
             session.add(user)
         return user
 
@@ -70,7 +72,7 @@ class Users:
             user = await session.scalar(select(User).where(User.username == username))
             if user is None:
                 raise BadRequest(f"no user {username!r}")
-            user.password_hash = await _hash(password)
+            user.password_hash = await self._passwords.hash(password)
             await revoke_all(session, user.id)
             await bump(session, PASSWORDS)
 
@@ -78,17 +80,21 @@ class Users:
         async with self._sessions() as session:
             return await session.scalar(select(User.username).where(User.id == user_id))
 
-    async def change_password(self, user_id: int, current: str, new: str) -> bool:
-        """Set a new password if `current` is right (a device asks on its user's behalf)."""
+    async def change_password(self, user_id: int, current: str, new: str,
+                              client: str = "") -> bool:
+        """Set a new password if `current` is right (a device asks on its user's behalf);
+        wrong ones count as failed logins of `client`."""
         username = await self.name_of(user_id)
-        if username is None or await self.authenticate(username, current) != user_id:
+        if username is None or await self.authenticate(username, current, client) != user_id:
             return False
         await self.set_password(username, new)
         return True
 
     async def ensure(self, username: str, password: str) -> None:
         """Make sure the user exists with exactly this password (for unattended starts)."""
-        if await self.authenticate(username, password) is not None:
+        key = _key(username, password)
+        if await self._check(key, (await self._stamps.current())[PASSWORDS], username,
+                             password) is not None:
             return
         async with self._sessions() as session:
             exists = await session.scalar(select(User.id).where(User.username == username))
@@ -101,32 +107,40 @@ class Users:
         async with self._sessions() as session:
             return list(await session.scalars(select(User).order_by(User.id)))
 
-    async def authenticate(self, username: str, password: str) -> int | None:
-        """The user id for valid credentials, else None.
+    async def authenticate(self, username: str, password: str, client: str = "") -> int | None:
+        """The user id for valid credentials, else None; LoginThrottled when `client` (its
+        address) failed too often lately, or the user is under attack and it failed once.
 
         Requests that arrive together with the same credentials share one check: a client
         opening many connections at once would otherwise start one slow hash each.
         """
-        key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
+        key = _key(username, password)
         stamp = (await self._stamps.current())[PASSWORDS]
         cached = self._cache.get(key)
         if cached and cached[2] == stamp and cached[1] > time.monotonic():
-            return cached[0]
-        check = self._checks.get((key, stamp))
-        if check is None:
-            check = asyncio.ensure_future(self._check(key, stamp, username, password))
-            self._checks[key, stamp] = check
-            check.add_done_callback(lambda _: self._checks.pop((key, stamp), None))
-        return await asyncio.shield(check)
+            return cached[0]  # the right password, checked lately: no limit applies
+        self._guard.admit(username, client)
+        async with self._guard.turn(username):
+            check = self._checks.get((key, stamp))
+            if check is None:
+                check = asyncio.ensure_future(self._check(key, stamp, username, password))
+                self._checks[key, stamp] = check
+                check.add_done_callback(lambda _: self._checks.pop((key, stamp), None))
+            user_id = await asyncio.shield(check)
+        if user_id is None:
+            self._guard.failed(username, client)
+        return user_id
 
     async def _check(self, key: bytes, stamp: int, username: str, password: str) -> int | None:
+        """The user's id if the password is theirs: the same work for a name nobody has."""
         async with self._sessions() as session:
             row = (
                 await session.execute(
                     select(User.id, User.password_hash).where(User.username == username)
                 )
             ).first()
-        if row is None or not await _verify(row.password_hash, password):
+        password_hash = row.password_hash if row is not None else None
+        if not await self._passwords.verify(password_hash, password) or row is None:
             return None
         if len(self._cache) > 10_000:
             self._cache.clear()
@@ -134,12 +148,5 @@ class Users:
         return row.id
 
 
-async def _hash(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
-
-
-async def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return await asyncio.to_thread(_hasher.verify, password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+def _key(username: str, password: str) -> bytes:
+    return hashlib.sha256(f"{username}\0{password}".encode()).digest()

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from simgate.server.auth import bearer_token, current_device, registrant
+from simgate.server.auth import bearer_token, client_address, current_device, registrant
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import (
     AppReceivedIn,
@@ -92,11 +92,12 @@ async def user_code(gateway: GatewayDep,
 
 
 @router.patch("/user/password", status_code=status.HTTP_204_NO_CONTENT)
-async def change_password(body: PasswordChange, device: Device,
+async def change_password(body: PasswordChange, device: Device, request: Request,
                           gateway: GatewayDep) -> Response:
-    """A device changes its user's password (it knows the current one)."""
+    """A device changes its user's password (it knows the current one); wrong ones count
+    as failed logins (429 past the limits)."""
     if not await gateway.users.change_password(device.user_id, body.current_password,
-                                               body.new_password):
+                                               body.new_password, client_address(request)):
         raise HTTPException(401, "invalid current password")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
