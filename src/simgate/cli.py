@@ -27,9 +27,11 @@ from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
 from simgate.services.errors import ServiceError
 
+# Plain help (click's): switches show as switches, not as "<bool>" values.
 app = typer.Typer(help="simgate: an SMS gateway for phones and GSM modems with SIM cards.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-users_app = typer.Typer(help="Manage the users who may call the API.", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+users_app = typer.Typer(help="Manage the users who may call the API.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(users_app, name="users")
 tls_app = typer.Typer(help="HTTPS that Android phones accept.", no_args_is_help=True)
 app.add_typer(tls_app, name="tls")
@@ -37,10 +39,15 @@ console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-HostOpt = Annotated[str | None, typer.Option("--host", help="Listen address [SIMGATE_HOST].")]
-PortOpt = Annotated[int | None, typer.Option("--port", help="Listen port [SIMGATE_PORT].")]
+HostOpt = Annotated[str | None, typer.Option(
+    "--host", help="Listen address [SIMGATE_HOST; default: 127.0.0.1].")]
+PortOpt = Annotated[int | None, typer.Option(
+    "--port", help="Listen port [SIMGATE_PORT; default: 3000].")]
 DataDirOpt = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Where SQLite and state live [SIMGATE_DATA_DIR].")]
+    "--data-dir", help="Where SQLite and state live [SIMGATE_DATA_DIR;"
+    " default: ./simgate-data].")]
+AccessLogOpt = Annotated[bool, typer.Option(
+    "--access-log", help="Log one line per HTTP request [SIMGATE_ACCESS_LOG].")]
 TlsCertOpt = Annotated[Path | None, typer.Option(
     "--tls-cert", help="Serve HTTPS with this certificate (PEM, with its chain)"
     " [SIMGATE_TLS_CERT]; `simgate tls init` makes one.")]
@@ -49,7 +56,7 @@ TlsKeyOpt = Annotated[Path | None, typer.Option(
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, unwrapped
     return typer.Exit(code)
 
 
@@ -67,6 +74,34 @@ def settings_from(host: str | None = None, port: int | None = None,
         raise fail(f"invalid configuration: {reasons}") from None
     except ValueError as exc:
         raise fail(f"invalid configuration: {exc}") from None
+
+
+def claim(settings: Settings) -> None:
+    """Take the data directory and check the port before starting a server."""
+    from simgate.serve.claim import InUse, check_port, lock_data_dir
+
+    try:
+        _held.append(lock_data_dir(settings.data_dir))
+        check_port(settings.host, settings.port)
+    except InUse as exc:
+        raise fail(str(exc)) from None
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
+    (settings.data_dir / SERVER_FILE).write_text(
+        json.dumps({"url": f"{settings.scheme}://{host}:{settings.port}", "pid": os.getpid()}))
+
+
+SERVER_FILE = "server.json"  # where `sims` and `doctor` find the server of a data directory
+
+
+def local_server(data_dir: Path | None) -> str:
+    """The URL of the server last started on the data directory, else the default one."""
+    settings = settings_from(data_dir=data_dir)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((settings.data_dir / SERVER_FILE).read_text())["url"]
+    return f"http://127.0.0.1:{settings.port}"
+
+
+_held: list[Any] = []  # the data directory lock, kept open while the process lives
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -100,13 +135,15 @@ def main_options(
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           workers: Annotated[int | None, typer.Option(
               "--workers", help="Server processes sharing the port, up to one per core"
-              " [SIMGATE_WORKERS].")] = None,
-          tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None) -> None:
+              " [SIMGATE_WORKERS; default: 1].")] = None,
+          tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
+          access_log: AccessLogOpt = False) -> None:
     """Run the server only (agents connect to it over /mobile/v1)."""
     from simgate.serve.runner import prepare_store, serve_forever
 
     settings = settings_from(host, port, data_dir, workers=workers, tls_cert=tls_cert,
-                             tls_key=tls_key)
+                             tls_key=tls_key, access_log=access_log or None)
+    claim(settings)
     if settings.workers == 1:
         run_async(serve_forever(settings))
         return
@@ -155,12 +192,15 @@ def run(
     sim_selection: ModeOpt = SimSelectionMode.OS_DEFAULT,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    access_log: AccessLogOpt = False,
 ) -> None:
     """Run everything in one process: server, agent and an emulated multi-SIM modem."""
     from simgate.agent.backends.emulator import EmulatorBackend
     from simgate.serve.runner import run_all_in_one
 
-    settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key)
+    settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key,
+                             access_log=access_log or None)
+    claim(settings)
     backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims))
     with contextlib.suppress(KeyboardInterrupt):
         run_async(run_all_in_one(settings, backend, sim_selection, _print_ready))
@@ -256,9 +296,9 @@ def agent(
     settings = settings_from(data_dir=data_dir)
     backend = _backend(modem or [], termux, emulator, settings.data_dir)
     config = AgentConfig(server_url=server, journal_path=settings.data_dir / "agent" / "journal.db",
-                         username=username, password=password, sim_selection_mode=sim_selection)
-    if name:
-        config.name = name
+                         username=username, password=password, sim_selection_mode=sim_selection,
+                         heartbeat_interval=settings.heartbeat_seconds,
+                         **({"name": name} if name else {}))
     with contextlib.suppress(KeyboardInterrupt):
         run_async(run_agent(config, backend))
 
@@ -277,7 +317,6 @@ def _backend(modems: list[str], termux: bool, emulator: int, data_dir: Path) -> 
     return EmulatorBackend(sims=emulator)
 
 
-ServerOpt = Annotated[str, typer.Option("--server", help="URL of the simgate server.")]
 UserOpt = Annotated[str | None, typer.Option("--username", envvar="SIMGATE_USERNAME",
                                              help="API user.")]
 PasswordOpt = Annotated[str | None, typer.Option("--password", envvar="SIMGATE_PASSWORD",
@@ -298,8 +337,9 @@ def _stored_credentials(username: str | None, password: str | None,
 
 @app.command()
 def doctor(
-    server: Annotated[str | None, typer.Option("--server", help="Also check this server.")]
-    = None,
+    server: Annotated[str | None, typer.Option(
+        "--server", help="Check this server; default, with no other check given: the one"
+        " last started on --data-dir (its server.json), with its credentials.json.")] = None,
     modem: Annotated[list[str] | None, typer.Option("--modem", help="Serial port to check.")]
     = None,
     termux: Annotated[bool, typer.Option("--termux", help="Check Termux:API.")] = False,
@@ -308,8 +348,15 @@ def doctor(
     password: PasswordOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check ports, modems, SIMs, network, Termux:API, server and webhooks; say what to do."""
+    """Check ports, modems, SIMs, network, Termux:API, server and webhooks; say what to do.
+
+    With no option, checks the local gateway: the server started on the data directory
+    (./simgate-data, or --data-dir), with the credentials `simgate run` keeps there.
+    """
     from simgate.agent import doctor as checks
+
+    if not (server or modem or termux or emulator):
+        server = local_server(data_dir)
 
     async def examine() -> list[checks.Finding]:
         found: list[checks.Finding] = []
@@ -325,9 +372,6 @@ def doctor(
             found += await checks.server_findings(server, user, secret)
         return found
 
-    if not (server or modem or termux or emulator):
-        raise fail("nothing to check: give --modem PORT, --termux, --emulator N and/or "
-                   "--server URL")
     findings = run_async(examine())
     table = Table("check", "status", "detail", "what to do")
     colors = {"pass": "green", "warn": "yellow", "fail": "red"}
@@ -341,14 +385,21 @@ def doctor(
 
 @app.command()
 def sims(
-    server: ServerOpt = "http://127.0.0.1:3000",
+    server: Annotated[str | None, typer.Option(
+        "--server", help="URL of the simgate server; default: the one last started on"
+        " --data-dir (its server.json), else http://127.0.0.1:3000.")] = None,
     username: UserOpt = None,
     password: PasswordOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """List devices and their SIM slots with their live state."""
+    """List devices and their SIM slots with their live state.
+
+    Without --username/--password, uses the credentials `simgate run` keeps in the data
+    directory (credentials.json).
+    """
     import httpx
 
+    server = server or local_server(data_dir)
     user, secret = _stored_credentials(username, password, data_dir)
     if not (user and secret):
         raise fail("give --username and --password (or SIMGATE_USERNAME/SIMGATE_PASSWORD)")
@@ -402,12 +453,20 @@ def users_passwd(
     console.print(f"password of [bold]{name}[/] changed")
 
 
+def _require_store(settings: Settings) -> None:
+    """A read-only command does not make a store where there is none."""
+    if settings.database_url is None and not (settings.data_dir / "simgate.db").exists():
+        raise fail(f"no store yet in {settings.data_dir}: `simgate run` or `simgate serve`"
+                   " makes one there (or give --data-dir of an existing one)")
+
+
 @users_app.command("list")
 def users_list(data_dir: DataDirOpt = None) -> None:
     """List users."""
     from simgate.serve.runner import with_gateway
 
     settings = settings_from(data_dir=data_dir)
+    _require_store(settings)
     for user in run_async(with_gateway(settings, lambda g: g.users.list())):
         console.print(f"{user.id}\t{user.username}\t{user.created_at:%Y-%m-%d %H:%M}")
 

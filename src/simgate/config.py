@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Finished messages keep their text and numbers this long, then only SHA-256 hashes
     # (the original's HashingIntervalSeconds).
     hashing_interval_seconds: float = Field(default=60.0, gt=0)
+    # How often an agent tells the server it is alive (system:ping is a setting apart).
+    heartbeat_seconds: float = Field(default=60.0, gt=0)
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # One line per HTTP request (uvicorn's access log).
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -167,5 +167,6 @@ def test_a_taken_port_is_a_clear_error(tmp_path):
             [sys.executable, "-m", "simgate", "serve", "--workers", "2", "--port", str(port),
              "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "--port" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr

@@ -253,6 +253,7 @@ async def test_inbox_export_raises_events_again(api, receiver):
 async def test_ping_raises_system_ping(api, receiver):
     device = await register_device(api)
     await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "system:ping"})
+    await api.patch("/3rdparty/v1/settings", json={"ping": {"interval_seconds": 60}})
     response = await api.post("/mobile/v1/ping", **bearer(device),
                               json={"health": {"status": "pass", "checks": {}}})
     assert response.status_code == 204

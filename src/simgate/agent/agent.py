@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from simgate.agent.backends.base import (
 )
 from simgate.agent.client import DeviceClient, PendingMessage, ServerError
 from simgate.agent.crypto import DecryptionError, decrypt
+from simgate.agent.hours import WorkHours
 from simgate.agent.journal import Journal, JournalMessage
 from simgate.agent.pacing import Pacer
 from simgate.domain.routing import NoSimAvailable, SimSelectionMode, choose_sim
@@ -41,7 +43,7 @@ REPORT_LINGER = 0.01
 REPORT_BATCH = 500
 
 
-@dataclass
+@dataclass(frozen=True)
 class AgentConfig:
     server_url: str
     journal_path: Path
@@ -52,7 +54,9 @@ class AgentConfig:
     order: str = "lifo"
     poll_interval: float = 30.0
     sim_refresh_interval: float = 30.0
-    ping_interval: float = 60.0
+    # the agent's own heartbeat (the server's "last seen" and health), always on; the
+    # system:ping event is the owner's opt-in (ping.interval_seconds), apart from it
+    heartbeat_interval: float = 60.0
     verify: bool = True  # the server's certificate (trusted CAs: SSL_CERT_FILE or the system's)
 
 
@@ -95,6 +99,9 @@ class Agent:
         self._pacers: dict[int | None, Pacer] = {}
         self._early_reports: dict[tuple[int, int], DeliveryReport] = {}
         self._passphrase: str | None = None
+        self.work_hours = WorkHours()
+        self.ping_interval: float | None = None  # ping.interval_seconds; None: no pings
+        self._settings_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_incoming = on_incoming
         self.ready = asyncio.Event()
@@ -114,7 +121,8 @@ class Agent:
                     self._record_sim(slot)
             async with asyncio.TaskGroup() as group:
                 for loop in (self._event_loop, self._fetch_loop, self._outbox_loop,
-                             self._sim_loop, self._backend_loop, self._ping_loop):
+                             self._sim_loop, self._backend_loop, self._heartbeat_loop,
+                             self._ping_loop):
                     self._tasks.append(group.create_task(loop()))
                 await self._recover()
                 self.ready.set()
@@ -196,18 +204,25 @@ class Agent:
         self._passphrase = (settings.get("encryption") or {}).get("passphrase")
         for pacer in self._pacers.values():
             pacer.configure(messages)
+        self.work_hours.configure(messages)
         ping = (settings.get("ping") or {}).get("interval_seconds")
-        if ping:
-            self.config.ping_interval = float(ping)
-        log.info("settings applied: SIM selection %s, order %s", self.mode.value, self.order)
+        self.ping_interval = float(ping) if ping else None
+        self._settings_changed.set()
+        self._settings_changed = asyncio.Event()
+        self._wake.set()
+        log.info("settings applied: SIM selection %s, order %s, work hours %s, ping %s",
+                 self.mode.value, self.order, self.work_hours.describe(),
+                 f"every {ping} s" if ping else "off")
 
     async def _fetch_loop(self) -> None:
         while True:
+            closed = self.work_hours.wait()  # look again when the work hours begin
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+                await asyncio.wait_for(self._wake.wait(),
+                                       min(self.config.poll_interval, closed or math.inf))
             self._wake.clear()
             try:
-                while await self._fetch_once() >= FETCH_LIMIT:
+                while await self._fetch_once() >= FETCH_LIMIT and not self.work_hours.wait():
                     pass
             except ServerError as exc:
                 log.warning("fetching messages failed: %s", exc)
@@ -229,7 +244,7 @@ class Agent:
             in_flight = {m.id for m in self.journal.with_status("claimed")}
             await self._confirm_cancel([m for m in cancelling if m.id not in in_flight])
             pending = [m for m in pending if m.state != ProcessState.CANCELLING.value]
-        if not pending:
+        if not pending or self._outside_work_hours(len(pending)):
             return
         statuses = {m.id: m for m in self.journal.with_status("claimed")}
         known = self.journal.known([m.id for m in pending])
@@ -244,6 +259,15 @@ class Agent:
                               slot, error))
         self.journal.claim([(m.id, m.body, slot) for m, slot, _ in fresh])
         await self._claim(fresh)
+
+    def _outside_work_hours(self, waiting: int) -> bool:
+        """True outside the owner's work hours: nothing is claimed then, so messages stay
+        Pending (and cancellable) until the window opens."""
+        closed = self.work_hours.wait()
+        if closed:
+            log.info("outside work hours (%s): %d message(s) wait %.0f s for the window",
+                     self.work_hours.describe(), waiting, closed)
+        return closed > 0
 
     def _route(self, message: PendingMessage) -> tuple[int | None, str | None]:
         """The slot for a message, or an error saying why it cannot be sent."""
@@ -324,6 +348,11 @@ class Agent:
     async def _send_loop(self, queue: asyncio.Queue[JournalMessage], pacer: Pacer) -> None:
         while True:
             message = await queue.get()
+            while closed := self.work_hours.wait():  # claimed before the window closed
+                log.info("outside work hours (%s): %s waits %.0f s", self.work_hours.describe(),
+                         message.id, closed)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._settings_changed.wait(), min(closed, 60.0))
             await pacer.wait(message.body.get("priority", 0))
             try:
                 await self._send(message)
@@ -383,6 +412,8 @@ class Agent:
         if recipients:
             sent = any(r["state"] == "Sent" for r in recipients)
             state = "Sent" if sent else "Failed"
+            log.info("message %s through SIM %s: %s", message.id,
+                     "default" if message.slot is None else message.slot + 1, state)
             self.report([{"id": message.id, "state": state, "recipients": recipients,
                           "simNumber": None if message.slot is None else message.slot + 1,
                           "states": {state: _now()}}])
@@ -495,13 +526,31 @@ class Agent:
         log.info("SMS from %s received on %s", sms.sender,
                  "an unknown SIM" if sms.slot is None else f"SIM {sms.slot + 1}")
 
-    async def _ping_loop(self) -> None:
+    async def _heartbeat_loop(self) -> None:
+        """Tell the server the device is alive (its health and "last seen")."""
         while True:
-            await asyncio.sleep(self.config.ping_interval)
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                await self.client.heartbeat()
+            except ServerError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _ping_loop(self) -> None:
+        """The system:ping event, only when the owner set ping.interval_seconds (as the app)."""
+        while True:
+            changed = self._settings_changed
+            if self.ping_interval is None:
+                await changed.wait()
+                continue
+            try:
+                await asyncio.wait_for(changed.wait(), self.ping_interval)
+                continue  # settings changed: start over with the new interval
+            except TimeoutError:
+                pass
             try:
                 await self.client.ping(self.health())
             except ServerError as exc:
-                log.warning("heartbeat failed: %s", exc)
+                log.warning("ping failed: %s", exc)
 
     def health(self) -> dict[str, Any]:
         """Per-SIM checks as the health endpoints show them."""

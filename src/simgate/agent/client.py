@@ -159,6 +159,10 @@ class DeviceClient:
         await self._call("POST", "/started", headers=self._auth(),
                          json={"simCards": [sim_to_wire(s) for s in sims]})
 
+    async def heartbeat(self) -> None:
+        """Any call marks the device seen; this one reads its own record, nothing more."""
+        await self._call("GET", "/device", headers=self._auth())
+
     async def ping(self, health: dict[str, Any]) -> None:
         await self._call("POST", "/ping", headers=self._auth(), json={"health": health})
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import time
 from collections import deque
@@ -11,9 +13,12 @@ from simgate.domain.settings import LimitPeriod
 
 PERIOD_SECONDS = {
     LimitPeriod.PER_MINUTE: 60.0,
+    LimitPeriod.PER_30_MINUTES: 1800.0,
     LimitPeriod.PER_HOUR: 3600.0,
     LimitPeriod.PER_DAY: 86400.0,
 }
+
+log = logging.getLogger(__name__)
 
 # Messages at or above this priority skip pauses and limits (as on sms-gate.app).
 BYPASS_PRIORITY = 100
@@ -28,6 +33,7 @@ class Pacer:
         self._sent: deque[float] = deque()
         self._last: float | None = None
         self._pause = 0.0  # drawn at each send, so a wait is not re-drawn while waiting
+        self._changed = asyncio.Event()  # new settings: a wait is measured again
 
     def configure(self, messages: dict) -> None:
         low, high = messages.get("send_interval_min"), messages.get("send_interval_max")
@@ -39,6 +45,8 @@ class Pacer:
         period = LimitPeriod(messages.get("limit_period") or LimitPeriod.DISABLED)
         value = messages.get("limit_value")
         self.limit = (PERIOD_SECONDS[period], value) if period in PERIOD_SECONDS and value else None
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next send."""
@@ -54,8 +62,13 @@ class Pacer:
         return wait
 
     async def wait(self, priority: int) -> None:
-        if priority < BYPASS_PRIORITY and (pause := self.delay(time.monotonic())) > 0:
-            await asyncio.sleep(pause)  # one pacer per slot: nothing else sends meanwhile
+        # one pacer per slot: nothing else sends through it meanwhile
+        while priority < BYPASS_PRIORITY and (pause := self.delay(time.monotonic())) > 0:
+            if self.limit:
+                log.info("send limit of %d message(s) per %.0f s: the next waits %.0f s",
+                         self.limit[1], self.limit[0], pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), pause)
         now = time.monotonic()
         self._last = now
         self._pause = random.randint(*self.interval) if self.interval else 0.0

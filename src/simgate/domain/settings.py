@@ -17,35 +17,47 @@ from simgate.domain.routing import SimSelectionMode
 class LimitPeriod(enum.StrEnum):
     DISABLED = "Disabled"
     PER_MINUTE = "PerMinute"
+    PER_30_MINUTES = "Per30Minutes"
     PER_HOUR = "PerHour"
     PER_DAY = "PerDay"
 
 
-class ProcessingOrder(enum.StrEnum):
-    LIFO = "LIFO"
-    FIFO = "FIFO"
+class NotificationChannel(enum.StrEnum):
+    """How the Android app is woken: push with SSE as fallback, or SSE alone."""
+
+    AUTO = "AUTO"
+    SSE_ONLY = "SSE_ONLY"
+
+
+# The app reads every number into a Kotlin Int.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# 24-hour HH:mm, as the original documents work_hours_start/end.
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    # keys the original does not keep are dropped (and named by `dropped`), not refused
+    model_config = ConfigDict(extra="ignore", use_enum_values=True)
 
 
 class MessagesSettings(_Group):
     sim_selection_mode: SimSelectionMode = SimSelectionMode.OS_DEFAULT
-    send_interval_min: Annotated[int | None, Field(ge=0, le=3600)] = None
-    send_interval_max: Annotated[int | None, Field(ge=0, le=3600)] = None
+    send_interval_min: Count | None = None
+    send_interval_max: Count | None = None
     limit_period: LimitPeriod = LimitPeriod.DISABLED
-    limit_value: Annotated[int | None, Field(ge=1)] = None
-    log_lifetime_days: Annotated[int | None, Field(ge=1)] = None
-    processing_order: ProcessingOrder = ProcessingOrder.LIFO
+    limit_value: Count | None = None  # none (or 0): no limit, whatever the period
+    log_lifetime_days: Count | None = None
+    # no sends outside [start, end) of the device's local time; end before start spans
+    # midnight
+    work_hours_enabled: bool = False
+    work_hours_start: ClockTime = "09:00"
+    work_hours_end: ClockTime = "19:00"
 
     @model_validator(mode="after")
     def _consistent(self) -> MessagesSettings:
         low, high = self.send_interval_min, self.send_interval_max
         if low is not None and high is not None and low > high:
             raise ValueError("messages.send_interval_min must not exceed send_interval_max")
-        if self.limit_period != LimitPeriod.DISABLED and self.limit_value is None:
-            raise ValueError("messages.limit_value is required when limit_period is set")
         return self
 
 
@@ -56,7 +68,8 @@ class WebhooksSettings(_Group):
 
 
 class PingSettings(_Group):
-    interval_seconds: Annotated[int | None, Field(ge=10, le=86400)] = None
+    # none: no system:ping events (the agent's heartbeat for health goes on regardless)
+    interval_seconds: Count | None = None
 
 
 class LogsSettings(_Group):
@@ -64,9 +77,13 @@ class LogsSettings(_Group):
 
 
 class GatewaySettings(_Group):
-    notification_channel: Annotated[str | None, Field(max_length=32)] = None
-    cloud_url: Annotated[str | None, Field(max_length=2048)] = None
-    private_token: Annotated[str | None, Field(max_length=256)] = None
+    notification_channel: NotificationChannel = NotificationChannel.AUTO
+
+
+class ReceiverSettings(_Group):
+    # the Android app also watches its SMS content provider (a fallback for carriers that
+    # hide the SMS_RECEIVED broadcast); simgate's agents have no such provider
+    content_provider_enabled: bool = True
 
 
 class EncryptionSettings(_Group):
@@ -80,10 +97,16 @@ class DeviceSettings(_Group):
     logs: LogsSettings = LogsSettings()
     gateway: GatewaySettings = GatewaySettings()
     encryption: EncryptionSettings = EncryptionSettings()
+    receiver: ReceiverSettings = ReceiverSettings()
 
 
-WRITE_ONLY = {("webhooks", "signing_key"), ("encryption", "passphrase"),
-              ("gateway", "private_token")}
+# 0 passes the original's `omitempty` checks as "not given": here it is the default too.
+ZERO_IS_DEFAULT = {("messages", "send_interval_min"), ("messages", "send_interval_max"),
+                   ("messages", "limit_value"), ("messages", "log_lifetime_days"),
+                   ("ping", "interval_seconds"), ("logs", "lifetime_days")}
+
+
+WRITE_ONLY = {("webhooks", "signing_key"), ("encryption", "passphrase")}
 # Shown in place of a secret: whether it is set (a simgate addition, ignored on write).
 SHOWN_AS_SET = {("webhooks", "signing_key"): "signing_key_set"}
 
@@ -97,18 +120,33 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors()[:5]:
         key = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown setting"
-        elif item["type"] == "enum":
+        if item["type"] == "enum":
             message = "allowed values: " + item["ctx"]["expected"]
+        elif item["type"] == "string_pattern_mismatch":
+            message = "use a 24-hour HH:mm time, such as 09:00"
         parts.append(f"{key}: {message}" if key else message)
     return "; ".join(parts)
 
 
 def _strip_nulls(values: dict[str, Any]) -> dict[str, Any]:
-    """`null` means "back to the default": drop the key so the default applies."""
-    return {g: {k: v for k, v in keys.items() if v is not None} if isinstance(keys, dict)
-            else keys for g, keys in values.items()}
+    """`null` (or an "omitempty" 0) means "back to the default": drop the key."""
+    return {g: {k: v for k, v in keys.items()
+                if v is not None and not (v == 0 and (g, k) in ZERO_IS_DEFAULT)}
+            if isinstance(keys, dict) else keys for g, keys in values.items()}
+
+
+def dropped(values: dict[str, Any]) -> list[str]:
+    """The keys the original server drops without a word (it keeps only those it knows,
+    `modules/settings/utils.go`): simgate drops the same ones and names them."""
+    names = []
+    for group, keys in _strip_shown(values).items():
+        model = DeviceSettings.model_fields.get(group)
+        if model is None:
+            names.append(group)
+        elif isinstance(keys, dict):
+            known = model.annotation.model_fields  # type: ignore[union-attr]
+            names.extend(f"{group}.{key}" for key in keys if key not in known)
+    return names
 
 
 def _strip_shown(values: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +180,6 @@ def merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(stored)
     for group, keys in patch.items():
         if keys is None:
-            if group not in DeviceSettings.model_fields:
-                raise InvalidSettings(f"{group}: unknown setting")
             merged.pop(group, None)
         elif isinstance(keys, dict) and isinstance(merged.get(group), dict):
             merged[group].update(keys)

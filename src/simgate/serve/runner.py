@@ -71,13 +71,14 @@ def settle_heap() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def uvicorn_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
+def uvicorn_server(settings: Settings, gateway: Gateway,
+                   readiness: Callable[[], dict[str, object]] | None = None) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings, gateway),
+        create_app(settings, gateway, readiness),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
+        access_log=settings.access_log,
         lifespan="on",
         proxy_headers=bool(settings.forwarded_allow_ips.strip()),
         forwarded_allow_ips=settings.forwarded_allow_ips,
@@ -155,16 +156,23 @@ async def run_all_in_one(settings: Settings, backend: Callable[[], SimBackend],
         update["allow_private_webhooks"] = True  # a local demo posts to local receivers
     settings = settings.model_copy(update=update)
     gateway = await Gateway.open(settings)
-    server = uvicorn_server(settings, gateway)
     url = f"{settings.scheme}://{_loopback(settings.host)}:{settings.port}"
     agent = AgentProcess(
         AgentConfig(server_url=url, journal_path=settings.data_dir / "agent" / "journal.db",
                     username=username, password=password, name="simgate run",
-                    sim_selection_mode=mode,
+                    sim_selection_mode=mode, heartbeat_interval=settings.heartbeat_seconds,
                     # its own process over loopback: the certificate names the LAN host
                     verify=settings.tls_cert is None),
         backend,
     )
+
+    def agent_check() -> dict[str, object]:
+        if agent.ready.is_set() and agent.sims:
+            return {"status": "pass", "description": f"agent registered as {agent.device_id}"
+                    f" with {len(agent.sims)} SIM slot(s)"}
+        return {"status": "fail", "description": "the embedded agent has not registered yet"}
+
+    server = uvicorn_server(settings, gateway, agent_check)
     settle_heap()
     try:
         async with asyncio.TaskGroup() as group:

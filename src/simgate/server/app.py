@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -66,8 +66,10 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
-    """The ASGI app; opens its own Gateway at startup unless one is given."""
+def create_app(settings: Settings, gateway: Gateway | None = None,
+               readiness: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+    """The ASGI app; opens its own Gateway at startup unless one is given. `readiness`
+    is one more check of /health/ready (in `run`: the embedded agent is there)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +89,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         # No OpenTelemetry here: its per-request checks would cost on every call.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.readiness = readiness
     errors.install(app)
     for prefix in ("", "/api"):
         documented = prefix == ""

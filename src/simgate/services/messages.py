@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,8 @@ from simgate.services.errors import BadRequest, Conflict, NotFound, Unavailable
 from simgate.services.ids import new_id, sha256_hex
 from simgate.store.db import Sessions
 from simgate.store.models import Message, Recipient, utcnow
+
+log = logging.getLogger(__name__)
 
 MAX_PENDING_FETCH = 100
 FINISHED_STATES = [s.value for s in ProcessState if s.final] + [ProcessState.SENT.value]
@@ -271,6 +274,8 @@ class Messages:
 
     def _accepted(self, messages: list[AcceptedMessage]) -> None:
         """Push the new messages themselves: a device can claim them without a fetch."""
+        ids = ", ".join(m.ext_id for m in messages[:5]) + (", ..." if len(messages) > 5 else "")
+        log.info("accepted %d message(s) as Pending: %s", len(messages), ids)
         by_device: dict[str, list[Message]] = {}
         now = utcnow()
         later = False

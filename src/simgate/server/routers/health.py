@@ -48,9 +48,13 @@ async def live() -> JSONResponse:
 
 
 @router.get("/health/ready")
-async def ready(gateway: GatewayDep) -> JSONResponse:
-    """Ready to accept messages: the store answers."""
-    return _respond({"database:connection": await database_check(gateway.engine)})
+async def ready(request: Request, gateway: GatewayDep) -> JSONResponse:
+    """Ready to accept messages: the store answers (and in `run`, the embedded agent has
+    registered and knows its SIMs, so a send right after does not find "no device")."""
+    checks = {"database:connection": await database_check(gateway.engine)}
+    if request.app.state.readiness is not None:
+        checks["agent:registered"] = request.app.state.readiness()
+    return _respond(checks)
 
 
 @router.get("/health/startup")

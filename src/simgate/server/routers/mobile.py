@@ -267,8 +267,11 @@ async def started(body: StartedIn, device: Device, gateway: GatewayDep) -> Respo
 @router.post("/ping", status_code=status.HTTP_204_NO_CONTENT)
 async def ping(device: Device, gateway: GatewayDep,
                body: dict[str, Any] | None = None) -> Response:
-    """Heartbeat with the device's health; raises the system:ping event."""
-    await gateway.webhooks.ping(device, (body or {}).get("health") or {})
+    """The device's health as the system:ping event, which its owner opts in to with
+    ping.interval_seconds, as in the app (without it, only "last seen" is updated)."""
+    settings = await gateway.device_settings.get(device.user_id)
+    if (settings.get("ping") or {}).get("interval_seconds"):
+        await gateway.webhooks.ping(device, (body or {}).get("health") or {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
-from simgate.domain.settings import public_view
+from simgate.domain.settings import dropped, public_view
 from simgate.server.deps import GatewayDep, user_with
 from simgate.server.wirejson import StrictJSONRoute
 
 router = APIRouter(prefix="/settings", tags=["settings"],
                    route_class=StrictJSONRoute)
 
-SettingsBody = dict[str, dict[str, Any] | None]
+SettingsBody = dict[str, Any]
+
+
+def _warn_dropped(body: dict[str, Any], response: Response) -> None:
+    """Keys the original server drops are dropped here too; the Warning header names them
+    (RFC 9111 warn-code 299: a persistent warning)."""
+    names = dropped(body)
+    if names:
+        response.headers["Warning"] = (
+            f'299 simgate "settings not kept (sms-gate.app drops them too): {", ".join(names)}"')
 
 
 @router.get("")
@@ -29,15 +38,18 @@ async def get_settings(
 async def replace_settings(
     user_id: Annotated[int, user_with("settings:write")],
     gateway: GatewayDep,
+    response: Response,
     body: SettingsBody = Body(),
 ) -> dict[str, Any]:
     """Replace all settings; keys not given go back to their defaults."""
+    _warn_dropped(body, response)
     values = {k: v for k, v in body.items() if v is not None}
     return public_view(await gateway.device_settings.replace(user_id, values))
 
 
 @router.patch("")
 async def patch_settings(user_id: Annotated[int, user_with("settings:write")], gateway: GatewayDep,
-                         body: SettingsBody = Body()) -> dict[str, Any]:
+                         response: Response, body: SettingsBody = Body()) -> dict[str, Any]:
     """Merge into the settings; a null value resets that key, or group, to its default."""
+    _warn_dropped(body, response)
     return public_view(await gateway.device_settings.patch(user_id, body))
