@@ -41,7 +41,7 @@ from simgate.agent.backends.base import (
 )
 from simgate.sms import pdu
 
-log = logging.getLogger("simgate.agent.at")
+log = logging.getLogger(__name__)
 
 OK = "OK"
 PROMPT = ">"  # "> " after AT+CMGS, with no line end

@@ -96,11 +96,19 @@ class SimBackend(Protocol):
 
     default_slot: int | None  # the OS/modem default SIM, None when the phone decides
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Open the hardware. Failures are not raised: they show in `sims()` as Error
+        slots whose detail says what to check, so an agent runs with a modem unplugged."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the hardware; a running `events()` gets nothing more (the agent cancels
+        its iteration before or after, either is safe)."""
+        ...
 
-    async def sims(self) -> list[SimInfo]: ...
+    async def sims(self) -> list[SimInfo]:
+        """Every slot's state now, one per slot in slot order; never raises."""
+        ...
 
     async def send(
         self,
@@ -112,9 +120,14 @@ class SimBackend(Protocol):
         port: int | None = None,
         delivery_report: bool = True,
     ) -> SendResult:
-        """Send to one recipient through `slot` (None: the backend's default SIM)."""
+        """Send to one recipient through `slot` (None: the backend's default SIM).
+
+        Raises only SendError (whose `permanent` says whether a retry may work); a result
+        with `confirmed` False was handed over without word of its fate.
+        """
         ...
 
     def events(self) -> AsyncIterator[BackendEvent]:
-        """Incoming SMS and delivery reports, from every slot, as they arrive."""
+        """Incoming SMS and delivery reports, from every slot, as they arrive. The agent
+        iterates it once, from one task, for as long as it runs."""
         ...
