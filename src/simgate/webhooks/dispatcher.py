@@ -3,9 +3,11 @@
 Each due delivery is leased (its next attempt pushed past the timeout) before it is
 sent, so a crash or a second replica re-sends it only after the lease ran out. Every
 delivery is its own task under a concurrency cap: a slow receiver holds one slot, not
-the queue. Slots are shared fairly: each user, and each receiver (host and port), may
-hold only part of them, and due deliveries are taken round-robin across users, so one
-user's hanging receiver cannot keep another user's events waiting.
+the queue. Slots are shared fairly: due deliveries are taken round-robin across users,
+and a user past its share (a quarter of the slots) or a receiver (host and port) past
+its share (an eighth) gets no slot of the reserve (a quarter), which stays free for the
+others: one user's hanging receiver cannot keep another user's events waiting, and a
+user alone still uses most of the slots.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from simgate.webhooks.transport import Resolver, checked_client, resolve
 from simgate.webhooks.urls import ForbiddenUrl, check_form
 
 log = logging.getLogger(__name__)
+
+GATHER_SECONDS = 0.01
 
 # The owner's `webhooks` settings group (retry_count, signing_key, ...), by user id.
 WebhookSettings = Callable[[int], Awaitable[dict[str, Any]]]
@@ -74,6 +78,7 @@ class Dispatcher:
         self._concurrency = concurrency
         self._per_user = per_user or max(1, concurrency // 4)
         self._per_receiver = per_receiver or max(1, concurrency // 8)
+        self._reserve = max(1, concurrency // 4)  # slots kept for those within their share
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -110,6 +115,9 @@ class Dispatcher:
                     # woken by new events, by a finished delivery, or the poll
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    # let the deliveries finishing together free their slots, and lease
+                    # for all of them at once
+                    await asyncio.sleep(GATHER_SECONDS)
         finally:
             recorder.cancel()
             await self._flush_results()
@@ -131,20 +139,23 @@ class Dispatcher:
         task.add_done_callback(done)
 
     async def _lease(self) -> list[_Leased]:
-        """Due deliveries that fit the free slots, taken round-robin across users,
-        each user and receiver within its share; leased, with URL and settings."""
+        """Due deliveries that fit the free slots, taken round-robin across users;
+        leased, with URL and settings. Past its share a user or receiver takes only
+        slots beyond the reserve, which stays for those within theirs."""
         free = self._concurrency - len(self._inflight)
         if free <= 0:
             return []
         now = utcnow()
-        full_users = [u for u, n in self._by_user.items() if n >= self._per_user]
-        full_hooks = [h for r, n in self._by_receiver.items() if n >= self._per_receiver
-                      for h in self._hooks_of[r]]
         due = [WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now]
-        if full_users:
-            due.append(WebhookDelivery.user_id.not_in(full_users))
-        if full_hooks:
-            due.append(WebhookDelivery.webhook_id.not_in(full_hooks))
+        sharing = free <= self._reserve  # only those within their share may start now
+        if sharing:
+            full_users = [u for u, n in self._by_user.items() if n >= self._per_user]
+            full_hooks = [h for r, n in self._by_receiver.items() if n >= self._per_receiver
+                          for h in self._hooks_of[r]]
+            if full_users:
+                due.append(WebhookDelivery.user_id.not_in(full_users))
+            if full_hooks:
+                due.append(WebhookDelivery.webhook_id.not_in(full_hooks))
         async with self._sessions.begin() as session:
             users = sorted(await session.scalars(
                 select(distinct(WebhookDelivery.user_id)).where(*due)))
@@ -154,7 +165,7 @@ class Dispatcher:
             users = (users[start:] + users[:start])[:free]
             candidates: list[list[tuple[WebhookDelivery, str, str]]] = []
             for user in users:
-                room = min(self._per_user - self._by_user[user], free)
+                room = min(self._per_user - self._by_user[user], free) if sharing else free
                 candidates.append([(d, url, name) for d, url, name in await session.execute(
                     select(WebhookDelivery, Webhook.url, Webhook.ext_id)
                     .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
@@ -180,19 +191,25 @@ class Dispatcher:
 
     def _pick(self, candidates: list[list[tuple[WebhookDelivery, str, str]]],
               free: int) -> list[tuple[WebhookDelivery, str, str]]:
-        """One delivery per user in turn, skipping receivers whose share is taken."""
+        """One delivery per user in turn; past a share only while slots beyond the
+        reserve are free."""
         picked: list[tuple[WebhookDelivery, str, str]] = []
-        taken: Counter[str] = Counter()
+        users: Counter[int] = Counter()
+        receivers: Counter[str] = Counter()
         queues = [list(reversed(c)) for c in candidates]
         while len(picked) < free and any(queues):
             for queue in queues:
                 while queue:
                     delivery, url, name = queue.pop()
-                    receiver = receiver_of(url)
-                    if self._by_receiver[receiver] + taken[receiver] >= self._per_receiver:
+                    user, receiver = delivery.user_id, receiver_of(url)
+                    within = (self._by_user[user] + users[user] < self._per_user
+                              and self._by_receiver[receiver] + receivers[receiver]
+                              < self._per_receiver)
+                    if not within and free - len(picked) <= self._reserve:
                         self._hooks_of[receiver].add(delivery.webhook_id)
                         continue
-                    taken[receiver] += 1
+                    users[user] += 1
+                    receivers[receiver] += 1
                     picked.append((delivery, url, name))
                     break
                 if len(picked) >= free:
