@@ -172,9 +172,11 @@ text = "no service here"
 """
 
 
-def test_kannel_at_driver_sends_through_the_emulator_to_the_other_sim(tmp_path):
+def test_kannel_at_driver_sends_and_receives_through_the_emulator(tmp_path):
     """Kannel's `at` SMSC driver (bearerbox + smsbox, Debian `kannel`), configured as for a
-    real modem, sends through SIM 1; simgate's driver reads the SMS on SIM 2."""
+    real modem, sends through SIM 1 and simgate's driver reads the SMS on SIM 2; then an
+    SMS from SIM 2 reaches Kannel (as +CMT, which its driver asks for) and Kannel's
+    sms-service answers it, back to SIM 2."""
     bearerbox = debian_command("bearerbox", "kannel")
     smsbox = debian_command("smsbox", "kannel")
     emulated = Emulator(2)
@@ -196,8 +198,9 @@ def test_kannel_at_driver_sends_through_the_emulator_to_the_other_sim(tmp_path):
                                             "from": number_1, "to": number_2, "text": text},
                            timeout=30)
         assert answer.status_code == 202 and "Accepted" in answer.text, answer.text
-        (sms,) = asyncio.run(_read_one(port_2))
-        assert (sms.sender, sms.text, sms.slot) == (number_1, text, 0)
+        first, answer = asyncio.run(_sim_2_side(port_2, number_1))
+        assert (first.sender, first.text, first.slot) == (number_1, text, 0)
+        assert (answer.sender, answer.text) == (number_1, "no service here")
     finally:
         for box in reversed(boxes):
             box.terminate()
@@ -230,16 +233,18 @@ def wait_for(predicate, seconds: float, why) -> None:
         time.sleep(0.2)
 
 
-async def _read_one(port: str) -> list[IncomingSms]:
-    """The SMS waiting on the SIM behind `port`, read with simgate's AT driver."""
+async def _sim_2_side(port: str, number_1: str) -> tuple[IncomingSms, IncomingSms]:
+    """With simgate's AT driver on SIM 2: the SMS waiting there, then Kannel's answer to
+    an SMS sent to SIM 1."""
     backend = AtBackend([port])
     await backend.start()
     try:
         events = backend.events()
         async with asyncio.timeout(60):
-            while True:
-                event = await anext(events)
-                if isinstance(event, IncomingSms):
-                    return [event]
+            first = await anext(events)
+            await backend.send(0, number_1, text="hello Kannel", delivery_report=False)
+            answer = await anext(events)
+        assert isinstance(first, IncomingSms) and isinstance(answer, IncomingSms)
+        return first, answer
     finally:
         await backend.close()
