@@ -98,3 +98,15 @@ def test_a_text_with_y_diaeresis_goes_as_ucs2():
     assert pdu.decode(parts[0].hex).text == "naïve ÿ"
     plain = pdu.encode_submit("+19162255887", text="naive")
     assert data_coding(plain[0].hex) & 0x0C == 0x00  # and GSM-7 where it can
+
+
+@pytest.mark.parametrize("text", ["§ 5", "`quoted`", "esc \x1b here", "@" * 8, "x" * 152 + "@" * 8])
+def test_texts_the_codec_library_got_wrong_come_back_unchanged(text):
+    """Found by the property tests: "`" went out as "§" and "§" as UCS-2, the ESC character
+    broke decoding, and an "@" ending a full last octet was lost."""
+    parts = [pdu.decode(p.hex) for p in pdu.encode_submit("+12025550102", text=text)]
+    assert _join(parts) == text
+    assert len(parts) == pdu.segment_count(text)
+    deliver = [pdu.decode(h) for h in pdu.encode_deliver("+12025550101", text=text,
+                                                         at=datetime.now(UTC))]
+    assert _join(deliver) == text

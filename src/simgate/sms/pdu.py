@@ -18,6 +18,12 @@ from gsmmodem import pdu as codec
 # The library's GSM-7 extension table maps "ÿ" to the number 10 (a slip for the page break),
 # which makes any text with "ÿ" fail to encode; "ÿ" is not GSM-7 at all: it goes as UCS-2.
 codec.GSM7_EXTENDED.pop("\u00ff", None)
+# Its basic table has "`" where GSM 03.38 has "§" (0x5F): "`" would reach phones as "§",
+# and "§" went as UCS-2. And it encodes the ESC character as 0x1B, the escape to the
+# extension table, which no receiver reads back. Put "§" in its place, and in the escape's
+# place a character beyond the BMP, which never reaches the codec (_utf16_units).
+codec.GSM7_BASIC = (codec.GSM7_BASIC[:0x1B] + "\U0010ffff" + codec.GSM7_BASIC[0x1C:0x5F]
+                    + "§" + codec.GSM7_BASIC[0x60:])
 
 DATA_MAX_OCTETS = 140 - 7  # user data minus the 16-bit port UDH
 SMSC = "+12025550000"  # the emulated network's service centre
@@ -54,7 +60,7 @@ def segment_count(text: str) -> int:
     """How many SMS parts `text` takes, as encode_submit() splits it; counted without
     encoding, so it is cheap and answers for any length."""
     try:
-        septets = len(codec.encodeGsm7(text))  # an extension character takes two
+        septets = len(codec.encodeGsm7(_utf16_units(text)))  # an extension character: two
     except ValueError:  # not GSM-7: UCS-2, 70 units alone, 67 in each part of several
         units = len(_utf16_units(text))
         return 1 if units <= 70 else -(-units // 67)
@@ -169,8 +175,12 @@ def decode(hex_pdu: str) -> Decoded:
         elif isinstance(element, codec.PortAddress):
             port = element.destination
     text, data = fields.get("text"), None
-    if text is not None and (port is not None or _eight_bit(bytes.fromhex(hex_pdu))):
+    raw = bytes.fromhex(hex_pdu)
+    coding = _data_coding(raw) if fields["type"] != "SMS-STATUS-REPORT" else None
+    if text is not None and (port is not None or coding == 1):
         data, text = bytes(ord(c) & 0xFF for c in text), None
+    elif text is not None and coding == 0:
+        text += "@" * _lost_at_signs(raw, text)
     elif text is not None and concat is None:
         text = join_units(text)
     return Decoded(kind=fields["type"], number=fields.get("number") or "", text=text,
@@ -179,10 +189,34 @@ def decode(hex_pdu: str) -> Decoded:
                    tpdu_length=fields["tpdu_length"])
 
 
-def _eight_bit(raw: bytes) -> bool:
-    """Whether a DELIVER or SUBMIT carries 8-bit data (the codec reads it as text)."""
+def _dcs_position(raw: bytes) -> int:
+    """Where TP-DCS is in a DELIVER or SUBMIT with an SMSC field in front."""
     position = 1 + raw[0]
     first = raw[position]
     position += 1 if first & 0x03 == 0 else 2  # SUBMIT has TP-MR
     position += 2 + (raw[position] + 1) // 2
-    return codec._decodeDataCoding(raw[position + 1]) == 1
+    return position + 1
+
+
+def _data_coding(raw: bytes) -> int:
+    """0 GSM-7, 1 8-bit data (the codec reads it as text), 2 UCS-2."""
+    return codec._decodeDataCoding(raw[_dcs_position(raw)])
+
+
+def _lost_at_signs(raw: bytes, text: str) -> int:
+    """The codec drops a last "@" (septet 0) that ends the last octet: TP-UDL says it was
+    there. How many septets the user data holds beyond what the decoded text takes."""
+    dcs = _dcs_position(raw)
+    first = raw[1 + raw[0]]
+    position = dcs + 1
+    if first & 0x03 == 0:  # DELIVER: the service centre's timestamp
+        position += 7
+    else:  # SUBMIT: the validity period, if any
+        position += {0x10: 1, 0x08: 7, 0x18: 7}.get(first & 0x18, 0)
+    septets = raw[position]
+    if first & 0x40:  # a user data header, padded to a septet boundary
+        septets -= -(-(raw[position + 1] + 1) * 8 // 7)
+    try:
+        return max(0, septets - len(codec.encodeGsm7(text)))
+    except ValueError:
+        return 0
