@@ -146,7 +146,9 @@ async def report_states(body: list[PatchMessageItem], device: Device,
     return [PatchResultItem(id=i, state=s) for i, s in result.items()]
 
 
-@router.get("/events")
+@router.get("/events", response_class=StreamingResponse, responses={200: {
+    "description": "A server-sent event stream (it stays open)",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def events(request: Request, device: Device, gateway: GatewayDep) -> StreamingResponse:
     """Server-sent events telling the device what to fetch (MessageEnqueued, ...)."""
 
