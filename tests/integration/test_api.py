@@ -282,6 +282,17 @@ async def test_health_fails_when_a_device_has_no_ready_sim(api):
     assert (await api.get("/health/ready", auth=None)).status_code == 200
 
 
+async def test_health_warns_but_does_not_fail_for_slots_of_unknown_state(api):
+    # a dual-SIM phone under Termux:API: it cannot tell each slot's state, sends are tried
+    device = await register_device(api, [{"slotIndex": 0, "state": "Unknown"},
+                                         {"slotIndex": 1, "state": "Unknown"}])
+    response = await api.get("/health")
+    assert response.status_code == 200 and response.json()["status"] == "warn"
+    checks = response.json()["checks"]
+    assert checks[f"devices:{device['id']}:sim:1"]["status"] == "warn"
+    assert f"devices:{device['id']}:sims" not in checks
+
+
 async def test_lists_tell_the_total_count(api):
     await register_device(api)
     ids = [(await send(api)).json()["id"] for _ in range(3)]

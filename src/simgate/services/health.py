@@ -61,7 +61,7 @@ async def device_checks(sessions: async_sessionmaker,
         ready = 0
         for sim in device.sims:
             status = SimStatus(sim.status)
-            ready += status is SimStatus.READY
+            ready += status in (SimStatus.READY, SimStatus.UNKNOWN)  # unknown: sends are tried
             description = f"SIM {sim.slot_index + 1}: {status.value}"
             if status is not SimStatus.READY:
                 description += f" - {sim.detail or ADVICE[status]}"
