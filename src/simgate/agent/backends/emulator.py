@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from simgate.agent.backends.at import AtBackend
 from simgate.agent.backends.base import BackendEvent, SendResult, SimInfo
-from simgate.agent.backends.emulated_modem import OPERATOR, PIN, EmulatedModem, Faults
+from simgate.agent.backends.emulated_modem import OPERATOR, EmulatedModem, Faults
 from simgate.sms import pdu
 
 REPORT_DELAY = 0.02  # seconds between a send's +CMGS and its status report, as on a network
@@ -165,4 +165,4 @@ class EmulatorBackend:
         return self.at.events()
 
 
-__all__ = ["PIN", "EmulatedNetwork", "EmulatedSim", "EmulatorBackend", "Faults", "SentRecord"]
+__all__ = ["EmulatedNetwork", "EmulatedSim", "EmulatorBackend", "Faults", "SentRecord"]
