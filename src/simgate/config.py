@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Who may read /metrics (it names every device): addresses or networks, comma-separated.
+    metrics_allow_ips: str = "127.0.0.1,::1"
     # One line per HTTP request (uvicorn's access log).
     access_log: bool = False
 

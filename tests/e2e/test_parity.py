@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 import httpx
 import pytest
 from android_sms_gateway import client, domain
 from android_sms_gateway.errors import BadRequestError
+from prometheus_client.parser import text_string_to_metric_families
 
 from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
@@ -43,12 +45,12 @@ def http(server: SimgateProcess) -> httpx.Client:
     return httpx.Client(base_url=f"{server.url}/3rdparty/v1", auth=(USER, PASSWORD), timeout=10)
 
 
-def deliver(server: SimgateProcess, message_id: str, phones: list[str]) -> None:
+def deliver(server: SimgateProcess, message_id: str, phones: list[str], sim: int = 1) -> None:
     """The device reports the message Delivered to every recipient."""
     response = httpx.patch(
         f"{server.url}/mobile/v1/message",
         headers={"Authorization": f"Bearer {server.device['token']}"},
-        json=[{"id": message_id, "state": "Delivered", "recipients": [
+        json=[{"id": message_id, "state": "Delivered", "simNumber": sim, "recipients": [
             {"phoneNumber": p, "state": "Delivered"} for p in phones]}])
     assert response.status_code < 300, response.text
 
@@ -101,7 +103,8 @@ def test_finished_messages_stay_readable_until_the_hashing_round(server):
 
 
 async def test_hashing_runs_on_its_interval_as_the_original_writes_hashes(tmp_path):
-    server = start_serve(tmp_path / "hashing", SIMGATE_HASHING_INTERVAL_SECONDS="1")
+    server = start_serve(tmp_path / "hashing", SIMGATE_HASHING_INTERVAL_SECONDS="1",
+                         SIMGATE_METRICS_ALLOW_IPS="10.1.2.3")
     try:
         with http(server) as raw:
             sent = raw.post("/messages", json={"textMessage": {"text": "hash me"},
@@ -114,12 +117,14 @@ async def test_hashing_runs_on_its_interval_as_the_original_writes_hashes(tmp_pa
 
             state = await wait_until(hashed, timeout=30)
             listed = raw.get("/messages", params={"includeContent": "true"}).json()
+            closed = raw.get(f"{server.url}/metrics")  # it names devices: not open to all
     finally:
         server.stop()
     assert state["hashedMessage"] == {"hash": sha256("hash me")}
     assert "textMessage" not in state
     assert state["recipients"][0]["phoneNumber"] == sha256(TO)[:16]
     assert listed[0]["hashedMessage"] == {"hash": sha256("hash me")}
+    assert closed.status_code == 403 and "SIMGATE_METRICS_ALLOW_IPS" in closed.json()["message"]
 
 
 def test_ttl_below_five_seconds_is_refused_as_the_original(api):
@@ -130,3 +135,58 @@ def test_ttl_below_five_seconds_is_refused_as_the_original(api):
     sent = api.send(domain.Message(phone_numbers=[TO], ttl=5,
                                    text_message=domain.TextMessage("just enough")))
     assert sent.id
+
+
+def test_api_docs_as_the_original_and_offline(server):
+    moved = httpx.get(f"{server.url}/api")
+    assert moved.status_code == 301 and moved.headers["Location"] == "/api/docs"
+    for path in ("/api/docs/", "/api/docs/index.html", "/docs", "/redoc"):
+        page = httpx.get(f"{server.url}{path}")
+        assert page.status_code == 200, path
+        scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert scripts and all(s.startswith("/api/docs/") for s in scripts), (path, scripts)
+        for asset in scripts:  # every asset from this server, none from a CDN
+            assert httpx.get(f"{server.url}{asset}").status_code == 200, asset
+    spec = httpx.get(f"{server.url}/api/docs/doc.json").json()
+    assert "/3rdparty/v1/messages" in spec["paths"]
+    link = httpx.get(f"{server.url}/health").headers["Link"]
+    assert '</.well-known/api-catalog>; rel="api-catalog"' in link
+    assert '</api/docs/doc.json>; rel="service-desc"' in link
+
+
+def test_api_catalog_as_the_original(server):
+    catalog = httpx.get(f"{server.url}/.well-known/api-catalog")
+    assert catalog.status_code == 200
+    assert catalog.headers["Content-Type"].startswith("application/linkset+json")
+    assert catalog.headers["Link"] == '</.well-known/api-catalog>; rel="api-catalog"'
+    entry = catalog.json()["linkset"][0]
+    assert entry["anchor"] == f"{server.url}/api/3rdparty/v1"
+    assert entry["service-desc"][0]["href"] == f"{server.url}/api/docs/doc.json"
+    assert entry["status"][0]["href"] == f"{server.url}/api/3rdparty/v1/health/ready"
+    for link in (entry["service-desc"][0], entry["status"][0]):
+        assert httpx.get(link["href"], auth=(USER, PASSWORD)).status_code == 200
+    head = httpx.head(f"{server.url}/.well-known/api-catalog")
+    assert head.status_code == 200 and head.headers["Content-Type"].startswith(
+        "application/linkset+json")
+
+
+def test_metrics_per_device_and_sim_slot(server):
+    device = server.device["id"]
+    with http(server) as raw:
+        sent = raw.post("/messages", json={"textMessage": {"text": "counted"},
+                                           "phoneNumbers": [TO], "simNumber": 2}).json()
+    deliver(server, sent["id"], [TO], sim=2)
+    response = httpx.get(f"{server.url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(response.text)
+               for s in family.samples}
+    assert samples[("simgate_messages", (("device", device), ("sim", "2"),
+                                         ("state", "Delivered")))] >= 1
+    assert samples[("simgate_messages", (("device", device), ("sim", "none"),
+                                         ("state", "Pending")))] >= 1
+    for sim in ("1", "2"):
+        assert samples[("simgate_sim_ready", (("device", device), ("sim", sim),
+                                              ("status", "Ready")))] == 1
+    assert ("simgate_device_last_seen_seconds", (("device", device),)) in samples

@@ -14,7 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simgate import __version__
 from simgate.config import Settings
 from simgate.server import errors
-from simgate.server.routers import health, inbox, logs, mobile, thirdparty, tokens, webhooks
+from simgate.server.routers import (
+    health,
+    inbox,
+    logs,
+    meta,
+    mobile,
+    thirdparty,
+    tokens,
+    webhooks,
+)
 from simgate.server.routers import settings as device_settings
 from simgate.server.schemas import ErrorOut, SendRequest, json_body
 from simgate.services.gateway import Gateway
@@ -58,6 +67,30 @@ class BodyLimit:
         await response({"type": "http"}, _no_receive, send)
 
 
+class LinkHeader:
+    """Every answer links the API catalog and description, as the original's do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def linked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                if not any(name.lower() == b"link" for name, _ in headers):
+                    message["headers"] = [*headers, _LINK]
+            await send(message)
+
+        await self.app(scope, receive, linked)
+
+
+_LINK = (b"link", meta.LINK.encode())
+
+
 class _TooLarge(Exception):
     pass
 
@@ -88,6 +121,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
         lifespan=lifespan,
         # No OpenTelemetry here: its per-request checks would cost on every call.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None, redoc_url=None,  # served by routers.meta, with no CDN
     )
     app.state.readiness = readiness
     errors.install(app)
@@ -102,7 +136,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
         app.include_router(mobile.router, prefix=f"{prefix}/mobile/v1",
                            include_in_schema=documented)
     app.include_router(health.router)
+    meta.install(app, settings.metrics_allow_ips)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LinkHeader)
     app.state.sse_keepalive = settings.sse_keepalive_seconds
     _document(app, {"/3rdparty/v1/messages": {"post": thirdparty.SEND_OPERATION}},
               [SendRequest, ErrorOut])
