@@ -1,15 +1,18 @@
 """Accepted messages/s and latency of POST /3rdparty/v1/messages, against a ceiling.
 
-Starts `simgate serve` on a fresh data directory (SQLite, or --database-url), registers a
+Starts `simgate serve` on a fresh data directory (SQLite, or with --postgresql a database
+made for the run on the PostgreSQL server and dropped after), registers a
 dual-SIM device, drives concurrent POSTs with wrk (Debian package `wrk`), and in turns
 the same against a bare ASGI echo endpoint under uvicorn with the same number of worker
 processes, so the figure is a ratio; medians of the rounds, as a shared machine is noisy.
 The echo runs on two stacks: httptools + uvloop, the one simgate serves on (the strict
 ceiling), and h11 + asyncio, plain `uvicorn` without its extras (with one worker only:
 with several, that stack here waits out a 40 ms delayed ACK on every answer).
-At the end it counts the stored messages: every accepted message must be in the store.
+Only 2xx answers count as accepted; a refusal or a connection, read or timeout error fails
+the run. At the end the id of every accepted message must be in the store.
 
     python bench/accept.py [--seconds 10] [--connections 64] [--workers 2] [--rounds 3]
+                           [--postgresql [ADMIN_URL]]
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from simgate.config import Settings
 from simgate.store.models import Message
-from simgate.testing import SimgateProcess, free_port
+from simgate.testing import SimgateProcess, create_pg_database, drop_pg_database, free_port
 
 USER, PASSWORD = "bench", "bench-password"
+PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 ECHO_APP = textwrap.dedent("""
     async def app(scope, receive, send):
@@ -63,27 +67,43 @@ WRK_SCRIPT = textwrap.dedent("""
         math.random(0, 9999))
       return wrk.format(nil, nil, nil, body)
     end
-    accepted = 0
+    -- the id of every 2xx answer goes to a file, to be found in the store afterwards
+    local ids = nil
+    response = function(status, headers, body)
+      if status < 300 and os.getenv("BENCH_IDS") then
+        local id = string.match(body, '"id":%s*"([^"]+)"')
+        if id then
+          if not ids then ids = io.open(os.getenv("BENCH_IDS"), "a") end
+          ids:write(id, "\\n")
+        end
+      end
+    end
     function done(summary, latency, requests)
       local p = {{}}
       for _, q in ipairs({{50, 90, 99}}) do p[#p + 1] = latency:percentile(q) / 1000 end
-      io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\\n", summary.requests,
-        summary.duration, p[1], p[2], p[3], summary.errors.status))
+      local e = summary.errors
+      io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d %d\\n", summary.requests,
+        summary.duration, p[1], p[2], p[3], e.status,
+        e.connect + e.read + e.write + e.timeout))
     end
 """)
 
 
-def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path) -> dict:
+def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path,
+            ids: Path | None = None) -> dict:
+    """One wrk run; with `ids`, the ids of the 2xx answers are appended to that file."""
+    env = {**os.environ, **({"BENCH_IDS": str(ids)} if ids else {})}
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
          "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=env,
     ).stdout
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)(?: (\d+))?", out)
     if not match:
         raise SystemExit(f"could not read wrk output:\n{out}")
     requests, micros, p50, p90, p99, errors, socket_errors = match.groups()
-    return {"requests": int(requests), "rate": int(requests) / (int(micros) / 1e6),
+    accepted = int(requests) - int(errors)  # 2xx only
+    return {"requests": int(requests), "rate": accepted / (int(micros) / 1e6),
             "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
             "non_2xx": int(errors), "socket_errors": int(socket_errors or 0)}
 
@@ -110,12 +130,12 @@ def echo_server(port: int, workers: int, stack: list[str]) -> subprocess.Popen:
     raise SystemExit("echo server did not start")
 
 
-async def stored_count(database_url: str) -> int:
-    """Messages in the store, counted there (paging through the API would take minutes)."""
+async def stored_ids(database_url: str) -> set[str]:
+    """Ids of the messages in the store, read there (paging the API would take minutes)."""
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as connection:
-            return await connection.scalar(select(func.count()).select_from(Message))
+            return set((await connection.scalars(select(Message.ext_id))).all())
     finally:
         await engine.dispose()
 
@@ -125,7 +145,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--postgresql", nargs="?", const=PG_ADMIN_URL, default=None,
+                        metavar="ADMIN_URL",
+                        help="store on PostgreSQL, in a new database made on that server "
+                             f"for this run and dropped after (default {PG_ADMIN_URL})")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes, for simgate and the echo alike")
     parser.add_argument("--rounds", type=int, default=3,
@@ -142,9 +165,11 @@ def main() -> None:
     # the bench device never takes its messages: its queue must not fill up
     env = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning",
            "SIMGATE_WORKERS": str(args.workers), "SIMGATE_MAX_QUEUED_PER_DEVICE": "0"}
-    if args.database_url:
-        env["SIMGATE_DATABASE_URL"] = args.database_url
+    database_url = create_pg_database(args.postgresql) if args.postgresql else None
+    if database_url:
+        env["SIMGATE_DATABASE_URL"] = database_url
     data_dir = Path(tempfile.mkdtemp())
+    ids_path = data_dir / "accepted-ids"
     server = SimgateProcess(["serve"], data_dir, env=env).start()
     urls = {"simgate": f"{server.url}/3rdparty/v1/messages"}
     echoes = []
@@ -156,23 +181,29 @@ def main() -> None:
             port = free_port()
             echoes.append(echo_server(port, args.workers, stack))
             urls[name], runs[name] = f"http://127.0.0.1:{port}/", []
-        httpx.post(f"{server.url}/mobile/v1/device", auth=(USER, PASSWORD),
-                   json={"name": "bench", "simCards": [{"slotIndex": 0}, {"slotIndex": 1}]})
+        device = httpx.post(f"{server.url}/mobile/v1/device", auth=(USER, PASSWORD), timeout=30,
+                            json={"name": "bench",
+                                  "simCards": [{"slotIndex": 0}, {"slotIndex": 1}]})
+        if device.status_code != 201:
+            raise SystemExit(f"registering the bench device failed: {device.text}")
         for _ in range(args.rounds):  # taken in turns, so all see the same machine
             for name, url in urls.items():
                 runs[name].append(run_wrk(url, args.seconds, args.connections, args.threads,
-                                          script))
-        store = Settings(data_dir=data_dir, database_url=args.database_url)
-        stored = asyncio.run(stored_count(store.resolved_database_url))
+                                          script, ids=ids_path if name == "simgate" else None))
+        store = Settings(data_dir=data_dir, database_url=database_url)
+        stored = asyncio.run(stored_ids(store.resolved_database_url))
     finally:
         server.stop()
         for echo in echoes:
             echo.terminate()
             echo.wait()
+        if database_url:
+            drop_pg_database(args.postgresql, database_url)
 
     print(json.dumps(runs, indent=2))
     simgate = median(runs["simgate"])
-    accepted = sum(r["requests"] - r["non_2xx"] for r in runs["simgate"])
+    accepted = ids_path.read_text().split() if ids_path.exists() else []
+    failed = sum(r["non_2xx"] + r["socket_errors"] for r in runs["simgate"])
     print(f"accepted: {simgate['rate']:.0f} msg/s  p50 {simgate['p50_ms']:.1f} ms  "
           f"p99 {simgate['p99_ms']:.1f} ms  (median of {args.rounds}; connections "
           f"{args.connections}, workers {args.workers}, cpus {os.cpu_count()})")
@@ -180,8 +211,18 @@ def main() -> None:
         ceiling = median(runs[name])["rate"]
         print(f"{name}, {args.workers} worker(s): {ceiling:.0f} req/s"
               f" -> ratio {simgate['rate'] / ceiling:.1%}")
-    print(f"stored: {stored} of {accepted} accepted"
-          + ("" if stored >= accepted else "  <-- LOST MESSAGES"))
+    lost = set(accepted) - stored
+    print(f"accepted {len(accepted)} (2xx), all of them stored: {not lost}; "
+          f"{len(stored)} in the store of a database new to this run")
+    problems = []
+    if failed:
+        problems.append(f"{failed} requests had no 2xx answer (errors or refusals)")
+    if len(set(accepted)) != len(accepted):
+        problems.append(f"{len(accepted) - len(set(accepted))} ids answered twice")
+    if lost:
+        problems.append(f"LOST MESSAGES: {len(lost)} accepted ids not in the store")
+    if problems:
+        raise SystemExit("; ".join(problems))
 
 
 def median(runs: list[dict]) -> dict:
