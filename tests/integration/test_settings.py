@@ -90,3 +90,16 @@ async def test_changes_are_pushed_to_connected_devices(api, gateway):
                         json={"messages": {"sim_selection_mode": "RoundRobin"}})
         assert await asyncio.wait_for(others.get(), 10) == event
         assert others.empty() and events.empty()
+
+
+async def test_dropped_keys_of_any_spelling_are_named_safely(api):
+    """Found by schemathesis: a key outside Latin-1 made the Warning header a 500; a quote
+    or a line break must not end the quoted-string or the header either."""
+    for method in ("PATCH", "PUT"):
+        body = '{"ключ": null, "a\\"b\\r\\nX-Evil: 1": 1, "\\udb5f": {}}'  # a lone surrogate
+        response = await api.request(method, "/3rdparty/v1/settings", content=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        warning = response.headers["Warning"]
+        assert "\\u043a\\u043b\\u044e\\u0447" in warning and 'a\\"b\\r\\nX-Evil: 1' in warning
+        assert "x-evil" not in response.headers

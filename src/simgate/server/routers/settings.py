@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
@@ -21,8 +22,10 @@ def _warn_dropped(body: dict[str, Any], response: Response) -> None:
     (RFC 9111 warn-code 299: a persistent warning)."""
     names = dropped(body)
     if names:
+        # a header is Latin-1 and a quoted-string ends at '"': names go JSON-escaped, ASCII
+        shown = ", ".join(json.dumps(name)[1:-1] for name in names)
         response.headers["Warning"] = (
-            f'299 simgate "settings not kept (sms-gate.app drops them too): {", ".join(names)}"')
+            f'299 simgate "settings not kept (sms-gate.app drops them too): {shown}"')
 
 
 @router.get("")
