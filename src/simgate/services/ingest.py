@@ -15,13 +15,14 @@ import hmac
 from dataclasses import dataclass
 
 from simgate.services.devices import DeviceIdentity, Devices
+from simgate.services.webhooks import WebhookEvent
 from simgate.webhooks.signing import verify
 
 # How the server tells its own agent from an Android app (they get different webhooks).
 AGENT_USER_AGENT = "simgate-agent/"
 # The events a phone fires that simgate takes in.
-INGEST_EVENTS = ("sms:received", "sms:data-received", "mms:received", "system:ping",
-                 "app:started")
+INGEST_EVENTS = (WebhookEvent.SMS_RECEIVED, WebhookEvent.SMS_DATA_RECEIVED,
+                 WebhookEvent.MMS_RECEIVED, WebhookEvent.SYSTEM_PING, WebhookEvent.APP_STARTED)
 # How far an X-Timestamp may be from our clock (the app signs each attempt afresh).
 SIGNATURE_WINDOW_SECONDS = 15 * 60
 
@@ -46,7 +47,7 @@ class Ingest:
         """What a phone gets as its webhooks: one per event, all at its own secret URL
         under the API URL it uses (".../mobile/v1", so it reaches them the same way)."""
         url = f"{api_url.rstrip('/')}/ingest/{device_id}/{self.secret(device_id)}"
-        return [IngestHook(f"simgate-{event.replace(':', '-')}", url, event)
+        return [IngestHook(f"simgate-{event.value.replace(':', '-')}", url, event.value)
                 for event in INGEST_EVENTS]
 
     async def device(self, device_id: str, secret: str) -> DeviceIdentity | None:
