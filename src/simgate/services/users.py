@@ -58,21 +58,23 @@ class Users:
 
     async def add(self, username: str, password: str) -> User:
         validate_credentials(username, password)
+        password_hash = await self._passwords.hash(password)  # not while holding the store
         async with self._sessions.begin() as session:
             exists = await session.scalar(select(User.id).where(User.username == username))
             if exists is not None:
                 raise Conflict(f"user {username!r} already exists")
-            user = User(username=username, password_hash=await self._passwords.hash(password))
+            user = User(username=username, password_hash=password_hash)
             session.add(user)
         return user
 
     async def set_password(self, username: str, password: str) -> None:
         validate_credentials(username, password)
+        password_hash = await self._passwords.hash(password)
         async with self._sessions.begin() as session:
             user = await session.scalar(select(User).where(User.username == username))
             if user is None:
                 raise BadRequest(f"no user {username!r}")
-            user.password_hash = await self._passwords.hash(password)
+            user.password_hash = password_hash
             await revoke_all(session, user.id)
             await bump(session, PASSWORDS)
 

@@ -75,7 +75,7 @@ async def register(body: RegisterRequest, request: Request,
 @router.get("/device", response_model=DeviceInfoOut, response_model_exclude_none=True)
 async def device_info(request: Request, gateway: GatewayDep) -> DeviceInfoOut:
     """The caller's address as the server sees it and, with a device token, the device."""
-    info = DeviceInfoOut(external_ip=request.client.host if request.client else None)
+    info = DeviceInfoOut(external_ip=client_address(request) or None)
     if bearer_token(request) is not None:
         identity = await current_device(request)
         info.device = DeviceOut.of(await gateway.devices.get(identity.user_id,
