@@ -86,10 +86,11 @@ class Agent:
         self.config = config
         self.backend = backend
         self.journal = Journal(config.journal_path)
-        self.client = DeviceClient(config.server_url, self.journal.get("token"),
+        self.client = DeviceClient(config.server_url, self.journal.peek("token"),
                                    verify=config.verify)
         self.sims: list[SimSlot] = []
-        self.device_id: str | None = self.journal.get("device_id")
+        self.device_id: str | None = self.journal.peek("device_id")
+        self._rr_cursor = int(self.journal.peek("rr_cursor") or 0)  # kept with each claim
         self.mode = config.sim_selection_mode
         self.order = config.order
         self._messages_settings: dict[str, Any] = {}
@@ -118,7 +119,7 @@ class Agent:
             await self._announce_start()
             for slot in self.sims:
                 if not slot.ready:
-                    self._record_sim(slot)
+                    await self._record_sim(slot)
             async with asyncio.TaskGroup() as group:
                 for loop in (self._event_loop, self._fetch_loop, self._outbox_loop,
                              self._sim_loop, self._backend_loop, self._heartbeat_loop,
@@ -131,7 +132,7 @@ class Agent:
                 queue_task.cancel()
             await self.client.close()
             await self.backend.close()
-            self.journal.close()
+            await self.journal.close()
 
     async def _announce_start(self) -> None:
         """app:started, as the Android app fires it when it starts; a server that
@@ -161,15 +162,15 @@ class Agent:
             self.config.username, self.config.password, self.config.name, self.sims
         )
         self.device_id = device_id
-        self.journal.put("device_id", device_id)
-        self.journal.put("token", token)
+        await self.journal.put("device_id", device_id)
+        await self.journal.put("token", token)
         log.info("registered as device %s", device_id)
 
     async def _recover(self) -> None:
         """After a restart: finish what was queued, re-confirm what was only claimed."""
-        for message in self.journal.with_status("queued"):
+        for message in await self.journal.with_status("queued"):
             self._enqueue(message)
-        claimed = self.journal.with_status("claimed")
+        claimed = await self.journal.with_status("claimed")
         if claimed:
             await self._claim([(m, m.slot, None) for m in claimed])
 
@@ -241,23 +242,26 @@ class Agent:
         if cancelling:
             # the server kept it from being claimed, so this agent never sent it; one whose
             # claim is still in flight is settled by the claim's answer
-            in_flight = {m.id for m in self.journal.with_status("claimed")}
+            held = await self.journal.lookup([m.id for m in cancelling])
+            in_flight = {i for i, m in held.items() if m.status == "claimed"}
             await self._confirm_cancel([m for m in cancelling if m.id not in in_flight])
             pending = [m for m in pending if m.state != ProcessState.CANCELLING.value]
         if not pending or self._outside_work_hours(len(pending)):
             return
-        statuses = {m.id: m for m in self.journal.with_status("claimed")}
-        known = self.journal.known([m.id for m in pending])
+        known = await self.journal.lookup([m.id for m in pending])
+        cursor = self._rr_cursor
         fresh: list[tuple[JournalMessage, int | None, str | None]] = []
         for message in pending:
-            if message.id in statuses:
-                stored = statuses[message.id]
+            stored = known.get(message.id)
+            if stored is not None and stored.status == "claimed":
                 fresh.append((stored, stored.slot, None))
-            elif message.id not in known:
+            elif stored is None:
                 slot, error = self._route(message)
                 fresh.append((JournalMessage(message.id, asdict(message), slot, "claimed"),
                               slot, error))
-        self.journal.claim([(m.id, m.body, slot) for m, slot, _ in fresh])
+        await self.journal.claim_routed(
+            [(m.id, m.body, slot) for m, slot, _ in fresh],
+            str(self._rr_cursor) if self._rr_cursor != cursor else None)
         await self._claim(fresh)
 
     def _outside_work_hours(self, waiting: int) -> bool:
@@ -287,13 +291,11 @@ class Agent:
                               f" ({slot.status.value}): {slot.detail}")
             return slot.slot_index, None
         try:
-            cursor = int(self.journal.get("rr_cursor") or 0)
-            choice = choose_sim(self.mode, self.sims,
-                                default_slot=self.backend.default_slot, cursor=cursor)
+            choice = choose_sim(self.mode, self.sims, default_slot=self.backend.default_slot,
+                                cursor=self._rr_cursor)
         except NoSimAvailable as exc:
             return None, str(exc)
-        if choice.cursor != cursor:
-            self.journal.put("rr_cursor", str(choice.cursor))
+        self._rr_cursor = choice.cursor  # stored with the claim
         return choice.slot_index, None
 
     async def _claim(self, items: list[tuple[JournalMessage, int | None, str | None]]) -> None:
@@ -313,14 +315,12 @@ class Agent:
                               "recipients": _recipients(phones, ProcessState.PROCESSED),
                               "states": {"Processed": _now()}})
         result = await self.client.report(patch)
-        done = []
-        for message, _, error in items:
-            if not error and result.get(message.id) == ProcessState.PROCESSED.value:
-                self.journal.set_status([message.id], "queued")
-                self._enqueue(message)
-            else:
-                done.append(message.id)
-        self.journal.set_status(done, "done")
+        confirmed = [m for m, _, error in items
+                     if not error and result.get(m.id) == ProcessState.PROCESSED.value]
+        await self.journal.settle([m.id for m in confirmed],
+                                  [m.id for m, _, _ in items if m not in confirmed])
+        for message in confirmed:
+            self._enqueue(message)
         cancelled = [m for m, _, error in items
                      if not error and result.get(m.id) == ProcessState.CANCELLING.value]
         await self._confirm_cancel([PendingMessage(**m.body) for m in cancelled])
@@ -361,12 +361,12 @@ class Agent:
 
     async def _send(self, message: JournalMessage) -> None:
         body = message.body
-        already = self.journal.recipient_status(message.id)
+        already = await self.journal.recipient_status(message.id)
         recipients = []
         for position, phone in enumerate(body["phone_numbers"]):
             previous = already.get(position)
             if previous == "sending":
-                self.journal.mark_recipient(message.id, position, "failed")
+                await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed", "error": (
                     "interrupted while sending; not repeated to avoid a duplicate SMS")})
                 continue
@@ -375,11 +375,11 @@ class Agent:
             try:
                 number, text, data = await self._readable(body, phone)
             except DecryptionError as exc:
-                self.journal.mark_recipient(message.id, position, "failed")
+                await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed",
                                    "error": f"Can't send message: {exc}"})
                 continue
-            self.journal.mark_recipient(message.id, position, "sending")
+            await self.journal.mark_recipient(message.id, position, "sending")
             try:
                 result = await self.backend.send(
                     message.slot, number,
@@ -389,34 +389,39 @@ class Agent:
                     delivery_report=body["with_delivery_report"],
                 )
             except SendError as exc:
-                self.journal.mark_recipient(message.id, position, "failed")
+                await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed", "error": str(exc)})
                 sim = None if message.slot is None else message.slot + 1
-                self.record("ERROR", "sim", f"sending {message.id} through SIM "
-                            f"{sim or 'default'} failed: {exc}", messageId=message.id,
-                            simNumber=sim, code=exc.code, permanent=exc.permanent)
+                await self.record("ERROR", "sim", f"sending {message.id} through SIM "
+                                  f"{sim or 'default'} failed: {exc}", messageId=message.id,
+                                  simNumber=sim, code=exc.code, permanent=exc.permanent)
                 continue
-            self.journal.mark_recipient(message.id, position, "sent")
+            await self.journal.mark_recipient(message.id, position, "sent")
             if not result.confirmed and not self._unconfirmed_noted:
                 self._unconfirmed_noted = True
-                self.record("INFO", "sim", "SMS are handed to the phone, which does not say "
-                            "whether they went out: Sent means handed over, not confirmed, "
-                            "and no delivery report will come", messageId=message.id)
+                await self.record(
+                    "INFO", "sim", "SMS are handed to the phone, which does not say whether "
+                    "they went out: Sent means handed over, not confirmed, and no delivery "
+                    "report will come", messageId=message.id)
             if body["with_delivery_report"] and result.references and message.slot is not None:
-                self.journal.add_parts(message.slot, result.references, message.id, phone)
+                await self.journal.add_parts(message.slot, result.references, message.id,
+                                             phone)
                 for reference in result.references:  # reports that beat the send's answer
                     if early := self._early_reports.pop((message.slot, reference), None):
-                        self._on_delivery(early)
+                        await self._on_delivery(early)
             recipients.append({"phoneNumber": phone, "state": "Sent", "error": None})
-        self.journal.set_status([message.id], "done")
+        reports = []
         if recipients:
             sent = any(r["state"] == "Sent" for r in recipients)
             state = "Sent" if sent else "Failed"
             log.info("message %s through SIM %s: %s", message.id,
                      "default" if message.slot is None else message.slot + 1, state)
-            self.report([{"id": message.id, "state": state, "recipients": recipients,
-                          "simNumber": None if message.slot is None else message.slot + 1,
-                          "states": {state: _now()}}])
+            reports.append({"id": message.id, "state": state, "recipients": recipients,
+                            "simNumber": None if message.slot is None else message.slot + 1,
+                            "states": {state: _now()}})
+        await self.journal.finish(message.id, reports)  # done, and its report queued
+        if reports:
+            self._outbox_wake.set()
 
     async def _readable(self, body: dict[str, Any],
                         phone: str) -> tuple[str, str | None, str | None]:
@@ -436,16 +441,17 @@ class Agent:
 
     # -- reporting -------------------------------------------------------------------
 
-    def record(self, priority: str, module: str, message: str, **context: Any) -> None:
+    async def record(self, priority: str, module: str, message: str, **context: Any) -> None:
         """A log entry for the server's /logs (and the local log)."""
         log.log(logging.getLevelName(priority.replace("WARN", "WARNING")), message)
-        self.journal.queue("logs", [{"priority": priority, "module": module, "message": message,
-                                     "context": context or None, "createdAt": _now()}])
+        await self.journal.queue("logs", [{"priority": priority, "module": module,
+                                           "message": message, "context": context or None,
+                                           "createdAt": _now()}])
         self._outbox_wake.set()
 
-    def report(self, items: list[dict[str, Any]]) -> None:
+    async def report(self, items: list[dict[str, Any]]) -> None:
         """Queue state reports durably; the outbox loop delivers them in batches."""
-        self.journal.queue("states", items)
+        await self.journal.queue("states", items)
         self._outbox_wake.set()
 
     async def _outbox_loop(self) -> None:
@@ -456,7 +462,7 @@ class Agent:
             await asyncio.sleep(REPORT_LINGER)
             self._outbox_wake.clear()
             for kind, send in senders.items():
-                while batch := self.journal.unsent(kind, REPORT_BATCH):
+                while batch := await self.journal.unsent(kind, REPORT_BATCH):
                     try:
                         await send([body for _, body in batch])
                     except ServerError as exc:
@@ -467,7 +473,7 @@ class Agent:
                             self._outbox_wake.set()
                             break
                         log.error("server refused %s, dropping them: %s", kind, exc)
-                    self.journal.drop(kind, batch[-1][0])
+                    await self.journal.drop(kind, batch[-1][0])
 
     # -- SIM health and backend events ----------------------------------------------
 
@@ -482,31 +488,31 @@ class Agent:
             before = {s.slot_index: s.status for s in self.sims}
             for slot in sims:
                 if before.get(slot.slot_index) is not slot.status:
-                    self._record_sim(slot)
+                    await self._record_sim(slot)
             self.sims = sims
             try:
                 await self.client.report_sims(sims)
             except ServerError as exc:
                 log.warning("reporting SIM state failed: %s", exc)
 
-    def _record_sim(self, slot: SimSlot) -> None:
+    async def _record_sim(self, slot: SimSlot) -> None:
         priority = ("INFO" if slot.ready else "WARN" if slot.status.value in ("Absent", "Unknown")
                     else "ERROR")
         text = f"SIM {slot.sim_number} is {slot.status.value}"
-        self.record(priority, "sim", f"{text}: {slot.detail}" if slot.detail else text,
-                    simNumber=slot.sim_number, state=slot.status.value, signal=slot.signal,
-                    operator=slot.carrier_name)
+        await self.record(priority, "sim", f"{text}: {slot.detail}" if slot.detail else text,
+                          simNumber=slot.sim_number, state=slot.status.value,
+                          signal=slot.signal, operator=slot.carrier_name)
 
     async def _backend_loop(self) -> None:
         async for event in self.backend.events():
             if isinstance(event, DeliveryReport):
-                self._on_delivery(event)
+                await self._on_delivery(event)
             elif isinstance(event, IncomingSms):
-                self._on_sms(event)
+                await self._on_sms(event)
                 if self._on_incoming is not None:
                     self._on_incoming(event)
 
-    def _on_sms(self, sms: IncomingSms) -> None:
+    async def _on_sms(self, sms: IncomingSms) -> None:
         """Forward an incoming SMS durably, with the SIM that received it."""
         own = next((s.phone_number for s in self.sims
                     if sms.slot is not None and s.slot_index == sms.slot), None)
@@ -521,7 +527,7 @@ class Agent:
                                    "port": sms.port or 0}
         else:
             item["message"] = sms.text or ""
-        self.journal.queue("incoming", [item])
+        await self.journal.queue("incoming", [item])
         self._outbox_wake.set()
         log.info("SMS from %s received on %s", sms.sender,
                  "an unknown SIM" if sms.slot is None else f"SIM {sms.slot + 1}")
@@ -567,8 +573,8 @@ class Agent:
         overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
         return {"status": overall, "checks": checks}
 
-    def _on_delivery(self, report: DeliveryReport) -> None:
-        found = self.journal.take_part(report.slot, report.reference)
+    async def _on_delivery(self, report: DeliveryReport) -> None:
+        found = await self.journal.take_part(report.slot, report.reference)
         if found is None:
             if len(self._early_reports) > 1000:
                 self._early_reports.clear()
@@ -576,12 +582,12 @@ class Agent:
             return
         message_id, phone, left = found
         if not report.delivered:
-            self.journal.drop_parts(message_id, phone)
-            self.report([{"id": message_id, "state": "Failed", "recipients": [{
+            await self.journal.drop_parts(message_id, phone)
+            await self.report([{"id": message_id, "state": "Failed", "recipients": [{
                 "phoneNumber": phone, "state": "Failed",
                 "error": f"Delivery failed: status 0x{report.status:02x}"}]}])
         elif left == 0:
-            self.report([{"id": message_id, "state": "Delivered", "recipients": [{
+            await self.report([{"id": message_id, "state": "Delivered", "recipients": [{
                 "phoneNumber": phone, "state": "Delivered", "error": None}],
                 "states": {"Delivered": report.at.isoformat()}}])
 

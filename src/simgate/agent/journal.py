@@ -7,11 +7,16 @@ SMS waits here until the server took it. A send that may have happened is never 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,6 +32,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     status TEXT NOT NULL,            -- sending | sent | failed
     PRIMARY KEY (message_id, position)
 );
+CREATE INDEX IF NOT EXISTS messages_status ON messages (status);
 CREATE TABLE IF NOT EXISTS parts (
     slot INTEGER NOT NULL,
     reference INTEGER NOT NULL,
@@ -50,8 +56,8 @@ class JournalMessage:
     status: str
 
 
-class Journal:
-    """A small SQLite file; synchronous calls are microseconds, fine on the event loop."""
+class JournalFile:
+    """The SQLite file, used from one thread at a time (the `Journal`'s own)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,26 +78,41 @@ class Journal:
         self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
 
     # messages
-    def known(self, ids: list[str]) -> set[str]:
+    def lookup(self, ids: list[str]) -> dict[str, JournalMessage]:
+        """The journal's entries for these ids (by its primary key, whatever it holds)."""
         if not ids:
-            return set()
+            return {}
         marks = ",".join("?" * len(ids))
-        rows = self._db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", ids)
-        return {r[0] for r in rows}
+        rows = self._db.execute(
+            f"SELECT id, body, slot, status FROM messages WHERE id IN ({marks})", ids)
+        return {r[0]: JournalMessage(r[0], json.loads(r[1]), r[2], r[3]) for r in rows}
 
-    def claim(self, items: list[tuple[str, dict[str, Any], int | None]]) -> None:
+    def claim_routed(self, items: list[tuple[str, dict[str, Any], int | None]],
+                     cursor: str | None) -> None:
+        """Claimed messages and the round-robin cursor after routing them, at once."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, 'claimed')",
                 [(i, json.dumps(b), s) for i, b, s in items],
             )
+            if cursor is not None:
+                self._db.execute("INSERT OR REPLACE INTO kv VALUES ('rr_cursor', ?)", (cursor,))
 
-    def set_status(self, message_ids: list[str], status: str) -> None:
+    def settle(self, queued: list[str], done: list[str]) -> None:
+        """A claim's answer: what to send, and what is finished, in one transaction."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("UPDATE messages SET status = ? WHERE id = ?",
-                                 [(status, i) for i in message_ids])
+                                 [("queued", i) for i in queued] + [("done", i) for i in done])
+
+    def finish(self, message_id: str, states: list[dict[str, Any]]) -> None:
+        """A message done, and its state report queued, in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE messages SET status = 'done' WHERE id = ?", (message_id,))
+            self._db.executemany("INSERT INTO outbox (kind, body) VALUES ('states', ?)",
+                                 [(json.dumps(i),) for i in states])
 
     def with_status(self, status: str) -> list[JournalMessage]:
         rows = self._db.execute(
@@ -146,3 +167,67 @@ class Journal:
 
     def drop(self, kind: str, up_to_seq: int) -> None:
         self._db.execute("DELETE FROM outbox WHERE kind = ? AND seq <= ?", (kind, up_to_seq))
+
+
+class Journal:
+    """The journal as an event loop uses it: every call runs in the journal's own thread,
+    so SQLite (and its fsync at a checkpoint) never holds up the loop's other work."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = JournalFile(path)  # at start-up, before the loop has other work
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="journal")
+
+    def peek(self, key: str) -> str | None:
+        """A stored value, read in place: only while starting up."""
+        return self._file.get(key)
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+
+    async def close(self) -> None:
+        await self._run(self._file.close)
+        self._thread.shutdown()
+
+    async def put(self, key: str, value: str) -> None:
+        await self._run(self._file.put, key, value)
+
+    async def lookup(self, ids: list[str]) -> dict[str, JournalMessage]:
+        return await self._run(self._file.lookup, ids)
+
+    async def claim_routed(self, items: list[tuple[str, dict[str, Any], int | None]],
+                           cursor: str | None) -> None:
+        await self._run(self._file.claim_routed, items, cursor)
+
+    async def settle(self, queued: list[str], done: list[str]) -> None:
+        await self._run(self._file.settle, queued, done)
+
+    async def finish(self, message_id: str, states: list[dict[str, Any]]) -> None:
+        await self._run(self._file.finish, message_id, states)
+
+    async def with_status(self, status: str) -> list[JournalMessage]:
+        return await self._run(self._file.with_status, status)
+
+    async def recipient_status(self, message_id: str) -> dict[int, str]:
+        return await self._run(self._file.recipient_status, message_id)
+
+    async def mark_recipient(self, message_id: str, position: int, status: str) -> None:
+        await self._run(self._file.mark_recipient, message_id, position, status)
+
+    async def add_parts(self, slot: int, references: list[int], message_id: str,
+                        phone: str) -> None:
+        await self._run(self._file.add_parts, slot, references, message_id, phone)
+
+    async def take_part(self, slot: int, reference: int) -> tuple[str, str, int] | None:
+        return await self._run(self._file.take_part, slot, reference)
+
+    async def drop_parts(self, message_id: str, phone: str) -> None:
+        await self._run(self._file.drop_parts, message_id, phone)
+
+    async def queue(self, kind: str, items: list[dict[str, Any]]) -> None:
+        await self._run(self._file.queue, kind, items)
+
+    async def unsent(self, kind: str, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
+        return await self._run(self._file.unsent, kind, limit)
+
+    async def drop(self, kind: str, up_to_seq: int) -> None:
+        await self._run(self._file.drop, kind, up_to_seq)
