@@ -15,10 +15,12 @@ reached its SIMs or its SMSC:
   HTTP stack simgate serves on.
 
 Per system: accepted/s (2xx answers only), p50 and p99 latency, errors (non-2xx answers
-and socket errors), and delivery: for simgate every accepted id must be Sent by the
-emulated SIMs, for Kannel as many messages must reach fakesmsc as were accepted. The
-load asks for no delivery reports on either side. A row whose delivery falls short says
-FAILED.
+and socket errors), delivery (for simgate every accepted id must be Sent by the emulated
+SIMs, for Kannel as many messages must reach fakesmsc as were accepted; a row whose
+delivery falls short says FAILED) and CPU per message: the CPU time of the system's
+processes from the start of the load to the end of delivery, over the messages accepted.
+On a shared machine the rates follow the share of the cores each system got; the CPU per
+message does much less. The load asks for no delivery reports on either side.
 
     python bench/peers.py [--seconds 8] [--connections 32] [--workers 2]
                           [--systems run,serve,serve-pg,kannel,echo]
