@@ -103,3 +103,28 @@ async def test_dropped_keys_of_any_spelling_are_named_safely(api):
         warning = response.headers["Warning"]
         assert "\\u043a\\u043b\\u044e\\u0447" in warning and 'a\\"b\\r\\nX-Evil: 1' in warning
         assert "x-evil" not in response.headers
+
+
+async def test_routing_group_is_validated_merged_and_reset(api):
+    """simgate's own group (issue 17): defaults shown, typos refused with the key named."""
+    assert (await api.get("/3rdparty/v1/settings")).json()["routing"] == {
+        "strategy": None, "failover": True, "max_attempts": 3, "sims": {}}
+    patched = await api.patch("/3rdparty/v1/settings", json={"routing": {
+        "strategy": "Weighted", "sims": {"1": {"daily_limit": 3, "weight": 2,
+                                               "prefixes": ["+44"]}}}})
+    assert patched.status_code == 200 and "Warning" not in patched.headers
+    sim = patched.json()["routing"]["sims"]["1"]
+    assert sim["daily_limit"] == 3 and sim["weight"] == 2 and sim["enabled"] is True
+    for body, fragments in [
+        ({"routing": {"strategy": "Cheapest"}}, ["routing.strategy", "'LeastUsed'"]),
+        ({"routing": {"sims": {"1": {"daily": 3}}}}, ["routing.sims.1.daily", "unknown key"]),
+        ({"routing": {"sims": {"first": {}}}}, ["routing.sims", "number, such as \"1\""]),
+        ({"routing": {"sims": {"1": {"prefixes": ["44x"]}}}}, ["prefixes", "digits"]),
+        ({"routing": {"max_attempts": 0}}, ["routing.max_attempts", "greater than"]),
+        ({"routing": {"sims": {"2": {"daily_limit": -1}}}}, ["routing.sims.2.daily_limit"]),
+    ]:
+        answer = await api.patch("/3rdparty/v1/settings", json=body)
+        assert answer.status_code == 400, body
+        assert all(f in answer.json()["message"] for f in fragments), answer.json()
+    reset = (await api.patch("/3rdparty/v1/settings", json={"routing": None})).json()
+    assert reset["routing"]["strategy"] is None and reset["routing"]["sims"] == {}

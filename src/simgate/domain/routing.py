@@ -1,15 +1,17 @@
 """SIM selection for messages sent without an explicit simNumber.
 
-Pure functions: the agent keeps the round-robin cursor and persists it, so the
-rotation survives restarts.
+Pure functions: the agent keeps the round-robin cursor and the per-SIM usage counters
+and persists them, so the rotation and the limits survive restarts. `choose_sim` is the
+original's three modes; `route` adds simgate's strategies, per-SIM limits and failover.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from simgate.domain.sims import SimSlot
 
@@ -63,3 +65,190 @@ def choose_sim(
 def _why_not_ready(slots: Sequence[SimSlot]) -> str:
     reasons = [f"SIM {s.sim_number}: {s.detail or s.status.value}" for s in slots]
     return (" (" + "; ".join(reasons) + ")") if reasons else ""
+
+
+# -- routing beyond the original: strategies, per-SIM limits, failover -----------------
+
+
+class Strategy(enum.StrEnum):
+    """`routing.strategy`; None keeps `messages.sim_selection_mode`."""
+
+    LEAST_USED = "LeastUsed"
+    WEIGHTED = "Weighted"
+    STICKY = "Sticky"
+    PREFIX_RULES = "PrefixRules"
+
+
+class LimitsReached(NoSimAvailable):
+    """Every SIM that could send is at one of its limits: the message waits, not fails."""
+
+
+@dataclass(frozen=True)
+class SimRule:
+    """`routing.sims."N"`: the limits and preferences of one SIM (None: no limit)."""
+
+    rate_per_minute: int | None = None
+    daily_limit: int | None = None
+    monthly_limit: int | None = None
+    unique_recipients_monthly: int | None = None
+    weight: int = 1
+    prefixes: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SimUsage:
+    """What one SIM sent in the current minute, day and month (messages, not parts)."""
+
+    minute: int = 0
+    day: int = 0
+    month: int = 0
+    recipients_month: int = 0  # distinct recipients this month
+    known: frozenset[str] = frozenset()  # of the message's recipients, those already counted
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The routing settings as plain values; `sims` is keyed by slot index (0-based)."""
+
+    mode: SimSelectionMode = SimSelectionMode.OS_DEFAULT
+    strategy: Strategy | None = None
+    sims: Mapping[int, SimRule] = field(default_factory=dict)
+    failover: bool = True
+    max_attempts: int = 3
+
+    def rule(self, slot_index: int) -> SimRule:
+        return self.sims.get(slot_index) or SimRule()
+
+
+def policy_from_settings(messages: Mapping[str, Any], routing: Mapping[str, Any]) -> Policy:
+    """The Policy of the `messages` and `routing` settings groups (as validated)."""
+    sims = {}
+    for number, values in (routing.get("sims") or {}).items():
+        values = {k: v for k, v in (values or {}).items() if v is not None}
+        if "prefixes" in values:
+            values["prefixes"] = tuple(values["prefixes"])
+        sims[int(number) - 1] = SimRule(**values)
+    strategy = routing.get("strategy")
+    return Policy(
+        mode=SimSelectionMode(messages.get("sim_selection_mode") or SimSelectionMode.OS_DEFAULT),
+        strategy=Strategy(strategy) if strategy else None,
+        sims=sims,
+        failover=routing.get("failover", True) is not False,
+        max_attempts=int(routing.get("max_attempts") or 3),
+    )
+
+
+def limit_reached(rule: SimRule, usage: SimUsage, phones: Sequence[str]) -> str | None:
+    """Why the SIM may not take this message now (None: it may)."""
+    if rule.rate_per_minute is not None and usage.minute >= rule.rate_per_minute:
+        return f"reached its rate of {rule.rate_per_minute} per minute"
+    if rule.daily_limit is not None and usage.day >= rule.daily_limit:
+        return f"reached its daily limit of {rule.daily_limit}"
+    if rule.monthly_limit is not None and usage.month >= rule.monthly_limit:
+        return f"reached its monthly limit of {rule.monthly_limit}"
+    if rule.unique_recipients_monthly is not None:
+        new = len(set(phones) - usage.known)
+        if new and usage.recipients_month + new > rule.unique_recipients_monthly:
+            return (f"reached its limit of {rule.unique_recipients_monthly} distinct "
+                    "recipients this month")
+    return None
+
+
+def eligible(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUsage],
+             phones: Sequence[str], *, bypass_limits: bool = False,
+             exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Slot indexes that may take the message, in slot order; NoSimAvailable (or
+    LimitsReached, when only limits stand in the way) saying why none may."""
+    ready, reasons, limited = [], [], False
+    for slot in sorted(slots, key=lambda s: s.slot_index):
+        rule = policy.rule(slot.slot_index)
+        why = None
+        if slot.slot_index in exclude:
+            why = "already tried"
+        elif not slot.usable:
+            why = slot.detail or slot.status.value
+        elif not rule.enabled:
+            why = "disabled in routing.sims"
+        elif not bypass_limits:
+            why = limit_reached(rule, usage.get(slot.slot_index) or SimUsage(), phones)
+            limited = limited or why is not None
+        if why is None:
+            ready.append(slot.slot_index)
+        else:
+            reasons.append(f"SIM {slot.sim_number}: {why}")
+    if not ready:
+        detail = (" (" + "; ".join(reasons) + ")") if reasons else ""
+        if limited:
+            raise LimitsReached("every SIM that can send is at a limit" + detail)
+        raise NoSimAvailable("Can't send message: No SIMs found" + detail)
+    return ready
+
+
+def route(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUsage],
+          phones: Sequence[str], *, default_slot: int | None, cursor: int = 0,
+          sticky: int | None = None, bypass_limits: bool = False,
+          exclude: frozenset[int] = frozenset(), rng: random.Random | None = None) -> Choice:
+    """Pick the slot for a message without simNumber, under the routing settings.
+
+    With no strategy, no per-SIM rules and nothing excluded this is `choose_sim`: the
+    three original modes keep their meaning. Otherwise only eligible SIMs are considered
+    (usable, enabled, under their limits unless `bypass_limits`, not in `exclude`), then:
+    LeastUsed takes the fewest sends today; Weighted the SIM furthest behind its share of
+    today's sends (deterministic, so the split follows the weights closely); Sticky the
+    `sticky` slot (the last exchange with the recipient) if eligible; PrefixRules the
+    SIMs whose prefixes match the first recipient. What a strategy leaves open falls back
+    to the selection mode among the eligible SIMs.
+    """
+    if policy.strategy is None and not policy.sims and not exclude:
+        return choose_sim(policy.mode, slots, default_slot=default_slot, cursor=cursor, rng=rng)
+    ready = eligible(policy, slots, usage, phones, bypass_limits=bypass_limits, exclude=exclude)
+
+    def used(i: int) -> SimUsage:
+        return usage.get(i) or SimUsage()
+
+    if policy.strategy is Strategy.LEAST_USED:
+        return Choice(min(ready, key=lambda i: (used(i).day, used(i).month, i)), cursor)
+    if policy.strategy is Strategy.WEIGHTED:
+        weighted = [i for i in ready if policy.rule(i).weight > 0] or ready
+        return Choice(min(weighted, key=lambda i: (
+            (used(i).day + 1) / max(policy.rule(i).weight, 1), i)), cursor)
+    if policy.strategy is Strategy.STICKY and sticky in ready:
+        return Choice(sticky, cursor)
+    if policy.strategy is Strategy.PREFIX_RULES and phones:
+        matching = _by_prefix(policy, ready, phones[0])
+        ready = matching or ready
+    if policy.mode is SimSelectionMode.OS_DEFAULT:
+        return Choice(default_slot if default_slot in ready else ready[0], cursor)
+    if policy.mode is SimSelectionMode.RANDOM:
+        return Choice((rng or random).choice(ready), cursor)
+    chosen = next((i for i in ready if i >= cursor), ready[0])
+    return Choice(chosen, chosen + 1)
+
+
+def _by_prefix(policy: Policy, ready: list[int], phone: str) -> list[int]:
+    """The ready SIMs with the longest prefix matching the phone number."""
+    number = phone.lstrip("+")
+    best, found = 0, []
+    for i in ready:
+        length = max((len(p.lstrip("+")) for p in policy.rule(i).prefixes
+                      if number.startswith(p.lstrip("+"))), default=0)
+        if length > best:
+            best, found = length, [i]
+        elif length == best and length:
+            found.append(i)
+    return found
+
+
+# +CMS ERROR codes that say the recipient is wrong, not the SIM or the network: another
+# SIM would fail the same way (3GPP TS 24.011 / 27.005).
+BAD_NUMBER_CODES = frozenset({1, 21, 28, 30, 96})
+
+
+def worth_failover(code: int | None, permanent: bool) -> bool:
+    """Whether a failed send may be tried through another SIM: a SIM or network reason
+    (a numbered modem error other than a bad number, or a transient failure). An error
+    without a code (bad encoding, a timeout after which the SMS may have gone) is not."""
+    if not permanent:
+        return code not in BAD_NUMBER_CODES
+    return code is not None and code not in BAD_NUMBER_CODES

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simgate.domain.routing import SimSelectionMode
+from simgate.domain.routing import SimSelectionMode, Strategy
 
 
 class LimitPeriod(enum.StrEnum):
@@ -90,6 +90,31 @@ class EncryptionSettings(_Group):
     passphrase: Annotated[str | None, Field(max_length=256)] = None
 
 
+class SimRouting(BaseModel):
+    """`routing.sims."N"`: limits and preferences of SIM N (simgate's own)."""
+
+    # simgate's own keys: a typo is refused, not dropped
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    rate_per_minute: Count | None = None
+    daily_limit: Count | None = None
+    monthly_limit: Count | None = None
+    unique_recipients_monthly: Count | None = None
+    weight: Annotated[int, Field(ge=0, le=1000)] = 1
+    prefixes: Annotated[list[Annotated[str, Field(pattern=r"^\+?[0-9]{1,15}$")]],
+                        Field(max_length=100)] = []
+    enabled: bool = True
+
+
+class RoutingSettings(BaseModel):
+    """simgate's routing beyond the original (the official clients ignore this group)."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    strategy: Strategy | None = None  # None: messages.sim_selection_mode
+    failover: bool = True
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    sims: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]?$")], SimRouting] = {}
+
+
 class DeviceSettings(_Group):
     messages: MessagesSettings = MessagesSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
@@ -98,6 +123,7 @@ class DeviceSettings(_Group):
     gateway: GatewaySettings = GatewaySettings()
     encryption: EncryptionSettings = EncryptionSettings()
     receiver: ReceiverSettings = ReceiverSettings()
+    routing: RoutingSettings = RoutingSettings()
 
 
 # 0 passes the original's `omitempty` checks as "not given": here it is the default too.
@@ -122,8 +148,13 @@ def _describe(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "enum":
             message = "allowed values: " + item["ctx"]["expected"]
+        elif item["type"] == "string_pattern_mismatch" and item["loc"][:2] == ("routing", "sims"):
+            message = ("name SIMs by their number, such as \"1\"" if item["loc"][-1] == "[key]"
+                       else "a prefix is digits with an optional leading +, such as \"+44\"")
         elif item["type"] == "string_pattern_mismatch":
             message = "use a 24-hour HH:mm time, such as 09:00"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown key; see the README section \"Routing beyond the original\""
         parts.append(f"{key}: {message}" if key else message)
     return "; ".join(parts)
 
