@@ -33,6 +33,7 @@ class Receiver:
     status: int = 200
     delay: float = 0.0
     hang: bool = False  # hold every request open until release()
+    hang_when: Callable[[Request], bool] | None = None  # ... or those it picks
     received: list[Received] = field(default_factory=list)
     requests_started: int = 0
     requests_finished: int = 0
@@ -52,7 +53,7 @@ class Receiver:
         if self.on_request:
             self.on_request(request)
         try:
-            if self.hang:
+            if self.hang or (self.hang_when and self.hang_when(request)):
                 await self._released.wait()
             if self.delay:
                 await asyncio.sleep(self.delay)

@@ -4,8 +4,8 @@ Each due delivery is leased (its next attempt pushed past the timeout) before it
 sent, so a crash or a second replica re-sends it only after the lease ran out. Every
 delivery is its own task under a concurrency cap: a slow receiver holds one slot, not
 the queue. Slots are shared fairly: due deliveries are taken round-robin across users,
-and a user past its share (a quarter of the slots) or a receiver (host and port) past
-its share (an eighth) gets no slot of the reserve (a quarter), which stays free for the
+and a user past its share (a quarter of the slots) or one of its receivers (host and
+port) past its share (an eighth) gets no slot of the reserve (a quarter), which stays free for the
 others: one user's hanging receiver cannot keep another user's events waiting, and a
 user alone still uses most of the slots.
 """
@@ -50,17 +50,18 @@ class _Leased:
 
     @property
     def receiver(self) -> str:
-        return receiver_of(self.url)
+        return receiver_of(self.delivery.user_id, self.url)
 
 
-def receiver_of(url: str) -> str:
-    """Who answers a URL, for sharing slots: its host and port."""
+def receiver_of(user_id: int, url: str) -> str:
+    """Who answers a user's URL, for sharing slots: its host and port, for this user
+    (users of one webhook service must not share one user's slow endpoint's fate)."""
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         port = None
-    return f"{(parts.hostname or '').lower()}:{port or parts.scheme}"
+    return f"{user_id}/{(parts.hostname or '').lower()}:{port or parts.scheme}"
 
 
 class Dispatcher:
@@ -201,7 +202,7 @@ class Dispatcher:
             for queue in queues:
                 while queue:
                     delivery, url, name = queue.pop()
-                    user, receiver = delivery.user_id, receiver_of(url)
+                    user, receiver = delivery.user_id, receiver_of(delivery.user_id, url)
                     within = (self._by_user[user] + users[user] < self._per_user
                               and self._by_receiver[receiver] + receivers[receiver]
                               < self._per_receiver)
