@@ -3,6 +3,8 @@ never a 500, never a long echo of the input."""
 
 from __future__ import annotations
 
+import base64
+
 from tests.conftest import register_device
 
 TO = ["+19162255887"]
@@ -157,3 +159,21 @@ async def test_error_answers_quote_input_briefly(api):
     response = await api.post("/3rdparty/v1/messages", json={
         "message": "hi", "phoneNumbers": ["+1" + "9" * 500] * 100})
     assert response.status_code == 400 and len(response.content) < 5000
+
+
+async def test_texts_over_255_parts_and_long_data_sms_are_refused_naming_the_limit(api):
+    await register_device(api)
+    for text in ["a" * (153 * 255 + 1), "ж" * (67 * 255 + 1), "😀" * 8600]:
+        response = await api.post("/3rdparty/v1/messages",
+                                  json={"message": text, "phoneNumbers": TO})
+        refused(response, "SMS parts", "at most 255")
+    response = await api.post("/3rdparty/v1/messages", json={
+        "dataMessage": {"data": base64.b64encode(bytes(134)).decode(), "port": 53739},
+        "phoneNumbers": TO})
+    refused(response, "134 bytes", "at most 133")
+    assert (await api.get("/3rdparty/v1/messages")).json() == []
+    for body in [{"message": "a" * (153 * 255)}, {"message": "ж" * (67 * 255)},
+                 {"dataMessage": {"data": base64.b64encode(bytes(133)).decode(), "port": 1}},
+                 {"message": "x" * 60_000, "isEncrypted": True}]:  # ciphertext: not counted
+        response = await api.post("/3rdparty/v1/messages", json={**body, "phoneNumbers": TO})
+        assert response.status_code == 202, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from simgate.services.accept import Request as AcceptRequest
 from simgate.services.devices import DeviceIdentity, Devices
 from simgate.services.errors import BadRequest, Conflict, NotFound, Unavailable
 from simgate.services.ids import new_id, sha256_hex
+from simgate.sms.pdu import TooLong, check_fits
 from simgate.store.db import Sessions
 from simgate.store.models import Message, Recipient, utcnow
 
@@ -230,6 +232,11 @@ class Messages:
     async def enqueue(self, user_id: int, new: NewMessage,
                       active_within_hours: int = 0) -> AcceptedMessage:
         """Store the message and its recipients as Pending, then wake the device."""
+        if not new.is_encrypted:  # ciphertext: only the device knows how long it is
+            try:
+                check_fits(new.text, base64.b64decode(new.data) if new.data else None)
+            except TooLong as exc:
+                raise BadRequest(str(exc)) from None
         return await self._batcher.submit(user_id, new, new.id or new_id(), active_within_hours,
                                           client_id=new.id is not None)
 

@@ -67,6 +67,28 @@ def segment_count(text: str) -> int:
     return 1 if septets <= 160 else len(codec.divideTextGsm7(text))
 
 
+MAX_PARTS = 255  # the concatenation header counts parts in one octet
+# a text this short fits whatever its characters: at most two UTF-16 units each, 67 a part
+_ALWAYS_FITS = MAX_PARTS * 67 // 2
+
+
+class TooLong(ValueError):
+    """More than one SMS can carry, even split into parts; the text says the limit."""
+
+
+def check_fits(text: str | None = None, data: bytes | None = None) -> None:
+    """TooLong unless `text` fits in MAX_PARTS parts and `data` in one data SMS (data SMS
+    are not split); cheap for the texts people send."""
+    if data is not None and len(data) > DATA_MAX_OCTETS:
+        raise TooLong(f"dataMessage.data is {len(data)} bytes: a data SMS carries at most"
+                      f" {DATA_MAX_OCTETS} bytes (it is not split into parts)")
+    if text is not None and len(text) > _ALWAYS_FITS and (
+            parts := segment_count(text)) > MAX_PARTS:
+        raise TooLong(f"the text needs {parts} SMS parts: at most {MAX_PARTS} can be joined"
+                      " into one message (about 39,000 GSM characters, or 17,000 others);"
+                      " split it into several messages")
+
+
 def _utf16_units(text: str) -> str:
     """Characters beyond the BMP (emoji) as UTF-16 surrogate pairs, as UCS-2 SMS carry them."""
     if all(ord(c) <= 0xFFFF for c in text):
