@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,19 +52,19 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._too_large(send)
+        except _TooLarge as exc:  # where no exception handler answered it
+            await errors.error_response(413, exc.detail, headers=exc.headers)(
+                {"type": "http"}, _no_receive, send)
 
     async def _too_large(self, send: Send) -> None:
-        response = errors.error_response(
-            413, f"request body too large: the limit is {self.max_bytes} bytes"
-        )
-        await response({"type": "http"}, _no_receive, send)
+        exc = _TooLarge(self.max_bytes)
+        await errors.error_response(413, exc.detail, headers=exc.headers)(
+            {"type": "http"}, _no_receive, send)
 
 
 class LinkHeader:
@@ -91,8 +91,14 @@ class LinkHeader:
 _LINK = (b"link", meta.LINK.encode())
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """An HTTPException, so that a route reading the body (FastAPI catches any other
+    error there as a malformed body, a 400) lets it through to the 413 handler. The rest
+    of the body is not read: the connection closes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body too large: the limit is {limit} bytes",
+                         headers={"Connection": "close"})
 
 
 async def _no_receive() -> Message:
