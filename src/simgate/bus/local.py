@@ -77,6 +77,14 @@ class LocalBus:
                     queue.get_nowait()
                 queue.put_nowait({"event": None, "data": {}})
 
+    def end_streams(self, device_id: str) -> None:
+        """End the device's open streams here (a removed device): a None event, ahead of
+        anything still queued for it."""
+        for queue in self._streams.get(device_id, ()):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait({"event": None, "data": {}})
+
     @asynccontextmanager
     async def subscribe(self, device_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)

@@ -65,13 +65,16 @@ class Devices:
     Recently chosen targets and token owners are remembered, so a burst of messages or
     an agent's frequent calls do not load the device each time. A change calls
     `changed(user_id, device_id)`, which must reach `forget` in every process that
-    caches (the bus does that); other changes show within the TTLs.
+    caches (the bus does that); other changes show within the TTLs. A removal also calls
+    `removed(device_id)`, which must end the device's open event streams wherever they are.
     """
 
     def __init__(self, sessions: async_sessionmaker,
-                 changed: Callable[[int, str], None] | None = None) -> None:
+                 changed: Callable[[int, str], None] | None = None,
+                 removed: Callable[[str], None] | None = None) -> None:
         self._sessions = sessions
         self._changed = changed or self.forget
+        self._removed = removed or (lambda _device_id: None)
         self._last_touch: dict[str, datetime] = {}
         self._targets: dict[tuple[int, str | None, int], tuple[float, Target]] = {}
         self._identities: dict[str, tuple[float, DeviceIdentity]] = {}
@@ -196,6 +199,7 @@ class Devices:
             device.deleted_at = utcnow()
             device.token_hash = sha256_hex(new_token())
         self._changed(user_id, device_id)
+        self._removed(device_id)
 
     async def target(self, session: AsyncSession, user_id: int, device_id: str | None,
                      active_within_hours: int = 0) -> Target:

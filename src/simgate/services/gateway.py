@@ -63,7 +63,8 @@ class Gateway:
         sessions = session_factory(engine)
         bus = LocalBus()
         devices = Devices(sessions, changed=lambda user_id, device_id: bus.signal(
-            "device-changed", user_id, device_id))
+            "device-changed", user_id, device_id),
+            removed=lambda device_id: bus.signal("device-removed", device_id))
         stamps = Stamps(sessions)
         users = Users(sessions, stamps)
         key = await signing_key(sessions)
@@ -81,6 +82,7 @@ class Gateway:
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
         )
         bus.on("device-changed", devices.forget)
+        bus.on("device-removed", bus.end_streams)  # its token is void: so is its stream
         bus.on("webhooks-due", dispatcher.wake)
 
         def wake_dispatcher() -> None:
