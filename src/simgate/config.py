@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # process could otherwise claim to be any address.
     forwarded_allow_ips: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Slow clients: a request's headers must arrive within header_timeout seconds, its body
+    # within body_timeout plus one second per 500 bytes; one address may hold at most
+    # max_connections_per_address connections per server process (0: no cap).
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=20.0, gt=0)
+    max_connections_per_address: int = Field(default=256, ge=0)
     # Pending messages one device may have before sends to it get 503 (0: no limit).
     max_queued_per_device: int = Field(default=10_000, ge=0)
     # Finished messages keep their text and numbers this long, then only SHA-256 hashes

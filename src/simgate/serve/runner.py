@@ -30,6 +30,7 @@ from simgate.bus.peers import PeerLink
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
+from simgate.serve.guard import Limits, guarded_protocol
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
 
@@ -86,6 +87,9 @@ def uvicorn_server(settings: Settings, gateway: Gateway,
         timeout_graceful_shutdown=2,
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
+        http=guarded_protocol(Limits(settings.header_timeout, settings.body_timeout,
+                                     settings.max_connections_per_address,
+                                     exempt=settings.forwarded_allow_ips)),
     )
     return uvicorn.Server(config)
 
