@@ -25,6 +25,7 @@ from simgate.agent.client import ServerError
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
+from simgate.files import write_private
 from simgate.services.errors import ServiceError
 
 # Plain help (click's): switches show as switches, not as "<bool>" values.
@@ -86,8 +87,9 @@ def claim(settings: Settings) -> None:
     except InUse as exc:
         raise fail(str(exc)) from None
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
-    (settings.data_dir / SERVER_FILE).write_text(
-        json.dumps({"url": f"{settings.scheme}://{host}:{settings.port}", "pid": os.getpid()}))
+    write_private(settings.data_dir / SERVER_FILE,
+                  json.dumps({"url": f"{settings.scheme}://{host}:{settings.port}",
+                              "pid": os.getpid()}))
 
 
 SERVER_FILE = "server.json"  # where `sims` and `doctor` find the server of a data directory

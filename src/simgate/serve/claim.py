@@ -10,6 +10,8 @@ import socket
 from pathlib import Path
 from typing import IO
 
+from simgate.files import private_dir, private_file
+
 LOCK_NAME = "simgate.pid"
 
 
@@ -23,8 +25,7 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     A second `run` or `serve` on the same directory would share its SQLite store, agent
     journal and credentials with the first; it is refused, naming the other process.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / LOCK_NAME).open("a+")
+    handle = private_file(private_dir(data_dir) / LOCK_NAME).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

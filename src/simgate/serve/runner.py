@@ -30,6 +30,7 @@ from simgate.bus.peers import PeerLink
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
+from simgate.files import write_private
 from simgate.serve.guard import Limits, guarded_protocol
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
@@ -138,9 +139,7 @@ def _credentials(settings: Settings) -> tuple[str, str]:
         stored = json.loads(path.read_text())
         return stored["username"], stored["password"]
     username, password = "simgate", secrets.token_urlsafe(12)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"username": username, "password": password}))
-    path.chmod(0o600)
+    write_private(path, json.dumps({"username": username, "password": password}))
     return username, password
 
 

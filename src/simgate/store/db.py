@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from simgate.files import private_file
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 T = TypeVar("T")
 LOCK_RETRY = 0.001
@@ -39,11 +41,12 @@ def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def _ensure_sqlite_file(url: str) -> None:
+    """The database file made (0600, in a 0700 directory) before SQLite makes it 0644."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -191,7 +194,7 @@ def alembic_config(url: str) -> Config:
 
 
 def _upgrade(url: str) -> None:
-    _ensure_sqlite_dir(url)
+    _ensure_sqlite_file(url)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     command.upgrade(alembic_config(url), "head")
 
