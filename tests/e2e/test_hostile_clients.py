@@ -24,7 +24,7 @@ def serve(tmp_path_factory):
     process = SimgateProcess(["serve"], tmp_path_factory.mktemp("serve"), env={
         "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
         "SIMGATE_HEADER_TIMEOUT": "1", "SIMGATE_BODY_TIMEOUT": "1",
-        "SIMGATE_MAX_CONNECTIONS_PER_ADDRESS": str(CAP)}).start()
+        "SIMGATE_MAX_CONNECTIONS_PER_ADDRESS": str(CAP)}).start(timeout=90)
     yield process
     process.stop()
 
@@ -208,7 +208,7 @@ def test_a_removed_device_loses_its_event_streams_in_every_worker(tmp_path):
     """Eight streams over two workers: the kernel spreads connections between them, so the
     removal (answered by one worker) must reach streams held by the other one too."""
     process = SimgateProcess(["serve", "--workers", "2"], tmp_path / "workers", env={
-        "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+        "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start(timeout=90)
     try:
         device = register(process)
         streams = [open_stream(process, device["token"]) for _ in range(8)]

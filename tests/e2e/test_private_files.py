@@ -21,7 +21,7 @@ async def test_data_directory_and_its_files_are_private_under_any_umask(tmp_path
     process.command[-1] = str(data)  # a data directory that does not exist yet
     previous = os.umask(0)  # the child inherits it: everything would be world-writable
     try:
-        process.start()
+        process.start(timeout=90)
     finally:
         os.umask(previous)
     try:
