@@ -34,8 +34,7 @@ async def _incoming(http: httpx.AsyncClient, token: str, idents: list[str]) -> N
     assert response.status_code == 200, response.text
 
 
-async def test_a_hanging_receiver_of_one_user_does_not_hold_back_another_user(tmp_path,
-                                                                              store_url):
+async def test_a_hanging_receiver_of_one_user_does_not_hold_back_another_user(tmp_path):
     """Both users' webhooks go to one host and port (as to a shared webhook service);
     only the greedy user's requests hang there."""
     receiver = await Receiver(
@@ -50,8 +49,7 @@ async def test_a_hanging_receiver_of_one_user_does_not_hold_back_another_user(tm
             seen_while.append((hanging["started"], receiver.requests_finished))
 
     receiver.on_request = arrived
-    server = SimgateProcess(["serve"], tmp_path / "server",
-                            env={**ENV, "SIMGATE_DATABASE_URL": store_url}).start()
+    server = SimgateProcess(["serve"], tmp_path / "server", env=ENV).start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             greedy, greedy_device = await _user_with_device(http)
