@@ -91,6 +91,7 @@ class Agent:
         self.sims: list[SimSlot] = []
         self.device_id: str | None = self.journal.peek("device_id")
         self._rr_cursor = int(self.journal.peek("rr_cursor") or 0)  # kept with each claim
+        self._fresh: set[str] = set()  # claimed by this run: no recipient marked yet
         self.mode = config.sim_selection_mode
         self.order = config.order
         self._messages_settings: dict[str, Any] = {}
@@ -256,6 +257,7 @@ class Agent:
             if stored is not None and stored.status == "claimed":
                 fresh.append((stored, stored.slot, None))
             elif stored is None:
+                self._fresh.add(message.id)
                 slot, error = self._route(message)
                 fresh.append((JournalMessage(message.id, asdict(message), slot, "claimed"),
                               slot, error))
@@ -361,8 +363,14 @@ class Agent:
 
     async def _send(self, message: JournalMessage) -> None:
         body = message.body
-        already = await self.journal.recipient_status(message.id)
+        if message.id in self._fresh:  # spare the journal a read per message
+            self._fresh.discard(message.id)
+            already: dict[int, str] = {}
+        else:
+            already = await self.journal.recipient_status(message.id)
         recipients = []
+        last_sent: int | None = None  # marked with the report, in the same transaction
+        last = len(body["phone_numbers"]) - 1
         for position, phone in enumerate(body["phone_numbers"]):
             previous = already.get(position)
             if previous == "sending":
@@ -396,7 +404,10 @@ class Agent:
                                   f"{sim or 'default'} failed: {exc}", messageId=message.id,
                                   simNumber=sim, code=exc.code, permanent=exc.permanent)
                 continue
-            await self.journal.mark_recipient(message.id, position, "sent")
+            if position == last:
+                last_sent = position
+            else:
+                await self.journal.mark_recipient(message.id, position, "sent")
             if not result.confirmed and not self._unconfirmed_noted:
                 self._unconfirmed_noted = True
                 await self.record(
@@ -419,7 +430,7 @@ class Agent:
             reports.append({"id": message.id, "state": state, "recipients": recipients,
                             "simNumber": None if message.slot is None else message.slot + 1,
                             "states": {state: _now()}})
-        await self.journal.finish(message.id, reports)  # done, and its report queued
+        await self.journal.finish(message.id, reports, last_sent)  # done, report queued
         if reports:
             self._outbox_wake.set()
 

@@ -108,10 +108,15 @@ class JournalFile:
             self._db.executemany("UPDATE messages SET status = ? WHERE id = ?",
                                  [("queued", i) for i in queued] + [("done", i) for i in done])
 
-    def finish(self, message_id: str, states: list[dict[str, Any]]) -> None:
-        """A message done, and its state report queued, in one transaction."""
+    def finish(self, message_id: str, states: list[dict[str, Any]],
+               sent: int | None = None) -> None:
+        """A message done, its state report queued and (at `sent`) its last recipient
+        marked sent, in one transaction."""
         with self._db:
             self._db.execute("BEGIN")
+            if sent is not None:
+                self._db.execute("INSERT OR REPLACE INTO recipients VALUES (?, ?, 'sent')",
+                                 (message_id, sent))
             self._db.execute("UPDATE messages SET status = 'done' WHERE id = ?", (message_id,))
             self._db.executemany("INSERT INTO outbox (kind, body) VALUES ('states', ?)",
                                  [(json.dumps(i),) for i in states])
@@ -203,8 +208,9 @@ class Journal:
     async def settle(self, queued: list[str], done: list[str]) -> None:
         await self._run(self._file.settle, queued, done)
 
-    async def finish(self, message_id: str, states: list[dict[str, Any]]) -> None:
-        await self._run(self._file.finish, message_id, states)
+    async def finish(self, message_id: str, states: list[dict[str, Any]],
+                     sent: int | None = None) -> None:
+        await self._run(self._file.finish, message_id, states, sent)
 
     async def with_status(self, status: str) -> list[JournalMessage]:
         return await self._run(self._file.with_status, status)
