@@ -11,6 +11,7 @@ from sqlalchemy import text
 from simgate.config import Settings
 from simgate.domain.sims import SimSlot
 from simgate.domain.states import ProcessState
+from simgate.services import messages as messages_module
 from simgate.services.devices import DeviceIdentity
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.gateway import Gateway
@@ -79,6 +80,23 @@ async def test_message_lifecycle(store):
     assert stored.recipients[1].error == "no network"
     listed = await store.messages.list(user_id, MessageQuery(state=ProcessState.DELIVERED))
     assert [m.ext_id for m in listed] == ["x-1"]
+
+
+async def test_the_hashing_sweep_pages_past_messages_it_must_leave(store, monkeypatch):
+    user_id, device_id = await _user_and_device(store)
+    monkeypatch.setattr(messages_module, "HASH_BATCH", 2)
+    for n in range(4):  # Sent, a delivery report still due: not finished, left as is
+        await store.messages.enqueue(user_id, NewMessage(
+            phone_numbers=["+19162255887"], text=f"t{n}", id=f"s-{n}"))
+    await store.messages.enqueue(user_id, NewMessage(
+        phone_numbers=["+19162255887"], text="done", id="d-1"))
+    device = DeviceIdentity(device_id=device_id, user_id=user_id)
+    await store.messages.apply_updates(device, [
+        *[StateUpdate(id=f"s-{n}", state=ProcessState.SENT) for n in range(4)],
+        StateUpdate(id="d-1", state=ProcessState.DELIVERED)])
+    assert await store.messages.hash_finished(None) == 1
+    assert (await store.messages.get(user_id, "d-1")).is_hashed
+    assert not (await store.messages.get(user_id, "s-0")).is_hashed
 
 
 async def test_duplicate_id_and_bad_sim_store_nothing(store):

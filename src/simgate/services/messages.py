@@ -446,7 +446,7 @@ class Messages:
 
     async def hash_finished(self, pks: set[int] | None) -> int:
         """Hash the given finished messages (None: every finished one not hashed yet)."""
-        done = 0
+        done, after = 0, 0
         pending = sorted(pks) if pks is not None else None
         while True:
             async with self._sessions.begin() as session:
@@ -457,16 +457,18 @@ class Messages:
                     if not batch:
                         return done
                     query = query.where(Message.pk.in_(batch))
-                else:
-                    query = query.where(Message.state.in_(FINISHED_STATES)).order_by(
-                        Message.pk).limit(HASH_BATCH)
+                else:  # in pages of the primary key: Sent ones awaiting a report stay
+                    query = query.where(Message.state.in_(FINISHED_STATES),
+                                        Message.pk > after).order_by(Message.pk).limit(HASH_BATCH)
                 found = list(await session.scalars(query))
                 for message in found:
                     if _hashable(message):
                         _hash_contents(message)
                         done += 1
-            if pending is None and len(found) < HASH_BATCH:
-                return done
+            if pending is None:
+                if len(found) < HASH_BATCH:
+                    return done
+                after = found[-1].pk
 
     @staticmethod
     def _apply(message: MessageRow,
