@@ -41,6 +41,12 @@ async def test_defaults_patch_put_and_reset(api):
     assert group_reset["webhooks"]["retry_count"] == 3  # other groups as they were
     unknown = await api.patch("/3rdparty/v1/settings", json={"bogus": None})
     assert unknown.status_code == 200 and "bogus" in unknown.headers["Warning"]
+    keys = "".join(f', "k{n}": {{}}' for n in range(12))
+    odd = await api.put("/3rdparty/v1/settings", headers={"Content-Type": "application/json"},
+                        content='{"q\\"\\udc33\\u00e9": [1]' + keys + "}")
+    assert odd.status_code == 200, odd.text  # named in plain ASCII, ten at most
+    assert odd.headers["Warning"].endswith('q\\"\\udc33\\u00e9, k0, k1, k2, k3, k4, k5, k6, k7, k8'
+                                            ' and 3 more"')
 
     replaced = (await api.put("/3rdparty/v1/settings", json={
         "messages": {"sim_selection_mode": "Random"}})).json()

@@ -22,10 +22,15 @@ def _warn_dropped(body: dict[str, Any], response: Response) -> None:
     (RFC 9111 warn-code 299: a persistent warning)."""
     names = dropped(body)
     if names:
-        # a header is Latin-1 and a quoted-string ends at '"': names go JSON-escaped, ASCII
-        shown = ", ".join(json.dumps(name)[1:-1] for name in names)
+        # a header is Latin-1 and a quoted-string ends at '"': names go JSON-escaped, ASCII,
+        # cut to 64 characters, ten at most (an answer does not echo the whole input)
+        shown = ", ".join(json.dumps(name[:64])[1:-1] for name in names[:MAX_NAMED])
+        more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
         response.headers["Warning"] = (
-            f'299 simgate "settings not kept (sms-gate.app drops them too): {shown}"')
+            f'299 simgate "settings not kept (sms-gate.app drops them too): {shown}{more}"')
+
+
+MAX_NAMED = 10
 
 
 @router.get("")
