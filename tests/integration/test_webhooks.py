@@ -375,3 +375,43 @@ async def test_deliveries_are_signed_with_a_generated_key_never_shown(api, recei
     assert (await api.patch("/3rdparty/v1/settings", json=shown.json())).status_code == 200
     again = (await api.get("/mobile/v1/settings", **bearer(device))).json()
     assert again["webhooks"]["signing_key"] == key
+
+
+async def test_a_cancelled_message_raises_sms_cancelled_per_recipient(api, receiver):
+    device = await register_device(api)
+    await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "sms:cancelled"})
+    # still waiting for its scheduleAt, it was never handed out: Cancelled at once
+    message = (await api.post("/3rdparty/v1/messages", json={
+        "message": "never mind", "phoneNumbers": ["+19162255887", "+19162255888"],
+        "scheduleAt": (datetime.now(UTC) + timedelta(days=1)).isoformat()})).json()
+    cancelled = await api.delete(f"/3rdparty/v1/messages/{message['id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "Cancelled"
+    await wait_until(lambda: len(receiver.events("sms:cancelled")) >= 2)
+    events = receiver.events("sms:cancelled")
+    assert sorted(e["payload"]["phoneNumber"] for e in events) == ["+19162255887",
+                                                                  "+19162255888"]
+    for event in events:
+        assert event["deviceId"] == device["id"]
+        assert event["payload"]["messageId"] == message["id"]
+        assert "cancelledAt" in event["payload"]
+    outbox = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+    assert len(outbox) == 2  # once per recipient, nothing more
+
+
+async def test_a_data_sms_raises_sms_data_received_with_data_and_port(api, receiver):
+    device = await register_device(api)
+    for event in ("sms:data-received", "sms:received"):
+        await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": event})
+    response = await api.post("/mobile/v1/inbox", **bearer(device), json=[{
+        "id": "modem:data-1", "sender": "+12025550101", "recipient": "+12025550102",
+        "simNumber": 2, "dataMessage": {"data": "AAEC", "port": 53739},
+        "receivedAt": datetime.now(UTC).isoformat()}])
+    assert response.status_code == 200, response.text
+    await wait_until(lambda: receiver.events("sms:data-received"))
+    (event,) = receiver.events("sms:data-received")
+    payload = event["payload"]
+    assert (payload["data"], payload["port"], payload["simNumber"]) == ("AAEC", 53739, 2)
+    assert payload["sender"] == "+12025550101" and payload["recipient"] == "+12025550102"
+    # a data SMS is not a text SMS: the outbox holds one event, of the data kind
+    outbox = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+    assert [d["event"] for d in outbox] == ["sms:data-received"]
