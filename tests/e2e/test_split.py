@@ -57,3 +57,31 @@ async def test_agent_killed_and_restarted_loses_and_repeats_nothing(server, tmp_
         finally:
             agent.kill()
             agent.wait(5)
+
+
+async def test_a_server_restarted_under_a_connected_agent_loses_nothing(server, tmp_path):
+    agent = start_agent(server, tmp_path / "agent", USER, PASSWORD)
+    async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                                 timeout=30) as api:
+        try:
+            await ready_device(api)
+            first = await final_state(api, await send(api, "before the restart", SIM2, sim=1))
+            assert first["state"] in ("Sent", "Delivered")
+            server.stop()  # Ctrl-C: the agent is left with a closed event stream
+            server.start()  # the same port and store
+            # the agent comes back by itself: what is sent now goes out through it
+            ids = [await send(api, f"after the restart {i}", SIM2, sim=1) for i in range(5)]
+            finals = [await final_state(api, i, within=60) for i in ids]
+            assert {s["state"] for s in finals} <= {"Sent", "Delivered"}
+            expected = {f"after the restart {i}" for i in range(5)} | {"before the restart"}
+
+            async def arrived():
+                received = Counter(m["contentPreview"] for m in await inbox(api)
+                                   if m["sender"] == SIM1)
+                return received if set(received) >= expected else None
+
+            received = await wait_until(arrived, timeout=60)
+            assert set(received) == expected and set(received.values()) == {1}
+        finally:
+            agent.kill()
+            agent.wait(5)
