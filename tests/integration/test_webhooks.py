@@ -415,3 +415,28 @@ async def test_a_data_sms_raises_sms_data_received_with_data_and_port(api, recei
     # a data SMS is not a text SMS: the outbox holds one event, of the data kind
     outbox = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
     assert [d["event"] for d in outbox] == ["sms:data-received"]
+
+
+async def test_the_last_retry_still_delivers_and_is_the_last(api, receiver):
+    """A receiver down through every attempt but the last one allowed still gets the
+    event, once, with the same id (test_out_of_retries_then_redrive: one down through all
+    of them gets no further try)."""
+    device = await register_device(api)
+    await api.patch("/3rdparty/v1/settings", json={"webhooks": {"retry_count": 2}})
+    await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": "sms:received"})
+    receiver.status = 503
+
+    def comes_back_for_the_last(_request) -> None:
+        if receiver.requests_started == 3:  # the first attempt and two retries
+            receiver.status = 200
+
+    receiver.on_request = comes_back_for_the_last
+    await incoming(api, device, "modem:last")
+
+    async def delivered():
+        return (await api.get("/3rdparty/v1/webhooks/deliveries",
+                              params={"state": "delivered"})).json()
+
+    (row,) = await wait_until(delivered, timeout=30)
+    assert row["attempts"] == 3 and receiver.requests_started == 3
+    assert [e["id"] for e in receiver.events()] == [row["id"]]
