@@ -35,8 +35,9 @@ class SimgateProcess:
     """`simgate <command>` in a child process with its own data directory."""
 
     def __init__(self, command: list[str], data_dir: Path, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.port = port or free_port()
+        self.cwd = cwd  # where a simgate.toml would be read
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"simgate-{self.port}.log"
@@ -49,7 +50,7 @@ class SimgateProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                        env=self.env)
+                                        env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
