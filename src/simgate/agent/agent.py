@@ -99,7 +99,6 @@ class Agent:
         self._outbox_wake = asyncio.Event()
         self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
         self._pacers: dict[int | None, Pacer] = {}
-        self._early_reports: dict[tuple[int, int], DeliveryReport] = {}
         self._passphrase: str | None = None
         self.work_hours = WorkHours()
         self.ping_interval: float | None = None  # ping.interval_seconds; None: no pings
@@ -414,12 +413,10 @@ class Agent:
                     "INFO", "sim", "SMS are handed to the phone, which does not say whether "
                     "they went out: Sent means handed over, not confirmed, and no delivery "
                     "report will come", messageId=message.id)
-            if body["with_delivery_report"] and result.references and message.slot is not None:
-                await self.journal.add_parts(message.slot, result.references, message.id,
-                                             phone)
-                for reference in result.references:  # reports that beat the send's answer
-                    if early := self._early_reports.pop((message.slot, reference), None):
-                        await self._on_delivery(early)
+            if (body["with_delivery_report"] and result.references and message.slot is not None
+                    and await self.journal.add_parts(message.slot, result.references,
+                                                     message.id, phone, delivery_items)):
+                self._outbox_wake.set()  # reports that beat the send's answer
             recipients.append({"phoneNumber": phone, "state": "Sent", "error": None})
         reports = []
         if recipients:
@@ -585,20 +582,23 @@ class Agent:
         return {"status": overall, "checks": checks}
 
     async def _on_delivery(self, report: DeliveryReport) -> None:
-        found = await self.journal.take_part(report.slot, report.reference)
-        if found is None:
-            if len(self._early_reports) > 1000:
-                self._early_reports.clear()
-            self._early_reports[(report.slot, report.reference)] = report
-            return
-        message_id, phone, left = found
-        if not report.delivered:
-            await self.journal.drop_parts(message_id, phone)
-            await self.report([{"id": message_id, "state": "Failed", "recipients": [{
-                "phoneNumber": phone, "state": "Failed",
-                "error": f"Delivery failed: status 0x{report.status:02x}"}]}])
-        elif left == 0:
-            await self.report([{"id": message_id, "state": "Delivered", "recipients": [{
-                "phoneNumber": phone, "state": "Delivered", "error": None}],
-                "states": {"Delivered": report.at.isoformat()}}])
+        """Journaled at once, in the transaction that settles it (or keeps it for later)."""
+        if await self.journal.file_report(report.slot, report.reference, {
+                "delivered": report.delivered, "status": report.status,
+                "at": report.at.isoformat()}, delivery_items):
+            self._outbox_wake.set()
 
+
+def delivery_items(report: dict[str, Any], message_id: str, phone: str,
+                   left: int) -> list[dict[str, Any]]:
+    """The state reports one status report makes: Failed at once, Delivered once every
+    part of the text to that number is reported."""
+    if not report["delivered"]:
+        return [{"id": message_id, "state": "Failed", "recipients": [{
+            "phoneNumber": phone, "state": "Failed",
+            "error": f"Delivery failed: status 0x{report['status']:02x}"}]}]
+    if left:
+        return []
+    return [{"id": message_id, "state": "Delivered", "recipients": [{
+        "phoneNumber": phone, "state": "Delivered", "error": None}],
+        "states": {"Delivered": report["at"]}}]

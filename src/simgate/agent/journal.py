@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 from simgate.files import private_file
 
 T = TypeVar("T")
+# (report, message id, phone, parts of it still unreported) -> the state reports to queue
+ReportItems = Callable[[dict[str, Any], str, str, int], list[dict[str, Any]]]
+KEPT_REPORTS = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,6 +43,12 @@ CREATE TABLE IF NOT EXISTS parts (
     reference INTEGER NOT NULL,
     message_id TEXT NOT NULL,
     phone_number TEXT NOT NULL,
+    PRIMARY KEY (slot, reference)
+);
+CREATE TABLE IF NOT EXISTS reports (  -- status reports that came before their part was known
+    slot INTEGER NOT NULL,
+    reference INTEGER NOT NULL,
+    report TEXT NOT NULL,            -- what the state report is made of (JSON)
     PRIMARY KEY (slot, reference)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -138,10 +147,53 @@ class JournalFile:
         self._db.execute("INSERT OR REPLACE INTO recipients VALUES (?, ?, ?)",
                          (message_id, position, status))
 
-    # delivery report matching
-    def add_parts(self, slot: int, references: list[int], message_id: str, phone: str) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?)",
-                             [(slot, r, message_id, phone) for r in references])
+    # delivery report matching: a status report is kept from the moment it arrives, in the
+    # transaction that matches it to its part and queues the state it tells, or else until
+    # its part is known; a crash in between loses nothing.
+    def add_parts(self, slot: int, references: list[int], message_id: str, phone: str,
+                  items: ReportItems) -> bool:
+        """Remember sent parts, and settle the reports that came before them; True when
+        state reports were queued."""
+        settled = False
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?)",
+                                 [(slot, r, message_id, phone) for r in references])
+            for reference in references:
+                row = self._db.execute(
+                    "SELECT report FROM reports WHERE slot = ? AND reference = ?",
+                    (slot, reference)).fetchone()
+                if row is not None:
+                    self._db.execute("DELETE FROM reports WHERE slot = ? AND reference = ?",
+                                     (slot, reference))
+                    settled |= self._settle(slot, reference, json.loads(row[0]), items)
+        return settled
+
+    def file_report(self, slot: int, reference: int, report: dict[str, Any],
+                    items: ReportItems) -> bool:
+        """A status report: settled against its part (True), or kept for when the part is
+        known (a report may beat the send's answer, or a crash may come between them)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            if self._settle(slot, reference, report, items):
+                return True
+            self._db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)",
+                             (slot, reference, json.dumps(report)))
+            self._db.execute(  # reports that no part will ever claim do not pile up
+                "DELETE FROM reports WHERE rowid NOT IN"
+                " (SELECT rowid FROM reports ORDER BY rowid DESC LIMIT ?)", (KEPT_REPORTS,))
+        return False
+
+    def _settle(self, slot: int, reference: int, report: dict[str, Any],
+                items: ReportItems) -> bool:
+        found = self.take_part(slot, reference)
+        if found is None:
+            return False
+        message_id, phone, left = found
+        if not report["delivered"]:
+            self.drop_parts(message_id, phone)
+        self.queue("states", items(report, message_id, phone, left))
+        return True
 
     def take_part(self, slot: int, reference: int) -> tuple[str, str, int] | None:
         """Remove a reported part; returns (message id, phone, parts still unreported)."""
@@ -222,14 +274,13 @@ class Journal:
         await self._run(self._file.mark_recipient, message_id, position, status)
 
     async def add_parts(self, slot: int, references: list[int], message_id: str,
-                        phone: str) -> None:
-        await self._run(self._file.add_parts, slot, references, message_id, phone)
+                        phone: str, items: ReportItems) -> bool:
+        return await self._run(self._file.add_parts, slot, references, message_id, phone,
+                               items)
 
-    async def take_part(self, slot: int, reference: int) -> tuple[str, str, int] | None:
-        return await self._run(self._file.take_part, slot, reference)
-
-    async def drop_parts(self, message_id: str, phone: str) -> None:
-        await self._run(self._file.drop_parts, message_id, phone)
+    async def file_report(self, slot: int, reference: int, report: dict[str, Any],
+                          items: ReportItems) -> bool:
+        return await self._run(self._file.file_report, slot, reference, report, items)
 
     async def queue(self, kind: str, items: list[dict[str, Any]]) -> None:
         await self._run(self._file.queue, kind, items)

@@ -1,0 +1,40 @@
+"""Status reports in the agent's journal: kept from the moment they arrive, through a
+crash, until the server has the state they tell."""
+
+from __future__ import annotations
+
+from simgate.agent.agent import delivery_items
+from simgate.agent.journal import JournalFile
+
+DELIVERED = {"delivered": True, "status": 0, "at": "2026-01-02T03:04:05+00:00"}
+TO = "+19162255887"
+
+
+def states(journal: JournalFile) -> list[dict]:
+    return [body for _, body in journal.unsent("states")]
+
+
+def test_a_report_that_beats_its_send_answer_survives_a_crash(tmp_path):
+    before = JournalFile(tmp_path / "journal.db")
+    assert before.file_report(1, 42, DELIVERED, delivery_items) is False  # no part known yet
+    # kill -9 here: nothing is closed; the restarted agent opens the same file
+    after = JournalFile(tmp_path / "journal.db")
+    assert after.add_parts(1, [42], "m-1", TO, delivery_items) is True
+    assert states(after) == [{"id": "m-1", "state": "Delivered", "recipients": [
+        {"phoneNumber": TO, "state": "Delivered", "error": None}],
+        "states": {"Delivered": DELIVERED["at"]}}]
+    assert after.add_parts(1, [43], "m-2", TO, delivery_items) is False  # used once
+
+
+def test_a_report_is_settled_with_its_state_queued_in_one_step(tmp_path):
+    journal = JournalFile(tmp_path / "journal.db")
+    assert journal.add_parts(0, [1, 2], "long", TO, delivery_items) is False
+    assert journal.file_report(0, 1, DELIVERED, delivery_items) is True
+    assert states(journal) == []  # one part of two: not yet Delivered
+    assert journal.file_report(0, 2, DELIVERED, delivery_items) is True
+    assert [s["state"] for s in states(journal)] == ["Delivered"]
+    journal.add_parts(0, [3, 4], "failed", TO, delivery_items)
+    assert journal.file_report(0, 3, {**DELIVERED, "delivered": False, "status": 0x41},
+                               delivery_items) is True
+    assert states(journal)[-1]["recipients"][0]["error"] == "Delivery failed: status 0x41"
+    assert journal.file_report(0, 4, DELIVERED, delivery_items) is False  # parts dropped
