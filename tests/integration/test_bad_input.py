@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import base64
 
-from tests.conftest import register_device
+import httpx
+
+from simgate.config import Settings
+from simgate.server.app import create_app
+from simgate.services.gateway import Gateway
+from tests.conftest import PASSWORD, USER, register_device
 
 TO = ["+19162255887"]
 
@@ -177,3 +182,23 @@ async def test_texts_over_255_parts_and_long_data_sms_are_refused_naming_the_lim
                  {"message": "x" * 60_000, "isEncrypted": True}]:  # ciphertext: not counted
         response = await api.post("/3rdparty/v1/messages", json={**body, "phoneNumbers": TO})
         assert response.status_code == 202, response.text
+
+
+async def test_nul_in_a_url_is_a_400_on_every_store(store_url, tmp_path):
+    """PostgreSQL cannot hold NUL in text: a lookup by such an id was a 500 there."""
+    settings = Settings(data_dir=tmp_path, database_url=store_url, username=USER,
+                        password=PASSWORD)
+    gateway = await Gateway.open(settings)
+    try:
+        app = create_app(settings, gateway)
+        app.state.gateway = gateway
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://simgate", auth=(USER, PASSWORD)) as api:
+            for method, url in [("GET", "/3rdparty/v1/messages?deviceId=%00"),
+                                ("GET", "/3rdparty/v1/messages/a%00b"),
+                                ("GET", "/3rdparty/v1/inbox?deviceId=%00"),
+                                ("GET", "/3rdparty/v1/webhooks?deviceId=%00"),
+                                ("DELETE", "/3rdparty/v1/devices/%00")]:
+                refused(await api.request(method, url), "NUL")
+    finally:
+        await gateway.close()

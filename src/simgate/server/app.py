@@ -29,6 +29,24 @@ from simgate.server.schemas import ErrorOut, SendRequest, json_body
 from simgate.services.gateway import Gateway
 
 
+class NoNulInUrl:
+    """A NUL character in the path or query is a 400: no route wants one, and the store
+    cannot hold one (PostgreSQL refuses it in text), which made lookups by such an id 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"]
+                                        or b"%00" in scope["query_string"]
+                                        or b"\x00" in scope["query_string"]):
+            response = errors.error_response(
+                400, "the URL holds a NUL character (%00): remove it")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """Refuse bodies over the limit with 413 before reading them into memory."""
 
@@ -144,6 +162,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
     app.include_router(health.router)
     meta.install(app, settings.metrics_allow_ips)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NoNulInUrl)
     app.add_middleware(LinkHeader)
     app.state.sse_keepalive = settings.sse_keepalive_seconds
     _document(app, {"/3rdparty/v1/messages": {"post": thirdparty.SEND_OPERATION}},
