@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Literal
 
 import pytest
 from alembic.script import ScriptDirectory
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from simgate.config import Settings
 from simgate.domain.sims import SimSlot
 from simgate.domain.states import ProcessState
 from simgate.services import messages as messages_module
+from simgate.services import passwords
 from simgate.services.devices import DeviceIdentity
 from simgate.services.errors import BadRequest, Conflict
 from simgate.services.gateway import Gateway
 from simgate.services.ids import sha256_hex
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
+from simgate.services.passwords import Passwords
 from simgate.services.tokens import InvalidToken
+from simgate.services.users import Users
 from simgate.store.db import alembic_config
 
 
@@ -120,42 +126,44 @@ async def test_users_authenticate(store):
     assert await store.users.authenticate("dave", "dave-secret") is None
 
 
-async def test_logins_arriving_together_share_one_password_check(store, monkeypatch):
-    """A client opening many connections at once must not start one slow hash each."""
-    from simgate.services import users
+class RecordingHasher(PasswordHasher):
+    """The real argon2 hasher, noting each password it checks (from its worker thread)."""
 
     checked: list[str] = []
-    real_verify = users._verify
+    on_check: Callable[[], None] = staticmethod(lambda: None)
 
-    async def counted(password_hash: str, password: str) -> bool:
-        checked.append(password)
-        return await real_verify(password_hash, password)
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        RecordingHasher.checked.append(str(password))
+        RecordingHasher.on_check()
+        return super().verify(hash, password)
 
-    monkeypatch.setattr(users, "_verify", counted)
-    user = await store.users.add("erin", "erin-secret")
-    crowd = [store.users.authenticate("erin", "erin-secret") for _ in range(16)]
-    assert await asyncio.gather(*crowd) == [user.id] * 16
-    assert checked == ["erin-secret"]
-    wrong = [store.users.authenticate("erin", "not-it") for _ in range(4)]
-    assert await asyncio.gather(*wrong) == [None] * 4
-    assert checked == ["erin-secret", "not-it"]
+
+async def test_logins_arriving_together_share_one_password_check(store, monkeypatch):
+    """A client opening many connections at once must not start one slow hash each."""
+    users = Users(store.sessions, store.stamps, passwords=Passwords(RecordingHasher()))
+    monkeypatch.setattr(RecordingHasher, "checked", [])
+    try:
+        user = await users.add("erin", "erin-secret")
+        crowd = [users.authenticate("erin", "erin-secret") for _ in range(16)]
+        assert await asyncio.gather(*crowd) == [user.id] * 16
+        assert RecordingHasher.checked == ["erin-secret"]
+        wrong = [users.authenticate("erin", "not-it") for _ in range(4)]
+        assert await asyncio.gather(*wrong) == [None] * 4
+        assert RecordingHasher.checked == ["erin-secret", "not-it"]
+    finally:
+        await users.close()
 
 
 async def test_close_waits_for_a_password_check_whose_request_went_away(store_url, tmp_path,
                                                                        monkeypatch):
     """A client hanging up mid-login leaves its check running; closing must not cut it off."""
-    from simgate.services import users
-
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(passwords, "PasswordHasher", RecordingHasher)
+    monkeypatch.setattr(RecordingHasher, "on_check",
+                        staticmethod(lambda: loop.call_soon_threadsafe(started.set)))
     gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url))
     await gateway.users.add("fay", "fay-secret")
-    started = asyncio.Event()
-    real_verify = users._verify
-
-    async def announced(password_hash: str, password: str) -> bool:
-        started.set()
-        return await real_verify(password_hash, password)
-
-    monkeypatch.setattr(users, "_verify", announced)
     before = asyncio.all_tasks()
     login = asyncio.ensure_future(gateway.users.authenticate("fay", "fay-secret"))
     await asyncio.wait_for(started.wait(), 10)  # the check is under way
