@@ -22,6 +22,7 @@ from simgate.agent.backends.base import (
     DeliveryReport,
     IncomingSms,
     SendError,
+    SendResult,
     SimBackend,
     SimInfo,
 )
@@ -29,8 +30,19 @@ from simgate.agent.client import DeviceClient, PendingMessage, ServerError
 from simgate.agent.crypto import DecryptionError, decrypt
 from simgate.agent.hours import WorkHours
 from simgate.agent.journal import Journal, JournalMessage
-from simgate.agent.pacing import Pacer
-from simgate.domain.routing import NoSimAvailable, SimSelectionMode, choose_sim
+from simgate.agent.pacing import BYPASS_PRIORITY, Pacer
+from simgate.agent.usage import UsageFile
+from simgate.domain.routing import (
+    Choice,
+    LimitsReached,
+    NoSimAvailable,
+    Policy,
+    SimSelectionMode,
+    limit_reached,
+    policy_from_settings,
+    route,
+    worth_failover,
+)
 from simgate.domain.sims import SimSlot
 from simgate.domain.states import ProcessState
 
@@ -76,6 +88,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class Held(Exception):
+    """The message waits (unclaimed, still Pending): its SIMs are at their limits."""
+
+
 def _recipients(phones: list[str], state: ProcessState, error: str | None = None) -> list[dict]:
     return [{"phoneNumber": p, "state": state.value, "error": error} for p in phones]
 
@@ -93,6 +109,9 @@ class Agent:
         self._rr_cursor = int(self.journal.peek("rr_cursor") or 0)  # kept with each claim
         self._fresh: set[str] = set()  # claimed by this run: no recipient marked yet
         self.mode = config.sim_selection_mode
+        self.policy = Policy(mode=config.sim_selection_mode)  # routing (issue 17)
+        self.usage = UsageFile(config.journal_path.with_name(config.journal_path.name + ".usage"))
+        self._held: dict[str, str] = {}  # message id -> why it waits
         self.order = config.order
         self._messages_settings: dict[str, Any] = {}
         self._wake = asyncio.Event()
@@ -133,6 +152,7 @@ class Agent:
             await self.client.close()
             await self.backend.close()
             await self.journal.close()
+            self.usage.close()
 
     async def _announce_start(self) -> None:
         """app:started, as the Android app fires it when it starts; a server that
@@ -202,6 +222,13 @@ class Agent:
                                      or self.config.sim_selection_mode)
         self.order = (messages.get("processing_order") or self.config.order).lower()
         self._messages_settings = messages
+        policy = policy_from_settings({"sim_selection_mode": self.mode.value},
+                                      settings.get("routing") or {})
+        if policy != self.policy:
+            self.policy = policy
+            await self.record("INFO", "routing", "routing applied: " + self._describe_routing(),
+                              strategy=policy.strategy, failover=policy.failover,
+                              sims=sorted(n + 1 for n in policy.sims))
         self._passphrase = (settings.get("encryption") or {}).get("passphrase")
         for pacer in self._pacers.values():
             pacer.configure(messages)
@@ -233,7 +260,10 @@ class Agent:
     async def _fetch_once(self) -> int:
         pending = await self.client.pending(self.order, FETCH_LIMIT)
         await self._take(pending)
-        return len(pending)
+        if self._held:  # look again soon: a limit frees up, or a ttl ends the wait
+            asyncio.get_running_loop().call_later(min(5.0, self.config.poll_interval),
+                                                  self._wake.set)
+        return sum(m.id not in self._held for m in pending)
 
     async def _take(self, pending: list[PendingMessage]) -> None:
         """Claim what is new among pending messages (fetched or pushed) and queue it;
@@ -256,8 +286,13 @@ class Agent:
             if stored is not None and stored.status == "claimed":
                 fresh.append((stored, stored.slot, None))
             elif stored is None:
+                try:
+                    slot, error = self._route(message)
+                except Held as exc:
+                    await self._hold(message, str(exc))
+                    continue
+                self._held.pop(message.id, None)
                 self._fresh.add(message.id)
-                slot, error = self._route(message)
                 fresh.append((JournalMessage(message.id, asdict(message), slot, "claimed"),
                               slot, error))
         await self.journal.claim_routed(
@@ -283,6 +318,7 @@ class Agent:
         if message.is_encrypted and not self._passphrase:
             return None, ("Can't send message: it is encrypted and this device has no"
                           " passphrase: set encryption.passphrase in the settings")
+        bypass = message.priority >= BYPASS_PRIORITY
         if message.sim_number is not None:
             slot = next((s for s in self.sims if s.sim_number == message.sim_number), None)
             if slot is None:
@@ -290,14 +326,57 @@ class Agent:
             if not slot.usable:
                 return None, (f"Can't send message: SIM {message.sim_number} is not ready"
                               f" ({slot.status.value}): {slot.detail}")
+            if self._routing_active and not bypass:
+                usage = self.usage.usage([slot.slot_index], message.phone_numbers)
+                why = limit_reached(self.policy.rule(slot.slot_index), usage[slot.slot_index],
+                                    message.phone_numbers)
+                if why:
+                    raise Held(f"SIM {slot.sim_number} {why}")
+            self._count(slot.slot_index, message.phone_numbers)
             return slot.slot_index, None
         try:
-            choice = choose_sim(self.mode, self.sims, default_slot=self.backend.default_slot,
-                                cursor=self._rr_cursor)
+            choice = self._choose(message.phone_numbers, bypass=bypass)
+        except LimitsReached as exc:
+            raise Held(str(exc)) from None
         except NoSimAvailable as exc:
             return None, str(exc)
         self._rr_cursor = choice.cursor  # stored with the claim
+        if choice.slot_index is not None:
+            self._count(choice.slot_index, message.phone_numbers)
         return choice.slot_index, None
+
+    def _describe_routing(self) -> str:
+        policy = self.policy
+        return (f"strategy {policy.strategy or policy.mode.value}, failover "
+                + (f"up to {policy.max_attempts} attempts" if policy.failover else "off")
+                + (", rules for SIM " + ", ".join(str(n + 1) for n in sorted(policy.sims))
+                   if policy.sims else ""))
+
+    @property
+    def _routing_active(self) -> bool:
+        """Whether the owner set routing rules or a strategy: only then is usage kept."""
+        return bool(self.policy.sims) or self.policy.strategy is not None
+
+    def _choose(self, phones: list[str], *, bypass: bool,
+                exclude: frozenset[int] = frozenset()) -> Choice:
+        active = self._routing_active
+        usage = self.usage.usage([s.slot_index for s in self.sims], phones) if active else {}
+        sticky = self.usage.last_slot(phones[0]) if active and phones else None
+        return route(self.policy, self.sims, usage, phones,
+                     default_slot=self.backend.default_slot, cursor=self._rr_cursor,
+                     sticky=sticky, bypass_limits=bypass, exclude=exclude)
+
+    def _count(self, slot: int, phones: list[str]) -> None:
+        if self._routing_active:
+            self.usage.count(slot, phones)
+
+    async def _hold(self, message: PendingMessage, why: str) -> None:
+        """Leave a message Pending while its SIMs are at their limits; said once in the
+        logs. It fails at its ttl/validUntil like any message not yet sent."""
+        if self._held.get(message.id) != why:
+            await self.record("WARN", "routing", f"message {message.id} waits: {why}",
+                              messageId=message.id, reason=why)
+        self._held[message.id] = why
 
     async def _claim(self, items: list[tuple[JournalMessage, int | None, str | None]]) -> None:
         """Report Processed (or Failed) and queue only what the server confirms."""
@@ -370,6 +449,8 @@ class Agent:
         recipients = []
         last_sent: int | None = None  # marked with the report, in the same transaction
         last = len(body["phone_numbers"]) - 1
+        attempts: list[dict[str, Any]] = []  # every try, failovers included (issue 17)
+        sent_slot = message.slot  # the SIM that sent, after any failover
         for position, phone in enumerate(body["phone_numbers"]):
             previous = already.get(position)
             if previous == "sending":
@@ -388,17 +469,12 @@ class Agent:
                 continue
             await self.journal.mark_recipient(message.id, position, "sending")
             try:
-                result = await self.backend.send(
-                    message.slot, number,
-                    text=text,
-                    data=base64.b64decode(data) if data else None,
-                    port=body["port"],
-                    delivery_report=body["with_delivery_report"],
-                )
+                result, slot = await self._send_through(message, phone, number, text, data,
+                                                        attempts)
             except SendError as exc:
                 await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed", "error": str(exc)})
-                sim = None if message.slot is None else message.slot + 1
+                sim = attempts[-1]["simNumber"]
                 await self.record("ERROR", "sim", f"sending {message.id} through SIM "
                                   f"{sim or 'default'} failed: {exc}", messageId=message.id,
                                   simNumber=sim, code=exc.code, permanent=exc.permanent)
@@ -413,8 +489,9 @@ class Agent:
                     "INFO", "sim", "SMS are handed to the phone, which does not say whether "
                     "they went out: Sent means handed over, not confirmed, and no delivery "
                     "report will come", messageId=message.id)
-            if (body["with_delivery_report"] and result.references and message.slot is not None
-                    and await self.journal.add_parts(message.slot, result.references,
+            sent_slot = slot
+            if (body["with_delivery_report"] and result.references and slot is not None
+                    and await self.journal.add_parts(slot, result.references,
                                                      message.id, phone, delivery_items)):
                 self._outbox_wake.set()  # reports that beat the send's answer
             recipients.append({"phoneNumber": phone, "state": "Sent", "error": None})
@@ -423,13 +500,62 @@ class Agent:
             sent = any(r["state"] == "Sent" for r in recipients)
             state = "Sent" if sent else "Failed"
             log.info("message %s through SIM %s: %s", message.id,
-                     "default" if message.slot is None else message.slot + 1, state)
+                     "default" if sent_slot is None else sent_slot + 1, state)
             reports.append({"id": message.id, "state": state, "recipients": recipients,
-                            "simNumber": None if message.slot is None else message.slot + 1,
-                            "states": {state: _now()}})
+                            "simNumber": None if sent_slot is None else sent_slot + 1,
+                            "states": {state: _now()}, "attempts": attempts})
         await self.journal.finish(message.id, reports, last_sent)  # done, report queued
         if reports:
             self._outbox_wake.set()
+
+    async def _send_through(self, message: JournalMessage, phone: str, number: str,
+                            text: str | None, data: str | None,
+                            attempts: list[dict[str, Any]]) -> tuple[SendResult, int | None]:
+        """Send to one recipient through the message's SIM, then, if it fails for a SIM or
+        network reason and the caller did not pin the SIM, through the device's next ready
+        SIM, up to routing.max_attempts. Each try is appended to `attempts`; the last
+        SendError is raised when none worked."""
+        body = message.body
+        slot, tried = message.slot, set()
+        while True:
+            try:
+                result = await self.backend.send(
+                    slot, number, text=text, data=base64.b64decode(data) if data else None,
+                    port=body["port"], delivery_report=body["with_delivery_report"])
+            except SendError as exc:
+                attempts.append(self._attempt(slot, phone, str(exc)))
+                tried.add(self.backend.default_slot if slot is None else slot)
+                following = self._failover_slot(body, phone, exc, tried, len(attempts))
+                if following is None:
+                    raise
+                log.warning("message %s: SIM %s failed (%s), trying SIM %d", message.id,
+                            "default" if slot is None else slot + 1, exc, following + 1)
+                slot = following
+                continue
+            attempts.append(self._attempt(slot, phone, None))
+            return result, slot
+
+    def _failover_slot(self, body: dict[str, Any], phone: str, exc: SendError,
+                       tried: set[int | None], tries: int) -> int | None:
+        """The next SIM to try after a failed send, or None: not pinned, failover on,
+        attempts left, a SIM/network reason, and another eligible SIM."""
+        if (body.get("sim_number") is not None or not self.policy.failover
+                or tries >= self.policy.max_attempts
+                or not worth_failover(exc.code, exc.permanent)):
+            return None
+        try:
+            choice = self._choose([phone], bypass=body.get("priority", 0) >= BYPASS_PRIORITY,
+                                  exclude=frozenset(t for t in tried if t is not None))
+        except NoSimAvailable:
+            return None
+        if choice.slot_index is None or choice.slot_index in tried:
+            return None
+        self._count(choice.slot_index, [phone])
+        return choice.slot_index
+
+    def _attempt(self, slot: int | None, phone: str, error: str | None) -> dict[str, Any]:
+        return {"simNumber": None if slot is None else slot + 1, "deviceId": self.device_id,
+                "error": error, "at": _now()}
 
     async def _readable(self, body: dict[str, Any],
                         phone: str) -> tuple[str, str | None, str | None]:
@@ -537,6 +663,8 @@ class Agent:
             item["message"] = sms.text or ""
         await self.journal.queue("incoming", [item])
         self._outbox_wake.set()
+        if sms.slot is not None and self.policy.strategy is not None:
+            self.usage.exchanged(sms.sender, sms.slot)  # Sticky: the last exchange counts
         log.info("SMS from %s received on %s", sms.sender,
                  "an unknown SIM" if sms.slot is None else f"SIM {sms.slot + 1}")
 

@@ -140,6 +140,20 @@ class HashedMessageOut(Wire):
     hash: str  # SHA-256 (hex) of the text, or of the base64 data
 
 
+class AttemptWire(Wire):
+    """One try at sending a message (simgate extension): which SIM of which device, the
+    error if it failed, and when."""
+
+    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    device_id: Annotated[str | None, Field(max_length=64)] = None
+    error: Annotated[str | None, Field(max_length=4096)] = None
+    at: datetime
+
+    def stored(self) -> dict[str, Any]:
+        return {"sim_number": self.sim_number, "device_id": self.device_id,
+                "error": self.error, "at": self.at.isoformat()}
+
+
 class MessageStateOut(Wire):
     id: str
     device_id: str
@@ -150,6 +164,7 @@ class MessageStateOut(Wire):
     states: dict[str, datetime]
     created_at: datetime
     sim_number: int | None = None  # the SIM that sent it (simgate extension)
+    attempts: list[AttemptWire] = []  # every send attempt, failovers included (simgate)
     text_message: TextMessageIn | None = None
     data_message: DataMessageIn | None = None
     hashed_message: HashedMessageOut | None = None
@@ -179,6 +194,7 @@ class MessageStateOut(Wire):
             states={k: datetime.fromisoformat(v) for k, v in message.states.items()},
             created_at=message.created_at,
             sim_number=message.sim_used,
+            attempts=[AttemptWire(**a) for a in message.attempts or []],
             text_message=text,
             data_message=data,
             hashed_message=hashed,
@@ -353,6 +369,7 @@ class PatchMessageItem(Wire):
     recipients: list[PatchRecipient] = []
     states: dict[str, datetime] = {}
     sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    attempts: Annotated[list[AttemptWire], Field(max_length=20)] = []  # simgate extension
 
 
 class PatchResultItem(Wire):

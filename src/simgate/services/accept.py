@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
@@ -62,6 +63,7 @@ class AcceptedMessage:
     recipients: list[AcceptedRecipient]
     is_hashed: bool = False
     sim_used: int | None = None
+    attempts: list[dict[str, Any]] | None = None
 
 
 Build = Callable[[AsyncSession, "Request"], Awaitable[AcceptedMessage]]

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
@@ -69,6 +70,8 @@ class StateUpdate:
     recipients: list[RecipientUpdate] = field(default_factory=list)
     states: dict[str, datetime] = field(default_factory=dict)
     sim_number: int | None = None
+    # send attempts, each {sim_number, device_id, error, at}; added to those stored
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ class MessageRow:
     sim_used: int | None
     states: dict[str, str]
     updated_at: datetime
+    attempts: list[dict[str, Any]] | None
     recipients: list[RecipientRow] = field(default_factory=list)
 
 
@@ -195,7 +199,7 @@ def _write_rows(connection: Connection, messages: list[MessageRow],
         connection.execute(
             update(table).where(table.c.pk == bindparam("row_pk")),
             [{"row_pk": m.pk, "state": m.state, "states": m.states, "sim_used": m.sim_used,
-              "updated_at": m.updated_at} for m in messages])
+              "attempts": m.attempts, "updated_at": m.updated_at} for m in messages])
     if recipients:
         connection.execute(
             update(recipient_table).where(
@@ -492,8 +496,12 @@ class Messages:
                 if after is ProcessState.FAILED:
                     recipient.error = report.error or "Failed"
                 changed.append((recipient, after))
-        if update.sim_number is not None and message.sim_used is None:
+        # the SIM that sent wins over the one first chosen (a failover changes it)
+        if update.sim_number is not None and (message.sim_used is None
+                                              or update.state is ProcessState.SENT):
             message.sim_used = update.sim_number
+        if update.attempts:
+            message.attempts = [*(message.attempts or []), *update.attempts][-50:]
         new_state = aggregate([ProcessState(r.state) for r in message.recipients])
         if new_state.value != message.state:
             message.state = new_state.value

@@ -127,6 +127,8 @@ class Message(Base):
     valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     schedule_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     states: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # every send attempt, failovers included: {sim_number, device_id, error, at}
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

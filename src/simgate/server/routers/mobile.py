@@ -139,6 +139,7 @@ async def report_states(body: list[PatchMessageItem], device: Device,
                         for r in item.recipients],
             states=item.states,
             sim_number=item.sim_number,
+            attempts=[a.stored() for a in item.attempts],
         )
         for item in body
     ]

@@ -1,0 +1,131 @@
+"""Routing beyond the original on `simgate run` (issue 17): failover to the next SIM,
+per-SIM daily and distinct-recipient limits, waiting pinned messages, Sticky."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import wait_until
+from tests.e2e.gateway import (
+    OUTSIDE,
+    SIM1,
+    SIM2,
+    client,
+    final_state,
+    inbox,
+    ready_device,
+    send,
+    start_run,
+)
+
+OTHER_A, OTHER_B = "+19162255881", "+19162255882"
+SENT = {"Sent", "Delivered"}
+
+
+async def apply_routing(api: httpx.AsyncClient, routing: dict) -> None:
+    """PUT the routing group and wait until the agent says it applied it."""
+    before = len(await routing_logs(api))
+    answer = await api.patch("/settings", json={"routing": None})
+    assert answer.status_code == 200, answer.text
+    answer = await api.patch("/settings", json={"routing": routing})
+    assert answer.status_code == 200, answer.text
+
+    async def applied():
+        entries = await routing_logs(api)
+        return len(entries) > before and entries[-1]
+
+    await wait_until(applied, timeout=30)
+
+
+async def routing_logs(api: httpx.AsyncClient) -> list[dict]:
+    entries = (await api.get("/logs")).json()
+    return sorted((e for e in entries if e["module"] == "routing"
+                   and e["message"].startswith("routing applied")),
+                  key=lambda e: (e["createdAt"], e["id"]))
+
+
+async def test_failover_sends_through_sim_2_unless_pinned_or_turned_off(tmp_path):
+    process = start_run(tmp_path, "--fault", "1:fail=1.0")
+    try:
+        async with client(process) as api:
+            await ready_device(api)
+            ids = [await send(api, f"failover {n}", OUTSIDE) for n in range(3)]
+            for message_id in ids:
+                state = await final_state(api, message_id, within=30)
+                assert state["state"] in ("Sent", "Delivered") and "Sent" in state["states"]
+                assert state["simNumber"] == 2
+                failed, sent = state["attempts"]
+                assert failed["simNumber"] == 1 and "CMS ERROR 38" in failed["error"]
+                assert sent["simNumber"] == 2 and sent.get("error") is None
+                assert failed["deviceId"] == sent["deviceId"] == state["deviceId"]
+                assert failed["at"] <= sent["at"]
+
+            pinned = await final_state(api, await send(api, "pinned", OUTSIDE, sim=1), 30)
+            assert pinned["state"] == "Failed"
+            assert "CMS ERROR 38" in pinned["recipients"][0]["error"]
+            assert [a["simNumber"] for a in pinned["attempts"]] == [1]
+
+            await apply_routing(api, {"failover": False})
+            alone = await final_state(api, await send(api, "no failover", OUTSIDE), 30)
+            assert alone["state"] == "Failed" and len(alone["attempts"]) == 1
+    finally:
+        process.stop()
+
+
+async def test_limits_waiting_and_sticky(tmp_path):
+    process = start_run(tmp_path)
+    try:
+        async with client(process) as api:
+            await ready_device(api)
+
+            # daily_limit 3 on SIM 1: of 10 messages at most 3 go through it
+            await apply_routing(api, {"sims": {"1": {"daily_limit": 3}}})
+            ids = [await send(api, f"daily {n}", OUTSIDE) for n in range(10)]
+            states = [await final_state(api, i, within=60) for i in ids]
+            assert all(s["state"] in SENT for s in states), states
+            through = [s["simNumber"] for s in states]
+            assert through.count(1) == 3 and through.count(2) == 7, through
+
+            # pinned to the exhausted SIM: waits, said in the logs, fails at its ttl;
+            # priority 100 bypasses the limit
+            waiting = (await api.post("/messages", json={
+                "textMessage": {"text": "waits"}, "phoneNumbers": [OUTSIDE],
+                "simNumber": 1, "ttl": 6})).json()["id"]
+            urgent = await send_urgent(api, OUTSIDE)
+            assert (await final_state(api, urgent, 30))["simNumber"] == 1
+            expired = await final_state(api, waiting, within=60)
+            assert expired["state"] == "Failed"
+            assert expired["recipients"][0]["error"] == "TTL expired"
+            logs = (await api.get("/logs")).json()
+            assert any(e["message"] == f"message {waiting} waits: SIM 1 reached its daily "
+                       "limit of 3" for e in logs)
+
+            # unique_recipients_monthly 2 on SIM 1: OUTSIDE is one already; a second new
+            # one fits, a third goes through SIM 2, a known one still uses SIM 1
+            await apply_routing(api, {"sims": {"1": {"unique_recipients_monthly": 2}}})
+            for to, sim in ((OTHER_A, 1), (OTHER_B, 2), (OUTSIDE, 1), (OTHER_A, 1)):
+                state = await final_state(api, await send(api, "unique", to), 30)
+                assert state["state"] in SENT and state["simNumber"] == sim, (to, state)
+
+            # Sticky: SIM 1's number writes to SIM 2; the answer to it goes out on SIM 2
+            await apply_routing(api, {"strategy": "Sticky"})
+            await final_state(api, await send(api, "hello", SIM2, sim=1), 30)
+
+            async def arrived():
+                return any(m["sender"] == SIM1 and m["simNumber"] == 2 for m in await inbox(api))
+
+            await wait_until(arrived, timeout=30)
+            answer = await final_state(api, await send(api, "answer", SIM1), 30)
+            assert answer["state"] in SENT and answer["simNumber"] == 2, answer
+            other = await final_state(api, await send(api, "other", "+19162255883"), 30)
+            assert other["simNumber"] == 1  # no exchange with it yet: the default SIM
+    finally:
+        process.stop()
+
+
+async def send_urgent(api: httpx.AsyncClient, to: str) -> str:
+    response = await api.post("/messages", json={
+        "textMessage": {"text": "urgent"}, "phoneNumbers": [to], "simNumber": 1,
+        "priority": 100})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
