@@ -440,3 +440,23 @@ async def test_the_last_retry_still_delivers_and_is_the_last(api, receiver):
     (row,) = await wait_until(delivered, timeout=30)
     assert row["attempts"] == 3 and receiver.requests_started == 3
     assert [e["id"] for e in receiver.events()] == [row["id"]]
+
+
+async def test_the_older_inbox_export_raises_received_sms_only(api, receiver):
+    """As the original's /messages/inbox/export: sms:received of the period, one each."""
+    device = await register_device(api)
+    await incoming(api, device, "modem:1")
+    data = await api.post("/mobile/v1/inbox", **bearer(device), json=[{
+        "id": "modem:2", "sender": "+12025550101", "dataMessage": {"data": "AQID", "port": 9},
+        "receivedAt": datetime.now(UTC).isoformat()}])
+    assert data.status_code == 200, data.text
+    for event in ("sms:received", "sms:data-received"):
+        await api.post("/3rdparty/v1/webhooks", json={"url": receiver.url, "event": event})
+    now = datetime.now(UTC)
+    response = await api.post("/3rdparty/v1/messages/inbox/export", json={
+        "since": (now - timedelta(hours=1)).isoformat(),
+        "until": (now + timedelta(hours=1)).isoformat()})
+    assert response.status_code == 202 and response.json() == {"events": 1}
+    assert response.headers["Deprecation"] == "true"
+    await wait_until(lambda: receiver.received)
+    assert [e["event"] for e in receiver.events()] == ["sms:received"]

@@ -68,10 +68,11 @@ async def refresh_inbox(body: RefreshRequest, user_id: Annotated[int, user_with(
 async def export_inbox(body: ExportRequest,
                        user_id: Annotated[int, user_with("messages:export")],
                        gateway: GatewayDep, response: Response) -> dict[str, int]:
-    """The older form of /inbox/refresh."""
+    """The older form of /inbox/refresh: as the original, received SMS only, one event
+    each."""
     response.headers["Deprecation"] = "true"
     await gateway.inbox.ask_devices(user_id, body.device_id, aware(body.since),
-                                    aware(body.until), None, True)
+                                    aware(body.until), ["SMS"], True)
     count = await gateway.inbox.export(user_id, body.device_id, aware(body.since),
-                                       aware(body.until))
+                                       aware(body.until), ["SMS"])
     return {"events": count}
