@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import json
 import os
+import signal
 from collections.abc import Coroutine
 from functools import partial
 from pathlib import Path
@@ -258,11 +259,15 @@ def emulator(
     network = EmulatedNetwork(sims, faults=_parse_faults(fault or [], sims))
 
     async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+            loop.add_signal_handler(signum, stop.set)
         network.start()
         try:
             for sim in network.sims:
                 typer.echo(f"SIM {sim.slot + 1} {sim.port} {sim.number}")
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             network.close()
 

@@ -45,7 +45,12 @@ async def test_it_prints_one_line_per_sim_delivers_between_them_and_stops_on_ctr
             await backend.close()
     finally:
         process.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+        try:
+            _, stderr = await asyncio.to_thread(process.communicate, timeout=60)
+        except subprocess.TimeoutExpired:  # never left running, whatever failed
+            process.kill()
+            process.wait()
+            raise
     assert process.returncode == 0 and "Traceback" not in stderr
 
 
