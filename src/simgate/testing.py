@@ -166,7 +166,8 @@ def drop_pg_database(admin_url: str, url: str) -> None:
 
 
 def empty_pg_database(url: str) -> None:
-    """Delete every row (the schema and its revision stay) and restart the sequences,
+    """Delete every row (the schema and its revision stay, and the rows migrations made
+    go back to their first values) and restart the sequences,
     after ending whatever is still connected to the database (a killed process's
     sessions): the next test finds it as new."""
     import asyncpg
@@ -181,9 +182,12 @@ def empty_pg_database(url: str) -> None:
                 SET session_replication_role = replica;  -- no foreign key order to keep
                 DO $$ DECLARE r record; BEGIN
                   FOR r IN SELECT tablename FROM pg_tables
-                           WHERE schemaname = 'public' AND tablename <> 'alembic_version' LOOP
+                           WHERE schemaname = 'public'
+                             AND tablename NOT IN ('alembic_version', 'credential_stamps') LOOP
                     EXECUTE format('DELETE FROM %I', r.tablename);
                   END LOOP;
+                  -- rows a migration made: back to the values it made them with
+                  UPDATE credential_stamps SET value = 0;
                   FOR r IN SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' LOOP
                     EXECUTE format('ALTER SEQUENCE %I RESTART', r.sequencename);
                   END LOOP;
