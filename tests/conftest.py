@@ -31,7 +31,8 @@ ON_CHOSEN_STORE = ("integration", "e2e")
 # Modules of those suites that open no gateway (drivers, the bus, field tools), or that
 # run on both stores already (test_store): the PostgreSQL leg leaves them to the default.
 STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
-              "test_termux.py", "test_field_tools.py", "test_store.py"}
+              "test_emulated_at_dialect.py", "test_termux.py", "test_field_tools.py",
+              "test_emulator_cli.py", "test_store.py"}
 
 
 def pytest_addoption(parser):
