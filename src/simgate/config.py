@@ -125,3 +125,11 @@ def configure_logging() -> None:
     )
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def apply_log_level(level: str) -> None:
+    """SIMGATE_LOG_LEVEL for simgate's own lines too, not only the HTTP server's: at
+    `warning` no INFO line is formatted and written per accepted batch or send."""
+    number = logging.getLevelName(level.upper())
+    if isinstance(number, int):  # uvicorn's `trace` is no logging level: left as it is
+        logging.getLogger().setLevel(number)

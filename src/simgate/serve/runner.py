@@ -27,7 +27,7 @@ from simgate.agent.agent import Agent, AgentConfig
 from simgate.agent.backends.base import SimBackend
 from simgate.agent.client import ServerError
 from simgate.bus.peers import PeerLink
-from simgate.config import Settings, configure_logging
+from simgate.config import Settings, apply_log_level, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
 from simgate.files import write_private
@@ -75,6 +75,7 @@ def settle_heap() -> None:
 
 def uvicorn_server(settings: Settings, gateway: Gateway,
                    readiness: Callable[[], dict[str, object]] | None = None) -> uvicorn.Server:
+    apply_log_level(settings.log_level)
     config = uvicorn.Config(
         create_app(settings, gateway, readiness),
         host=settings.host,

@@ -285,8 +285,10 @@ class Messages:
 
     def _accepted(self, messages: list[AcceptedMessage]) -> None:
         """Push the new messages themselves: a device can claim them without a fetch."""
-        ids = ", ".join(m.ext_id for m in messages[:5]) + (", ..." if len(messages) > 5 else "")
-        log.info("accepted %d message(s) as Pending: %s", len(messages), ids)
+        if log.isEnabledFor(logging.INFO):  # the ids are joined only for a line written
+            ids = ", ".join(m.ext_id for m in messages[:5]) + (", ..." if len(messages) > 5
+                                                               else "")
+            log.info("accepted %d message(s) as Pending: %s", len(messages), ids)
         by_device: dict[str, list[Message]] = {}
         now = utcnow()
         later = False
