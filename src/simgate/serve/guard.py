@@ -98,8 +98,9 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 
         def on_body(self, body: bytes) -> None:
             super().on_body(body)
+            # the deadline moves; its timer is moved only when it fires (see _body_late):
+            # a new timer for every chunk was work on every request
             self._body_due += len(body) / BODY_MIN_RATE
-            self._arm(self._body_due - self.loop.time(), self._body_late)
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
@@ -120,6 +121,9 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                           answer=True)
 
         def _body_late(self) -> None:  # the request may have been answered already
+            if (left := self._body_due - self.loop.time()) > 0:  # chunks came meanwhile
+                self._arm(left, self._body_late)
+                return
             self._give_up("request body not received in time: send it at"
                           f" {BODY_MIN_RATE} bytes/s or faster",
                           answer=not self.cycle.response_started)
