@@ -58,7 +58,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = None  # the last one, as a dict of the headers would hold
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send)
             return

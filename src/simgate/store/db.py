@@ -139,11 +139,9 @@ class _SerialWrites(Sessions):
             return await super().read_rows(sql)
         if self._reader is None:
             self._reader = self._inline_engine().raw_connection()
-        cursor = self._reader.cursor()
-        try:
-            return [tuple(row) for row in cursor.execute(sql).fetchall()]
-        finally:
-            cursor.close()
+        # straight on the sqlite3 connection, past the pool's cursor wrapper: its rows are
+        # tuples already and its statements cached
+        return self._reader.driver_connection.execute(sql).fetchall()
 
     def _inline_engine(self) -> Engine:
         if self._inline is None:
