@@ -112,6 +112,7 @@ class Agent:
         self.policy = Policy(mode=config.sim_selection_mode)  # routing (issue 17)
         self.usage = UsageFile(config.journal_path.with_name(config.journal_path.name + ".usage"))
         self._held: dict[str, str] = {}  # message id -> why it waits
+        self._rate_pacers: dict[int | None, Pacer] = {}  # rate_per_minute per SIM
         self.order = config.order
         self._messages_settings: dict[str, Any] = {}
         self._wake = asyncio.Event()
@@ -352,6 +353,17 @@ class Agent:
                 + (", rules for SIM " + ", ".join(str(n + 1) for n in sorted(policy.sims))
                    if policy.sims else ""))
 
+    def _sim_rate(self, slot: int | None) -> Pacer:
+        """routing.sims."N".rate_per_minute held at send time too: routing counts when a
+        message is routed, and a queue could bunch sends routed a minute apart."""
+        rate = None if slot is None else self.policy.rule(slot).rate_per_minute
+        pacer = self._rate_pacers.get(slot)
+        if pacer is None:
+            pacer = self._rate_pacers[slot] = Pacer()
+        if pacer.limit != ((60.0, rate) if rate else None):
+            pacer.configure({"limit_period": "PerMinute", "limit_value": rate})
+        return pacer
+
     @property
     def _routing_active(self) -> bool:
         """Whether the owner set routing rules or a strategy: only then is usage kept."""
@@ -434,10 +446,13 @@ class Agent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settings_changed.wait(), min(closed, 60.0))
             await pacer.wait(message.body.get("priority", 0))
+            rate = self._sim_rate(message.slot)
+            await rate.wait(message.body.get("priority", 0))
             try:
                 await self._send(message)
             except Exception:  # keep the slot alive whatever one message does
                 log.exception("sending %s failed unexpectedly", message.id)
+            rate.done()
 
     async def _send(self, message: JournalMessage) -> None:
         body = message.body

@@ -73,3 +73,9 @@ class Pacer:
         self._last = now
         self._pause = random.randint(*self.interval) if self.interval else 0.0
         self._sent.append(now)
+
+    def done(self) -> None:
+        """The send just finished: its place in the window counts from now, so a slow send
+        cannot let the one a window later in early."""
+        if self._sent:
+            self._sent[-1] = time.monotonic()
