@@ -63,7 +63,9 @@ def test_parts_are_as_many_as_counted_and_each_fits_one_sms(text):
         assert _user_data_length(part.hex) <= limit
     if len(parts) > 1:
         references = {pdu.decode(p.hex).concat[:2] for p in parts}
-        assert references == {(references.pop()[0], len(parts))}
+        assert len(references) == 1, references
+        ((_reference, total),) = references
+        assert total == len(parts)
         assert [pdu.decode(p.hex).concat[2] for p in parts] == list(range(1, len(parts) + 1))
 
 
