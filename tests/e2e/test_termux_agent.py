@@ -58,8 +58,11 @@ async def test_a_termux_agent_reports_handed_over_unknown_slots_and_no_sim_for_i
                                                         sim=2), within=30)
             assert message["state"] == "Sent"  # handed to the phone; never Delivered
             assert phone.sent[-1]["slot"] == 1 and phone.sent[-1]["text"] == "via SIM 2"
-            logs = (await api.get("/logs")).json()
-            assert any("handed to the phone" in entry["message"] for entry in logs)
+            async def told():  # the agent reports the state before it writes its log
+                logs = (await api.get("/logs")).json()
+                return any("handed to the phone" in entry["message"] for entry in logs)
+
+            assert await wait_until(told, timeout=30)
 
             phone.receive(41, "+12025550199", "to some SIM", datetime.now(UTC))
 
