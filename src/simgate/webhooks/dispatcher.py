@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import distinct, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate.store.models import Webhook, WebhookDelivery, utcnow
@@ -39,6 +39,13 @@ GATHER_SECONDS = 0.01
 
 # The owner's `webhooks` settings group (retry_count, signing_key, ...), by user id.
 WebhookSettings = Callable[[int], Awaitable[dict[str, Any]]]
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next try after `attempts` failed ones: doubling from `base`, at
+    most `cap`, then spread by +-20% so receivers that failed together are not all tried
+    again in the same second."""
+    return min(base * 2 ** min(attempts - 1, 64), cap) * random.uniform(0.8, 1.2)
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ class Dispatcher:
                 due.append(WebhookDelivery.webhook_id.not_in(full_hooks))
         async with self._sessions.begin() as session:
             users = sorted(await session.scalars(
-                select(distinct(WebhookDelivery.user_id)).where(*due)))
+                select(WebhookDelivery.user_id).where(*due).distinct()))
             if not users:
                 return []
             start = next((i for i, u in enumerate(users) if u >= self._next_user), 0)
@@ -260,8 +267,7 @@ class Dispatcher:
             log.warning("webhook event %s to %s gave up after %d attempts: %s",
                         delivery.event_id, delivery.webhook_id, attempts, error)
         else:
-            delay = min(self._retry_base * 2 ** (attempts - 1), self._retry_cap)
-            delay *= random.uniform(0.8, 1.2)
+            delay = retry_delay(attempts, self._retry_base, self._retry_cap)
             values |= {"next_attempt_at": utcnow() + timedelta(seconds=delay)}
         return values
 
