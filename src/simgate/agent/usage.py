@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from simgate.domain.routing import SimUsage
+from simgate.files import private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sends (slot INTEGER NOT NULL, at REAL NOT NULL,
@@ -36,8 +37,8 @@ class UsageFile:
     set routing rules or a strategy that needs them."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(private_file(path), isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
