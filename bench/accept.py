@@ -56,17 +56,8 @@ ECHO_APP = textwrap.dedent("""
         await send({"type": "http.response.body", "body": body})
 """)
 
-WRK_SCRIPT = textwrap.dedent("""
-    wrk.method = "POST"
-    wrk.headers["Content-Type"] = "application/json"
-    wrk.headers["Authorization"] = "Basic {auth}"
-    -- a different recipient each time, so no cache of numbers flatters the figure
-    request = function()
-      local body = string.format(
-        '{{"message": "bench message", "phoneNumbers": ["+1916225%04d"], "simNumber": 2}}',
-        math.random(0, 9999))
-      return wrk.format(nil, nil, nil, body)
-    end
+# Appended to each wrk script: the ids of 2xx answers to $BENCH_IDS, and one RESULT line.
+WRK_RESULTS = textwrap.dedent("""
     -- the id of every 2xx answer goes to a file, to be found in the store afterwards
     local ids = nil
     response = function(status, headers, body)
@@ -79,12 +70,25 @@ WRK_SCRIPT = textwrap.dedent("""
       end
     end
     function done(summary, latency, requests)
-      local p = {{}}
-      for _, q in ipairs({{50, 90, 99}}) do p[#p + 1] = latency:percentile(q) / 1000 end
+      local p = {}
+      for _, q in ipairs({50, 90, 99}) do p[#p + 1] = latency:percentile(q) / 1000 end
       local e = summary.errors
       io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d %d\\n", summary.requests,
         summary.duration, p[1], p[2], p[3], e.status,
         e.connect + e.read + e.write + e.timeout))
+    end
+""")
+
+WRK_SCRIPT = textwrap.dedent("""
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Authorization"] = "Basic {auth}"
+    -- a different recipient each time, so no cache of numbers flatters the figure
+    request = function()
+      local body = string.format(
+        '{{"message": "bench message", "phoneNumbers": ["+1916225%04d"], "simNumber": 2}}',
+        math.random(0, 9999))
+      return wrk.format(nil, nil, nil, body)
     end
 """)
 
@@ -161,7 +165,7 @@ def main() -> None:
 
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     script = Path(tempfile.mkdtemp()) / "post.lua"
-    script.write_text(WRK_SCRIPT.format(auth=auth))
+    script.write_text(WRK_SCRIPT.format(auth=auth) + WRK_RESULTS)
     # the bench device never takes its messages: its queue must not fill up
     env = {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_LOG_LEVEL": "warning",
            "SIMGATE_WORKERS": str(args.workers), "SIMGATE_MAX_QUEUED_PER_DEVICE": "0"}

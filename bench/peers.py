@@ -51,7 +51,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from accept import ECHO_STACKS, echo_server, run_wrk
+from accept import ECHO_STACKS, WRK_RESULTS, echo_server, run_wrk
 
 from simgate.testing import SimgateProcess, free_port, start_agent
 
@@ -68,28 +68,10 @@ WRK_SCRIPT = textwrap.dedent("""
     wrk.method = "{method}"
     {headers}
     local counter = {offset}
-    local ids = nil
     request = function()
       counter = counter + 1
       local number = string.format("1916%07d", 2000000 + counter % 8000000)
       {request}
-    end
-    response = function(status, headers, body)
-      if status < 300 then
-        local id = string.match(body, '"id":%s*"([^"]+)"')
-        if id then
-          if not ids then ids = io.open("{ids_path}", "a") end
-          ids:write(id, "\\n")
-        end
-      end
-    end
-    function done(summary, latency, requests)
-      local p = {{}}
-      for _, q in ipairs({{50, 90, 99}}) do p[#p + 1] = latency:percentile(q) / 1000 end
-      local e = summary.errors
-      io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d %d\\n", summary.requests,
-        summary.duration, p[1], p[2], p[3], e.status,
-        e.connect + e.read + e.write + e.timeout))
     end
 """)
 
@@ -138,9 +120,9 @@ def load(name: str, url: str, request: str, args: argparse.Namespace, workdir: P
     runs = []
     for offset_of_run, seconds in ((offset, WARM_UP), (offset + 5_000_000, args.seconds)):
         script.write_text(WRK_SCRIPT.format(method=method, headers=headers,
-                                            offset=offset_of_run, request=request,
-                                            ids_path=ids_path))
-        result = run_wrk(url, seconds, args.connections, 1, script)
+                                            offset=offset_of_run, request=request)
+                          + WRK_RESULTS)
+        result = run_wrk(url, seconds, args.connections, 1, script, ids=ids_path)
         result["seconds"] = result["requests"] / result["rate"] if result["rate"] else seconds
         runs.append(result)
     return runs, ids_path
