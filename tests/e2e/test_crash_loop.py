@@ -95,11 +95,18 @@ async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(tmp_path)
             await asyncio.sleep(0.05)
 
     try:
+        answers: list[tuple[int, str]] = []
+
         async def registered():
-            devices = (await api.get("/devices")).json()
+            response = await api.get("/devices")
+            answers.append((response.status_code, response.text[:300]))
+            devices = response.json() if response.status_code == 200 else None
             return devices and devices[0]["simCards"]
 
-        await wait_until(registered, timeout=60)
+        try:
+            await wait_until(registered, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"no device registered; last answers: {answers[-3:]}") from None
         for event in EVENTS:
             hook = await api.post("/webhooks", json={"url": receiver.url, "event": event})
             assert hook.status_code == 201, hook.text
