@@ -1,4 +1,4 @@
-"""Helpers for driving `simgate run` as a user does, over HTTP."""
+"""Helpers for driving `simgate run` and `serve` as a user does, over HTTP."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ FINAL = {"Sent", "Delivered", "Failed", "Cancelled"}
 def start_run(tmp_path, *args: str) -> SimgateProcess:
     return SimgateProcess(["run", *args], tmp_path / "run",
                           env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+
+
+def start_serve(tmp_path, user: str, password: str) -> SimgateProcess:
+    """`simgate serve` alone, with `user` made at start: agents are the test's own."""
+    return SimgateProcess(["serve"], tmp_path / "server",
+                          env={"SIMGATE_USERNAME": user, "SIMGATE_PASSWORD": password}).start()
 
 
 def client(process: SimgateProcess) -> httpx.AsyncClient:

@@ -8,17 +8,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from simgate.testing import SimgateProcess, start_agent
+from simgate.testing import start_agent
 from tests.conftest import wait_until
-from tests.e2e.gateway import FINAL, SIM2, final_state
+from tests.e2e.gateway import FINAL, SIM2, final_state, start_serve
 
 USER, PASSWORD = "pacing-user", "pacing-secret"
 
 
 @pytest.fixture
 def server(tmp_path):
-    process = SimgateProcess(["serve"], tmp_path / "server",
-                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+    process = start_serve(tmp_path, USER, PASSWORD)
     yield process
     process.stop()
 

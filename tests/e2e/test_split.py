@@ -7,17 +7,16 @@ from collections import Counter
 import httpx
 import pytest
 
-from simgate.testing import SimgateProcess, start_agent
+from simgate.testing import start_agent
 from tests.conftest import wait_until
-from tests.e2e.gateway import SIM1, SIM2, final_state, inbox, ready_device, send
+from tests.e2e.gateway import SIM1, SIM2, final_state, inbox, ready_device, send, start_serve
 
 USER, PASSWORD = "split-user", "split-secret"
 
 
 @pytest.fixture
 def server(tmp_path):
-    process = SimgateProcess(["serve"], tmp_path / "server",
-                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+    process = start_serve(tmp_path, USER, PASSWORD)
     yield process
     process.stop()
 

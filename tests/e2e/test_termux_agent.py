@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.gateway import final_state, inbox, send
+from tests.e2e.gateway import final_state, inbox, send, start_serve
 from tests.termux_phone import FakePhone
 
 USER, PASSWORD = "termux-user", "termux-secret"
@@ -30,8 +29,7 @@ def start_termux_agent(server, data, bin_dir) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def server(tmp_path):
-    process = SimgateProcess(["serve"], tmp_path / "server",
-                             env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+    process = start_serve(tmp_path, USER, PASSWORD)
     yield process
     process.stop()
 
