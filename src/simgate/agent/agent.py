@@ -239,9 +239,12 @@ class Agent:
         self._settings_changed.set()
         self._settings_changed = asyncio.Event()
         self._wake.set()
-        log.info("settings applied: SIM selection %s, order %s, work hours %s, ping %s",
-                 self.mode.value, self.order, self.work_hours.describe(),
-                 f"every {ping} s" if ping else "off")
+        limit = (f"{messages['limit_value']} {messages['limit_period']}"
+                 if messages.get("limit_value") and messages.get("limit_period") not in
+                 (None, "Disabled") else "off")
+        log.info("settings applied: SIM selection %s, order %s, work hours %s, ping %s, "
+                 "send limit %s", self.mode.value, self.order, self.work_hours.describe(),
+                 f"every {ping} s" if ping else "off", limit)
 
     async def _fetch_loop(self) -> None:
         while True:
