@@ -84,8 +84,10 @@ async def test_no_more_requests_than_the_upstream_allows_in_its_window(api, gate
     relay = PushRelay(gateway.sessions, f"http://127.0.0.1:{upstream.port}/upstream/v1",
                       debounce=0.05, per_minute=2, window=1.0)
     async with running(relay):
+        first_enqueued = time.monotonic()  # the first send leaves no earlier than this
         for count in (1, 2, 3):
             relay.enqueue(device, "MessageEnqueued", {})
             await wait_until(lambda count=count: len(upstream.received) >= count, timeout=10)
-    # the third waited for the first to leave the window
-    assert upstream.arrivals[2] - upstream.arrivals[0] >= 1.0
+    # the second went within the window; the third waited for the first send to leave it
+    assert upstream.arrivals[1] - first_enqueued < 1.0
+    assert upstream.arrivals[2] - first_enqueued >= 1.0
