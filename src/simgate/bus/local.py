@@ -13,6 +13,12 @@ from typing import Any
 Frame = tuple[Any, ...]
 
 
+def user_channel(user_id: int) -> str:
+    """The stream a user's live dashboard pages follow, beside the devices' own streams
+    (device ids are UUID-like and never hold a colon)."""
+    return f"user:{user_id}"
+
+
 class LocalBus:
     """Fan-out of small events to the live event streams of each device, and of signals
     (wake the webhook dispatcher, drop a cached device) to whoever listens for them.

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simgate import __version__
+from simgate import __version__, web
 from simgate.config import Settings
 from simgate.server import errors
 from simgate.server.routers import (
@@ -164,6 +164,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
                            include_in_schema=documented)
     app.include_router(health.router)
     meta.install(app, settings.metrics_allow_ips)
+    web.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(NoNulInUrl)
     app.add_middleware(LinkHeader)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from simgate.bus.local import LocalBus
+from simgate.bus.local import LocalBus, user_channel
 from simgate.config import Settings
 from simgate.services.devices import Devices
 from simgate.services.enrolment import Enrolment
@@ -62,9 +62,13 @@ class Gateway:
         engine = create_engine(url)
         sessions = session_factory(engine)
         bus = LocalBus()
-        devices = Devices(sessions, changed=lambda user_id, device_id: bus.signal(
-            "device-changed", user_id, device_id),
-            removed=lambda device_id: bus.signal("device-removed", device_id))
+
+        def device_changed(user_id: int, device_id: str) -> None:
+            bus.signal("device-changed", user_id, device_id)
+            bus.notify(user_channel(user_id), "devices", {"ids": [device_id]})
+
+        devices = Devices(sessions, changed=device_changed, removed=lambda device_id: bus.signal(
+            "device-removed", device_id))
         stamps = Stamps(sessions)
         users = Users(sessions, stamps)
         key = await signing_key(sessions)
@@ -97,6 +101,8 @@ class Gateway:
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)
         messages.committed.append(wake_dispatcher)
+        messages.changes.append(lambda user_id, ext_ids: bus.notify(
+            user_channel(user_id), "messages", {"ids": ext_ids}))
         messages.cancelling.append(lambda device_id, message_id: push(
             device_id, "MessageCancelled", {"messageId": message_id}))
         webhooks.changed.append(lambda devices: [push(d, "WebhooksUpdated")

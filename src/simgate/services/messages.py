@@ -232,6 +232,9 @@ class Messages:
         # told (device id, message id) of a cancel the device must confirm
         self.cancelling: list[Callable[[str, str], None]] = []
         self._to_hash: set[int] = set()  # finished since the last hashing round
+        # told (user id, message ids) after a commit that stored or changed messages:
+        # the dashboard's live list follows these
+        self.changes: list[Callable[[int, list[str]], None]] = []
 
     async def enqueue(self, user_id: int, new: NewMessage,
                       active_within_hours: int = 0) -> AcceptedMessage:
@@ -299,6 +302,11 @@ class Messages:
                 later = True
         for device_id in by_device:
             self._notify(device_id, by_device[device_id])
+        if self.changes:
+            by_user: dict[int, list[str]] = {}
+            for message in messages:
+                by_user.setdefault(message.user_id, []).append(message.ext_id)
+            self._tell_changes(by_user)
         if later:
             for callback in self.scheduled:
                 callback()
@@ -515,12 +523,21 @@ class Messages:
               changed: list[tuple[Recipient | RecipientRow, ProcessState]]) -> None:
         for listener in self.listeners:
             listener(session, message, changed)
+        if self.changes:
+            session.info.setdefault("changed_messages", {}).setdefault(
+                message.user_id, []).append(message.ext_id)
 
     def _after_commit(self, info: dict) -> None:
         """Wake whoever waits for what the transaction wrote (the webhook dispatcher)."""
         if info.pop("webhook_events", False):
             for callback in self.committed:
                 callback()
+        self._tell_changes(info.pop("changed_messages", {}))
+
+    def _tell_changes(self, by_user: dict[int, list[str]]) -> None:
+        for user_id, ext_ids in by_user.items():
+            for callback in self.changes:
+                callback(user_id, ext_ids)
 
     @staticmethod
     async def _get(session: AsyncSession, user_id: int, ext_id: str) -> Message:

@@ -56,15 +56,34 @@ def encode_submit(number: str, *, text: str | None = None, data: bytes | None = 
     return [Part(str(p), p.tpduLength) for p in pdus]
 
 
-def segment_count(text: str) -> int:
-    """How many SMS parts `text` takes, as encode_submit() splits it; counted without
-    encoding, so it is cheap and answers for any length."""
+class TextSize(NamedTuple):
+    """How a text goes as SMS: its alphabet, its length in that alphabet's units (GSM-7
+    septets, an extension character two; UCS-2 code units, an emoji two), and its parts."""
+
+    encoding: str  # "GSM-7" or "UCS-2"
+    units: int
+    parts: int
+    per_part: int  # units a part carries: 160/153 (GSM-7), 70/67 (UCS-2)
+
+
+def measure(text: str) -> TextSize:
+    """The size of `text` as encode_submit() splits it; counted without encoding, so it
+    is cheap and answers for any length (the dashboard's live counter asks it)."""
     try:
         septets = len(codec.encodeGsm7(_utf16_units(text)))  # an extension character: two
     except ValueError:  # not GSM-7: UCS-2, 70 units alone, 67 in each part of several
         units = len(_utf16_units(text))
-        return 1 if units <= 70 else -(-units // 67)
-    return 1 if septets <= 160 else len(codec.divideTextGsm7(text))
+        if units <= 70:
+            return TextSize("UCS-2", units, 1, 70)
+        return TextSize("UCS-2", units, -(-units // 67), 67)
+    if septets <= 160:
+        return TextSize("GSM-7", septets, 1, 160)
+    return TextSize("GSM-7", septets, len(codec.divideTextGsm7(text)), 153)
+
+
+def segment_count(text: str) -> int:
+    """How many SMS parts `text` takes, as encode_submit() splits it."""
+    return measure(text).parts
 
 
 MAX_PARTS = 255  # the concatenation header counts parts in one octet

@@ -1,0 +1,138 @@
+"""The dashboard's pages (GET): devices, messages, a message, send, inbox, webhooks,
+settings and logs; the `rows`/`part` fragments are what the live pages fetch again."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from simgate.domain.routing import SimSelectionMode, Strategy
+from simgate.domain.settings import public_view
+from simgate.domain.states import ProcessState
+from simgate.services.errors import NotFound
+from simgate.services.inbox import InboxQuery
+from simgate.services.messages import MessageQuery
+from simgate.services.webhooks import WebhookEvent
+from simgate.web import panels
+from simgate.web.render import Viewer, ViewerDep, render
+
+router = APIRouter(include_in_schema=False)
+
+LIST_SIZE = 50  # messages on the live list; older ones by ?page=
+
+
+async def _devices_context(who: Viewer) -> dict:
+    return {"devices": await panels.devices(who.gateway, who.user_id)}
+
+
+@router.get("/")
+async def devices(request: Request, who: ViewerDep) -> HTMLResponse:
+    return render(request, "devices.html", await _devices_context(who), who=who)
+
+
+@router.get("/devices/part")
+async def devices_part(request: Request, who: ViewerDep) -> HTMLResponse:
+    return render(request, "_devices.html", await _devices_context(who), who=who)
+
+
+def _query(request: Request) -> MessageQuery:
+    state = request.query_params.get("state")
+    page = request.query_params.get("page", "1")
+    page_number = max(int(page), 1) if page.isdigit() else 1
+    return MessageQuery(
+        state=ProcessState(state) if state in ProcessState._value2member_map_ else None,
+        limit=LIST_SIZE, offset=(page_number - 1) * LIST_SIZE)
+
+
+async def _messages_context(request: Request, who: Viewer) -> dict:
+    query = _query(request)
+    return {"messages": await who.gateway.messages.list(who.user_id, query),
+            "total": await who.gateway.messages.count(who.user_id, query),
+            "page": query.offset // LIST_SIZE + 1, "page_size": LIST_SIZE,
+            "state": query.state.value if query.state else "",
+            "states": [s.value for s in ProcessState]}
+
+
+@router.get("/messages")
+async def messages(request: Request, who: ViewerDep) -> HTMLResponse:
+    return render(request, "messages.html", await _messages_context(request, who), who=who)
+
+
+@router.get("/messages/rows")
+async def message_rows(request: Request, who: ViewerDep) -> HTMLResponse:
+    return render(request, "_message_rows.html", await _messages_context(request, who),
+                  who=who)
+
+
+async def _message_context(who: Viewer, message_id: str) -> dict:
+    message = await who.gateway.messages.get(who.user_id, message_id)
+    return {"message": message, "timeline": panels.timeline(message)}
+
+
+@router.get("/messages/{message_id}")
+async def message(request: Request, message_id: str, who: ViewerDep) -> HTMLResponse:
+    try:
+        context = await _message_context(who, message_id)
+    except NotFound as exc:
+        return render(request, "error.html", {"error": exc.message}, 404, who=who)
+    return render(request, "message.html", context, who=who)
+
+
+@router.get("/messages/{message_id}/part")
+async def message_part(request: Request, message_id: str, who: ViewerDep) -> HTMLResponse:
+    try:
+        context = await _message_context(who, message_id)
+    except NotFound as exc:
+        return render(request, "error.html", {"error": exc.message}, 404, who=who)
+    return render(request, "_message.html", context, who=who)
+
+
+async def send_context(who: Viewer) -> dict:
+    return {"choices": panels.sim_choices(await panels.devices(who.gateway, who.user_id))}
+
+
+@router.get("/send")
+async def send_form(request: Request, who: ViewerDep) -> HTMLResponse:
+    return render(request, "send.html", {**await send_context(who), "form": {}}, who=who)
+
+
+@router.get("/inbox")
+async def inbox(request: Request, who: ViewerDep) -> HTMLResponse:
+    received = await who.gateway.inbox.list(who.user_id, InboxQuery(limit=100))
+    return render(request, "inbox.html", {"received": received}, who=who)
+
+
+async def webhooks_context(who: Viewer) -> dict:
+    return {"webhooks": await who.gateway.webhooks.list(who.user_id),
+            "deliveries": await who.gateway.webhooks.deliveries(who.user_id, limit=50),
+            "events": [e.value for e in WebhookEvent],
+            "devices": await who.gateway.devices.list(who.user_id)}
+
+
+@router.get("/webhooks")
+async def webhooks(request: Request, who: ViewerDep) -> HTMLResponse:
+    redriven = request.query_params.get("redriven", "")
+    notice = (f"{redriven} delivery(ies) queued again." if redriven.isdigit() else "")
+    return render(request, "webhooks.html", {**await webhooks_context(who), "notice": notice},
+                  who=who)
+
+
+async def settings_context(who: Viewer) -> dict:
+    shown = public_view(await who.gateway.device_settings.get(who.user_id))
+    numbers = sorted({sim.number for device in await panels.devices(who.gateway, who.user_id)
+                      for sim in device.sims} | {int(n) for n in shown["routing"]["sims"]})
+    return {"settings": shown, "modes": [m.value for m in SimSelectionMode],
+            "strategies": [s.value for s in Strategy], "sim_numbers": numbers}
+
+
+@router.get("/settings")
+async def settings(request: Request, who: ViewerDep) -> HTMLResponse:
+    notice = "Settings saved." if request.query_params.get("saved") else ""
+    return render(request, "settings.html", {**await settings_context(who), "notice": notice},
+                  who=who)
+
+
+@router.get("/logs")
+async def logs(request: Request, who: ViewerDep) -> HTMLResponse:
+    entries = await who.gateway.logs.list(who.user_id, None, None, limit=200)
+    return render(request, "logs.html", {"entries": entries}, who=who)

@@ -1,0 +1,194 @@
+"""The dashboard over HTTP: login, sessions, CSRF, and each user seeing only their own."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from simgate.server.app import create_app
+from simgate.services.logins import FAILURES_PER_ADDRESS
+from tests.conftest import PASSWORD, USER, register_device
+
+PAGES = ["/", "/messages", "/send", "/inbox", "/webhooks", "/settings", "/logs",
+         "/messages/rows", "/devices/part"]
+BOB, BOB_PASSWORD = "bob", "bob-secret-1"
+
+
+def _csrf(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "the page holds no CSRF token"
+    return match.group(1)
+
+
+@pytest.fixture
+async def web(gateway) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client of the app: cookies kept, no credentials of its own."""
+    app = create_app(gateway.settings, gateway)
+    app.state.gateway = gateway
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://simgate") as client:
+        yield client
+
+
+async def log_in(client: httpx.AsyncClient, username: str = USER,
+                 password: str = PASSWORD) -> str:
+    """Log in through the form; returns the session's CSRF token."""
+    token = _csrf((await client.get("/login")).text)
+    response = await client.post("/login", data={"csrf": token, "username": username,
+                                                 "password": password, "next": "/"})
+    assert response.status_code == 303, response.text
+    return _csrf((await client.get("/send")).text)
+
+
+async def test_pages_need_login(web):
+    for page in PAGES:
+        response = await web.get(page)
+        assert response.status_code == 303, page
+        assert response.headers["location"].startswith("/login?next="), page
+    assert (await web.get("/events")).status_code == 401
+    assert (await web.post("/send", data={"text": "x"})).status_code == 401
+
+
+async def test_login_opens_every_page_and_the_api_stays_as_it_was(web, api):
+    await log_in(web)
+    for page in PAGES:
+        response = await web.get(page)
+        assert response.status_code == 200, page
+        assert "Log out" in response.text or page.endswith(("rows", "part"))
+    assert (await api.get("/3rdparty/v1/devices")).status_code == 200
+    assert (await web.get("/3rdparty/v1/devices")).status_code == 401  # no cookie auth
+    assert (await web.get("/health")).status_code == 200
+
+
+async def test_wrong_password_is_refused_and_limited_like_the_api(web):
+    token = _csrf((await web.get("/login")).text)
+    for _ in range(FAILURES_PER_ADDRESS):
+        response = await web.post("/login", data={"csrf": token, "username": USER,
+                                                  "password": "wrong-password"})
+        assert response.status_code == 401
+        assert "Invalid username or password" in response.text
+    response = await web.post("/login", data={"csrf": token, "username": USER,
+                                              "password": PASSWORD})
+    assert response.status_code == 429
+    assert "too many failed logins" in response.text
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_session_cookie_is_signed_http_only_and_lax(gateway):
+    app = create_app(gateway.settings, gateway)
+    app.state.gateway = gateway
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="https://simgate") as client:
+        await log_in(client)
+        cookie = client.cookies.jar
+        session = next(c for c in cookie if c.name == "simgate_session")
+        assert session.secure  # served over HTTPS
+        assert session.has_nonstandard_attr("HttpOnly")
+        assert session.get_nonstandard_attr("SameSite").lower() == "lax"
+        body, _, signature = session.value.partition(".")
+        client.cookies.set("simgate_session", f"{body}.{signature[::-1]}",
+                           domain=session.domain)
+        assert (await client.get("/")).status_code == 303  # a forged signature: no session
+
+
+async def test_forms_need_the_csrf_token(web, gateway, api):
+    await register_device(api)
+    token = await log_in(web)
+    form = {"recipients": "+12025550123", "text": "hello", "sim": ""}
+    assert (await web.post("/send", data=form)).status_code == 403
+    assert (await web.post("/send", data={**form, "csrf": "not-the-token"})).status_code == 403
+    assert (await web.post("/webhooks", data={"url": "https://example.com/h",
+                                              "event": "sms:sent"})).status_code == 403
+    assert (await web.post("/logout", data={})).status_code == 403
+    assert await gateway.messages.count(1, _everything()) == 0
+    assert await gateway.webhooks.list(1) == []
+    response = await web.post("/send", data={**form, "csrf": token})
+    assert response.status_code == 303
+    assert await gateway.messages.count(1, _everything()) == 1
+    # the login form has its own token too
+    web.cookies.clear()
+    response = await web.post("/login", data={"username": USER, "password": PASSWORD})
+    assert response.status_code == 403
+
+
+def _everything():
+    from simgate.services.messages import MessageQuery
+
+    return MessageQuery()
+
+
+async def test_send_form_refuses_bad_input_with_the_api_words(web, api):
+    await register_device(api)
+    token = await log_in(web)
+    response = await web.post("/send", data={"csrf": token, "recipients": "12",
+                                             "text": "hi", "sim": ""})
+    assert response.status_code == 400
+    assert "invalid phone number" in response.text
+    assert "hi</textarea>" in response.text  # what was typed stays
+
+
+async def test_live_counter_uses_the_sms_rules(web):
+    token = await log_in(web)
+    ucs2 = await web.post("/send/size", data={"text": "ж" * 71},
+                          headers={"X-CSRF-Token": token})
+    assert 'id="encoding">UCS-2<' in ucs2.text and 'id="parts">2<' in ucs2.text
+    gsm = await web.post("/send/size", data={"text": "€" * 80},
+                         headers={"X-CSRF-Token": token})
+    assert 'id="encoding">GSM-7<' in gsm.text and 'id="parts">1<' in gsm.text
+    assert (await web.post("/send/size", data={"text": "x"})).status_code == 403
+
+
+async def test_one_user_never_sees_another_users_data(web, gateway, api):
+    device = await register_device(api, name="alices-phone")
+    sent = await api.post("/3rdparty/v1/messages", json={
+        "textMessage": {"text": "for alice only"}, "phoneNumbers": ["+12025550123"]})
+    message_id = sent.json()["id"]
+    hook = await api.post("/3rdparty/v1/webhooks", json={
+        "id": "alices-hook", "url": "https://example.com/alice", "event": "sms:sent"})
+    assert hook.status_code == 201, hook.text
+    await gateway.users.add(BOB, BOB_PASSWORD)
+    token = await log_in(web, BOB, BOB_PASSWORD)
+    pages = {page: (await web.get(page)).text for page in PAGES}
+    for page, text in pages.items():
+        for secret in ("alices-phone", device["id"], message_id, "for alice only",
+                       "example.com/alice"):
+            assert secret not in text, (page, secret)
+    assert (await web.get(f"/messages/{message_id}")).status_code == 404
+    assert (await web.post(f"/messages/{message_id}/cancel",
+                           data={"csrf": token})).status_code == 404
+    assert (await web.post("/webhooks/alices-hook/redrive",
+                           data={"csrf": token})).status_code == 404
+    await web.post("/webhooks/alices-hook/delete", data={"csrf": token})
+    assert [w.ext_id for w in await gateway.webhooks.list(1)] == ["alices-hook"]
+    assert (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()["state"] == "Pending"
+
+
+async def test_a_new_password_ends_the_session(web, gateway):
+    await log_in(web)
+    assert (await web.get("/")).status_code == 200
+    await gateway.users.set_password(USER, "another-secret")
+    assert (await web.get("/")).status_code == 303
+
+
+async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
+    await register_device(api)
+    token = await log_in(web)
+    response = await web.post("/settings", data={
+        "csrf": token, "sim_selection_mode": "RoundRobin", "strategy": "",
+        "failover": "on", "max_attempts": "2", "sim1_enabled": "on",
+        "sim1_daily_limit": "50", "sim2_rate_per_minute": "3"})
+    assert response.status_code == 303
+    stored = await gateway.device_settings.get(1)
+    assert stored["messages"]["sim_selection_mode"] == "RoundRobin"
+    assert stored["routing"]["max_attempts"] == 2
+    assert stored["routing"]["sims"]["1"]["daily_limit"] == 50
+    assert stored["routing"]["sims"]["2"] == {"rate_per_minute": 3, "daily_limit": None,
+                                              "monthly_limit": None, "enabled": False}
+    page = (await web.get("/")).text
+    assert "at most 50 a day" in page and "disabled in settings" in page
+    bad = await web.post("/settings", data={"csrf": token, "sim_selection_mode": "Nope",
+                                            "max_attempts": "2"})
+    assert bad.status_code == 400 and "sim_selection_mode" in bad.text
