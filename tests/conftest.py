@@ -32,7 +32,7 @@ ON_CHOSEN_STORE = ("integration", "e2e")
 # run on both stores already (test_store): the PostgreSQL leg leaves them to the default.
 STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
               "test_emulated_at_dialect.py", "test_termux.py", "test_field_tools.py",
-              "test_emulator_cli.py", "test_store.py"}
+              "test_emulator_cli.py", "test_store.py", "test_acknowledged_events.py"}
 # Modules about the SQLite store itself (its file's mode, a store not yet made), or whose
 # module-wide server keeps users that the PostgreSQL leg's emptying before each test would
 # remove: they run in the default leg only. Their PostgreSQL paths (credential stamps

@@ -204,17 +204,18 @@ def run(
     settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key,
                              access_log=access_log or None)
     claim(settings)
-    backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims))
+    backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims),
+                      state_path=emulator_memory(settings.data_dir))
     with contextlib.suppress(KeyboardInterrupt):
         run_async(run_all_in_one(settings, backend, sim_selection, _print_ready))
 
 
 FAULT_HELP = ("Emulated fault, SIM:KIND with KIND absent, pin, no-network, echo, interleave, "
-              "fail=<rate>, delay=<seconds>, prompt-delay=<seconds>, fail-part=<n> or "
-              "capacity=<messages>; repeatable.")
+              "fail=<rate>, delay=<seconds>, prompt-delay=<seconds>, report-delay=<seconds>, "
+              "fail-part=<n> or capacity=<messages>; repeatable.")
 FLAG_FAULTS = ("absent", "pin", "no-network", "echo", "interleave")
-NUMBER_FAULTS = {"fail": float, "delay": float, "prompt-delay": float, "fail-part": int,
-                 "capacity": int}
+NUMBER_FAULTS = {"fail": float, "delay": float, "prompt-delay": float, "report-delay": float,
+                 "fail-part": int, "capacity": int}
 
 
 def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bool]]:
@@ -321,7 +322,12 @@ def _backend(modems: list[str], termux: bool, emulator: int, data_dir: Path) -> 
         return TermuxBackend(state_path=data_dir / "agent" / "termux-inbox.json")
     from simgate.agent.backends.emulator import EmulatorBackend
 
-    return EmulatorBackend(sims=emulator)
+    return EmulatorBackend(sims=emulator, state_path=emulator_memory(data_dir))
+
+
+def emulator_memory(data_dir: Path) -> Path:
+    """Where the emulated SIMs keep their stores and the network its owed reports."""
+    return data_dir / "agent" / "emulated-network.db"
 
 
 UserOpt = Annotated[str | None, typer.Option("--username", envvar="SIMGATE_USERNAME",

@@ -200,5 +200,33 @@ async def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path):
             received = await wait_until(arrived, timeout=30)
             assert max(received.values()) == 1, received
             assert set(received) <= set(texts)
+
+            async def reported():
+                states = [(await api.get(f"/messages/{i}")).json()["state"] for i in ids]
+                return states if states.count("Delivered") == len(went) else None
+
+            # and no status report was lost at the kill: every one that went is Delivered
+            await wait_until(reported, timeout=30)
+    finally:
+        process.stop()
+
+
+async def test_a_report_the_network_owed_at_kill_9_arrives_after_the_restart(tmp_path):
+    # the network takes a minute to report sends of SIM 1: the kill comes before
+    process = start_run(tmp_path, "--fault", "1:report-delay=60")
+    async with client(process) as api:
+        await ready_device(api)
+        message = await send(api, "report after the crash", SIM2, sim=1)
+        assert (await final_state(api, message))["state"] == "Sent"
+    process.kill()
+    process = start_run(tmp_path)
+    try:
+        async with client(process) as api:
+            async def delivered():
+                state = (await api.get(f"/messages/{message}")).json()
+                return state if state["state"] == "Delivered" else None
+
+            state = await wait_until(delivered, timeout=30)
+            assert state["recipients"][0]["state"] == "Delivered"
     finally:
         process.stop()

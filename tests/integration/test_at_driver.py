@@ -32,7 +32,10 @@ async def collect(backend, kind, count, within=WAIT):
     events = backend.events()
     async with asyncio.timeout(within):
         while sum(isinstance(e, kind) for e in seen) < count:
-            seen.append(await anext(events))
+            event = await anext(events)
+            seen.append(event)
+            if event.acknowledge is not None:  # taken, as the agent does once journaled
+                await event.acknowledge()
     found = [e for e in seen if isinstance(e, kind)][:count]
     for event in found:
         seen.remove(event)

@@ -663,6 +663,12 @@ class Agent:
                 await self._on_sms(event)
                 if self._on_incoming is not None:
                     self._on_incoming(event)
+            if event.acknowledge is not None:  # journaled: the backend may let go of it
+                try:
+                    await event.acknowledge()
+                except Exception as exc:  # taken again later, and journaled once
+                    log.warning("acknowledging %s to the SIM backend failed: %s",
+                                type(event).__name__, exc)
 
     async def _on_sms(self, sms: IncomingSms) -> None:
         """Forward an incoming SMS durably, with the SIM that received it."""

@@ -9,10 +9,14 @@ restarts (RDY, +CFUN: 1, ^SYSSTART after a power blip) is set up again; a port t
 vanishes is reopened in the background until it is back. After a command timed out, the
 line is brought back in step (Esc, AT, quiet) before the next one.
 
-New SMS are announced as +CMTI (AT+CNMI=2,1,0,1,0) and read, then deleted, so the
-gateway owns the SIM's message store; messages stored while nobody listened are read
-at start-up with AT+CMGL. AT+CSMS=0 keeps phase 2 semantics, in which a directly
-routed +CMT/+CDS needs no AT+CNMA acknowledgement.
+New SMS are announced as +CMTI (AT+CNMI=2,1,0,1,0) and read, so the gateway owns the
+SIM's message store; messages stored while nobody listened are read at start-up with
+AT+CMGL. Nothing is let go before the agent has journaled it: a stored SMS or status
+report is deleted (AT+CMGD), and a directly routed +CDS acknowledged (AT+CNMA, under
+AT+CSMS=1, phase 2+), only when the event's `acknowledge` is called. A crash in between
+leaves it on the SIM, or owed by the network, to be read again after the restart (with
+the same ident, so it is journaled once). Modems without AT+CSMS=1 keep phase 2
+semantics, in which the modem itself acknowledges a +CDS it passed on.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import itertools
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +56,9 @@ FINAL_ERRORS = ("ERROR", "+CMS ERROR:", "+CME ERROR:", "NO CARRIER", "COMMAND NO
                 "TOO MANY PARAMETERS")
 TWO_LINE_URCS = ("+CMT:", "+CDS:")  # a header line, then the PDU
 STORED_URCS = ("+CMTI:", "+CDSI:")  # memory and index of a stored SMS / status report
-OPTIONAL_SETUP = ("AT+CSMS=0", 'AT+CPMS="SM","SM","SM"')
+# Phase 2+ (+CDS acknowledged by the gateway) where the modem has it, else phase 2.
+SMS_SERVICES = ("AT+CSMS=1", "AT+CSMS=0")
+STORAGE_SETUP = 'AT+CPMS="SM","SM","SM"'
 # Status reports routed as +CDS; modems without that store them (+CDSI) or send none.
 NOTIFICATIONS = ("AT+CNMI=2,1,0,1,0", "AT+CNMI=2,1,0,2,0", "AT+CNMI=2,1,0,0,0")
 
@@ -89,6 +95,8 @@ CMS_ADVICE = {
     330: "set the SMS centre number (AT+CSCA) or ask the operator",
     331: "check coverage, the antenna and that the SIM is active",
 }
+Place = tuple[str, int]  # the memory and index of a stored SMS or status report
+Acknowledge = Callable[[], Awaitable[None]]
 REGISTRATION = {0: "not registered and not searching", 2: "searching for a network",
                 3: "registration denied by the network", 4: "registration state unknown"}
 
@@ -147,8 +155,9 @@ class AtModem:
         self._open_lock = asyncio.Lock()
         self._opened_at: float | None = None
         self._sms_ready = False
+        self._acknowledges = False  # AT+CSMS=1 took: each +CDS/+CMT wants an AT+CNMA
         self._tasks: set[asyncio.Task[None]] = set()
-        self._parts: dict[tuple[str, int, int], dict[int, tuple[pdu.Decoded, int | None]]] = {}
+        self._parts: dict[tuple[str, int, int], dict[int, tuple[pdu.Decoded, Place | None]]] = {}
         self._recent: OrderedDict[str, int] = OrderedDict()  # ident -> new messages with it
         self._unconfirmed: dict[int, str] = {}  # storage index -> ident read, not yet deleted
         self._references = itertools.count(1)
@@ -210,9 +219,14 @@ class AtModem:
         """PDU mode, storage and notifications; fails quietly until the SIM is usable."""
         try:
             await self.command("AT+CMGF=0")
-            for command in OPTIONAL_SETUP:
+            self._acknowledges = False
+            for command in SMS_SERVICES:
                 with contextlib.suppress(AtError):
                     await self.command(command)
+                    self._acknowledges = command.endswith("1")
+                    break
+            with contextlib.suppress(AtError):
+                await self.command(STORAGE_SETUP)
             for command in NOTIFICATIONS:
                 try:
                     await self.command(command)
@@ -338,41 +352,65 @@ class AtModem:
         task.add_done_callback(self._tasks.discard)
 
     async def _read_stored(self, memory: str, index: int) -> None:
-        """AT+CMGR then AT+CMGD of one stored SMS or status report."""
-        async with self._storage_lock:
-            switch = memory not in ("", "SM")
-            try:
-                if switch:
-                    await self.command(f'AT+CPMS="{memory}"')
-                try:
-                    lines = await self.command(f"AT+CMGR={index}")
-                    body = [x for x in lines if not x.startswith("+CMGR:")]
-                    if body:
-                        self._on_pdu(body[0], index)
-                    await self.command(f"AT+CMGD={index}")
-                    if not switch:
-                        self._unconfirmed.pop(index, None)
-                finally:
-                    if switch:
-                        await self.command('AT+CPMS="SM"')
-            except (AtError, TimeoutError, ModemUnavailable) as exc:
-                log.warning("reading stored SMS %s/%d on %s failed: %s", memory, index,
-                            self.port, exc)
+        """AT+CMGR of one stored SMS or status report, deleted once acknowledged."""
+        memory = memory.upper() or "SM"
+        try:
+            async with self._storage_lock, self._memory(memory):
+                lines = await self.command(f"AT+CMGR={index}")
+        except (AtError, TimeoutError, ModemUnavailable) as exc:
+            log.warning("reading stored SMS %s/%d on %s failed: %s", memory, index,
+                        self.port, exc)
+            return
+        body = [x for x in lines if not x.startswith("+CMGR:")]
+        if body:
+            self._on_pdu(body[0], (memory, index))
 
     async def _read_all_stored(self) -> None:
-        """What arrived while nobody listened: AT+CMGL=4 (all), each read then deleted."""
+        """What arrived while nobody listened (or was not acknowledged before a crash):
+        AT+CMGL=4 (all), each deleted once acknowledged."""
         async with self._storage_lock:
             lines = await self.command("AT+CMGL=4")
             stored = [(int(head[6:].split(",")[0]), body)
                       for head, body in itertools.pairwise(lines)
                       if head.startswith("+CMGL:") and not body.startswith("+CMGL:")]
             for index, body in stored:
-                self._on_pdu(body, index)
-                with contextlib.suppress(AtError):
-                    await self.command(f"AT+CMGD={index}")
-                    self._unconfirmed.pop(index, None)
+                self._on_pdu(body, ("SM", index))
 
-    def _on_pdu(self, hex_pdu: str, index: int | None) -> None:
+    @contextlib.asynccontextmanager
+    async def _memory(self, memory: str) -> AsyncIterator[None]:
+        """Read and delete in `memory` (+CDSI may name "SR"), then back to the SIM's."""
+        switch = memory != "SM"
+        if switch:
+            await self.command(f'AT+CPMS="{memory}"')
+        try:
+            yield
+        finally:
+            if switch:
+                with contextlib.suppress(AtError, TimeoutError, ModemUnavailable):
+                    await self.command('AT+CPMS="SM"')
+
+    def _delete(self, places: list[Place]) -> Acknowledge:
+        """What lets go of stored messages once the agent has them: AT+CMGD each."""
+        async def delete() -> None:
+            async with self._storage_lock:
+                for memory, index in places:
+                    async with self._memory(memory):
+                        await self.command(f"AT+CMGD={index}")
+                    if memory == "SM":
+                        self._unconfirmed.pop(index, None)
+
+        return delete
+
+    async def _acknowledge_direct(self) -> None:
+        """AT+CNMA for the oldest +CDS/+CMT the modem passed on (AT+CSMS=1)."""
+        try:
+            await self.command("AT+CNMA")
+        except AtError as exc:  # 340: the modem restarted since, and expects none
+            log.debug("AT+CNMA on %s: %s", self.port, exc)
+
+    def _on_pdu(self, hex_pdu: str, place: Place | None) -> None:
+        """An SMS or status report, stored at `place` or (None) routed directly."""
+        direct_ack = self._acknowledge_direct if place is None and self._acknowledges else None
         try:
             decoded = pdu.decode(hex_pdu)
         except Exception as exc:  # a garbled PDU must not stop the modem
@@ -382,34 +420,39 @@ class AtModem:
             self.events.put_nowait(DeliveryReport(
                 slot=self.slot, reference=decoded.reference or 0,
                 delivered=(decoded.status or 0) < 0x20, status=decoded.status or 0,
-                at=datetime.now(UTC), recipient=decoded.number or None))
+                at=datetime.now(UTC), recipient=decoded.number or None,
+                acknowledge=self._delete([place]) if place else direct_ack))
         elif decoded.kind != "SMS-DELIVER":
             return
         elif decoded.concat is None or decoded.concat[1] <= 1:
-            self._emit([(decoded, index)])
+            self._emit([(decoded, place)], direct_ack)
         else:
             reference, total, number = decoded.concat
             key = (decoded.number, reference, total)
             parts = self._parts.setdefault(key, {})
-            parts[number] = (decoded, index)
+            parts[number] = (decoded, place)
             if len(parts) == total:
                 del self._parts[key]
-                self._emit([parts[n] for n in sorted(parts)])
+                self._emit([parts[n] for n in sorted(parts)], direct_ack)
             elif len(self._parts) > 256:  # parts of messages that will never complete
                 del self._parts[next(iter(self._parts))]
 
-    def _emit(self, parts: list[tuple[pdu.Decoded, int | None]]) -> None:
-        first, index = parts[0]
+    def _emit(self, parts: list[tuple[pdu.Decoded, Place | None]],
+              direct_ack: Acknowledge | None) -> None:
+        first, place = parts[0]
         stamp = (first.time or datetime.now(UTC)).astimezone(UTC)
-        ident = self._ident(first, stamp, index)
+        ident = self._ident(first, stamp, place[1] if place else None)
+        stored = [p for _, p in parts if p is not None]
+        acknowledge = self._delete(stored) if stored else direct_ack
         if first.data is not None:
             sms = IncomingSms(slot=self.slot, sender=first.number, received_at=stamp,
                               ident=ident, data=b"".join(d.data or b"" for d, _ in parts),
-                              port=first.port, recipient=self.number)
+                              port=first.port, recipient=self.number, acknowledge=acknowledge)
         else:
             text = pdu.join_units("".join(d.text or "" for d, _ in parts))
             sms = IncomingSms(slot=self.slot, sender=first.number, received_at=stamp,
-                              ident=ident, text=text, recipient=self.number)
+                              ident=ident, text=text, recipient=self.number,
+                              acknowledge=acknowledge)
         self.events.put_nowait(sms)
 
     def _ident(self, first: pdu.Decoded, stamp: datetime, index: int | None) -> str:

@@ -6,7 +6,7 @@ hardware (`simNumber` on the wire is slot + 1).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -61,6 +61,10 @@ class IncomingSms:
     data: bytes | None = None  # data SMS payload
     port: int | None = None  # destination port of a data SMS
     recipient: str | None = None  # the SIM's own number, when known
+    # Called once the agent has journaled the SMS: only then may the backend let go of
+    # it (delete it from the SIM, acknowledge it), so a crash in between loses nothing.
+    acknowledge: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
+                                                             repr=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class DeliveryReport:
     at: datetime
     status: int = 0  # TP-Status
     recipient: str | None = None
+    acknowledge: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
+                                                             repr=False)  # as IncomingSms's
 
 
 BackendEvent = IncomingSms | DeliveryReport

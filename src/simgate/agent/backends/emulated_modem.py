@@ -67,6 +67,7 @@ class Faults:
     echo: bool = False  # echo stays on whatever ATE0 says, as on some modems
     interleave: bool = False  # URCs come between a command's echo and its answer
     prompt_delay: float = 0.0  # seconds before the '>' of AT+CMGS / AT+CMGW
+    report_delay: float = 0.0  # extra seconds before the status report of a send
 
     @classmethod
     def of(cls, value: Faults | Mapping[str, float | bool] | None) -> Faults:
@@ -145,6 +146,13 @@ class EmulatedModem:
         self.imei = _luhn(f"35209900{slot + 1:06d}")
         self.signal = 21
         self.storage: dict[str, dict[int, Stored]] = {"SM": {}, "ME": {}}
+        for memory, index, stat, hex_pdu in network.memory.stored(slot):
+            self.storage[memory][index] = Stored(stat, hex_pdu)
+        # status reports routed as +CDS under AT+CSMS=1, oldest first, until +CNMA
+        self.unacked: list[tuple[int, str, int]] = []
+        # reports the network still owes this SIM (from before a restart, or not taken
+        # before a reset), sent again once +CNMI routes status reports
+        self.owed: list[tuple[int, str, int]] = network.memory.owed(slot)
         self.held: list[str] = []  # SMS-DELIVER the network holds while the store is full
         self.pin_enabled = faults.pin
         self.pin_tries = PIN_TRIES
@@ -205,6 +213,8 @@ class EmulatedModem:
 
     def _power_on(self) -> None:
         self.s = Settings()
+        self.owed += self.unacked  # never acknowledged: the network tries again
+        self.unacked = []
         self._input, self._busy = None, False
         self._inbuf.clear()
         self._urcs.clear()
@@ -381,14 +391,30 @@ class EmulatedModem:
             self.urc(f'+CMTI: "{self.s.cpms[2]}",{index}')
         return True
 
-    def status_report(self, hex_pdu: str, length: int) -> None:
+    def status_report(self, hex_pdu: str, length: int, owed_id: int) -> None:
+        """A status report from the network, routed as +CNMI <ds> says. The network
+        keeps it until the modem has taken it: stored, or acknowledged with +CNMA under
+        AT+CSMS=1; with no routing set yet it waits for one."""
         ds = self.s.cnmi[3]
         if ds == 1:
             self.urc(self._cds(hex_pdu, length))
+            if self.s.csms == 1:
+                self.unacked.append((owed_id, hex_pdu, length))
+                return
         elif ds == 2:
             index = self._store(self.s.cpms[2], Stored(0, hex_pdu))
-            if index is not None:
-                self.urc(f'+CDSI: "{self.s.cpms[2]}",{index}')
+            if index is None:
+                return  # the store is full: kept owed
+            self.urc(f'+CDSI: "{self.s.cpms[2]}",{index}')
+        else:
+            self.owed.append((owed_id, hex_pdu, length))
+            return
+        self.network.memory.settle(owed_id)
+
+    def _send_owed(self) -> None:
+        owed, self.owed = self.owed, []
+        for owed_id, hex_pdu, length in owed:
+            self.status_report(hex_pdu, length, owed_id)
 
     def _capacity(self, memory: str) -> int:
         if memory == "SM" and self.faults.capacity:
@@ -400,9 +426,19 @@ class EmulatedModem:
         store = self.storage[memory]
         for index in range(1, self._capacity(memory) + 1):
             if index not in store:
-                store[index] = message
+                self._keep(memory, index, message)
                 return index
         return None
+
+    def _keep(self, memory: str, index: int, message: Stored) -> None:
+        """Put a message in a store; SIM storage outlives the process (emulated_memory)."""
+        self.storage[memory][index] = message
+        self.network.memory.store(self.slot, memory, index, message.stat, message.hex)
+
+    def _read(self, memory: str, index: int, stored: Stored) -> None:
+        if stored.stat == 0:
+            stored.stat = 1
+            self._keep(memory, index, stored)
 
     def _room_made(self) -> None:
         """The network hands over what it held back once the store has room (SMMA)."""
@@ -710,13 +746,16 @@ class EmulatedModem:
                 values[i] = value
         self.s.cnmi = values
         self._release_urcs()
+        if values[3]:
+            self._send_owed()
         return []
 
     def _at_cnma(self, form: str, args: list[str]) -> list[str]:
         if form == "test":
             return []
-        if self.s.csms == 0:
+        if self.s.csms == 0 or not self.unacked:
             raise cms(340)
+        self.network.memory.settle(self.unacked.pop(0)[0])
         return []
 
     # -- messages --------------------------------------------------------------------
@@ -804,6 +843,7 @@ class EmulatedModem:
         number = self._string(args[1]) if len(args) > 1 and args[1] else None
         reference = self._submit(stored.hex, number)
         stored.stat = 3
+        self._keep(self.s.cpms[1], index, stored)
         return [f"+CMSS: {reference}"]
 
     def _stat_filter(self, args: list[str]) -> int:
@@ -828,8 +868,7 @@ class EmulatedModem:
         for index, stored in sorted(self.storage[self.s.cpms[0]].items()):
             if wanted in (4, stored.stat):
                 lines += self._listing(index, stored, "+CMGL")
-                if stored.stat == 0:
-                    stored.stat = 1
+                self._read(self.s.cpms[0], index, stored)
         return lines
 
     def _at_cmgr(self, form: str, args: list[str]) -> list[str]:
@@ -844,8 +883,7 @@ class EmulatedModem:
         if stored is None:
             return []  # an empty index: OK and nothing, as most modems answer
         lines = self._listing(index, stored, "+CMGR")
-        if stored.stat == 0:
-            stored.stat = 1
+        self._read(memory, index, stored)
         return lines
 
     def _at_cmgd(self, form: str, args: list[str]) -> list[str]:
@@ -860,13 +898,15 @@ class EmulatedModem:
         if flag == 0:
             if not 1 <= index <= self._capacity(memory):
                 raise cms(321)
-            store.pop(index, None)
+            gone = [index] if store.pop(index, None) else []
         else:
             doomed = {1: (1,), 2: (1, 3), 3: (1, 2, 3), 4: (0, 1, 2, 3)}.get(flag)
             if doomed is None:
                 raise cms(302)
-            for key in [k for k, v in store.items() if v.stat in doomed]:
+            gone = [k for k, v in store.items() if v.stat in doomed]
+            for key in gone:
                 del store[key]
+        self.network.memory.unstore(self.slot, memory, gone)
         self._room_made()
         return []
 

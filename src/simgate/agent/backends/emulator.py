@@ -16,9 +16,11 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from simgate.agent.backends.at import AtBackend
 from simgate.agent.backends.base import BackendEvent, SendResult, SimInfo
+from simgate.agent.backends.emulated_memory import NetworkMemory
 from simgate.agent.backends.emulated_modem import OPERATOR, EmulatedModem, Faults
 from simgate.sms import pdu
 
@@ -56,8 +58,10 @@ class EmulatedNetwork:
     """The SIMs, their ptys (`ports`), and the network between them."""
 
     def __init__(self, sims: int = 2, faults: FaultSpec | None = None, *,
-                 operator: str = OPERATOR, numbers: list[str] | None = None) -> None:
+                 operator: str = OPERATOR, numbers: list[str] | None = None,
+                 state_path: Path | None = None) -> None:
         faults, numbers = faults or {}, list(numbers or [])
+        self.memory = NetworkMemory(state_path)
         self.sims = [
             EmulatedModem(self, i, numbers[i] if i < len(numbers) else default_number(i),
                           Faults.of(faults.get(i)), operator=operator)
@@ -82,6 +86,7 @@ class EmulatedNetwork:
     def close(self) -> None:
         for sim in self.sims:
             sim.close()
+        self.memory.close()
 
     async def __aenter__(self) -> EmulatedNetwork:
         self.start()
@@ -110,7 +115,9 @@ class EmulatedNetwork:
         if _wants_report(hex_pdu) and self._loop is not None:
             report, size = pdu.encode_status_report(reference, destination,
                                                     delivered=reachable, submitted=now)
-            self._loop.call_later(REPORT_DELAY, sim.status_report, report, size)
+            owed_id = self.memory.owe(sim.slot, report, size)  # before the send's answer
+            self._loop.call_later(REPORT_DELAY + sim.faults.report_delay, sim.status_report,
+                                  report, size, owed_id)
 
     def _record(self, sim: EmulatedModem, part: pdu.Decoded, destination: str, reference: int,
                 at: datetime) -> None:
@@ -138,8 +145,10 @@ class EmulatorBackend:
     """An `EmulatedNetwork` driven through the real AT driver over its ptys."""
 
     def __init__(self, sims: int = 2, faults: FaultSpec | None = None, *,
-                 operator: str = OPERATOR, numbers: list[str] | None = None) -> None:
-        self.network = EmulatedNetwork(sims, faults, operator=operator, numbers=numbers)
+                 operator: str = OPERATOR, numbers: list[str] | None = None,
+                 state_path: Path | None = None) -> None:
+        self.network = EmulatedNetwork(sims, faults, operator=operator, numbers=numbers,
+                                       state_path=state_path)
         self.at = AtBackend(self.network.ports)
         self.default_slot: int | None = 0
 
