@@ -3,10 +3,12 @@ crash, until the server has the state they tell."""
 
 from __future__ import annotations
 
-from simgate.agent.agent import delivery_items
-from simgate.agent.journal import JournalFile
+from datetime import UTC, datetime, timedelta
 
-DELIVERED = {"delivered": True, "status": 0, "at": "2026-01-02T03:04:05+00:00"}
+from simgate.agent.agent import delivery_items
+from simgate.agent.journal import EARLY_REPORT_SECONDS, JournalFile
+
+DELIVERED = {"delivered": True, "status": 0, "at": datetime.now(UTC).isoformat()}
 TO = "+19162255887"
 
 
@@ -38,3 +40,15 @@ def test_a_report_is_settled_with_its_state_queued_in_one_step(tmp_path):
                                delivery_items) is True
     assert states(journal)[-1]["recipients"][0]["error"] == "Delivery failed: status 0x41"
     assert journal.file_report(0, 4, DELIVERED, delivery_items) is False  # parts dropped
+
+
+def test_a_report_kept_too_long_settles_no_later_part_with_its_reference(tmp_path):
+    # passed on again after a crash, after its part was settled: a repeat, kept unclaimed
+    journal = JournalFile(tmp_path / "journal.db")
+    stale = datetime.now(UTC) - timedelta(seconds=EARLY_REPORT_SECONDS + 1)
+    assert journal.file_report(0, 7, {**DELIVERED, "at": stale.isoformat()},
+                               delivery_items) is False
+    # 256 sends later the 8-bit reference comes round again: that part is not Delivered
+    assert journal.add_parts(0, [7], "later", TO, delivery_items) is False
+    assert states(journal) == []
+    assert journal.file_report(0, 7, DELIVERED, delivery_items) is True  # its own report

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,10 @@ T = TypeVar("T")
 # (report, message id, phone, parts of it still unreported) -> the state reports to queue
 ReportItems = Callable[[dict[str, Any], str, str, int], list[dict[str, Any]]]
 KEPT_REPORTS = 1000
+# A report may beat its send's answer by a moment; one kept longer is a repeat (the modem
+# passed it on again after a crash) or stray, and must not settle a later part that
+# reuses its 8-bit reference.
+EARLY_REPORT_SECONDS = 120.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -166,7 +171,9 @@ class JournalFile:
                 if row is not None:
                     self._db.execute("DELETE FROM reports WHERE slot = ? AND reference = ?",
                                      (slot, reference))
-                    settled |= self._settle(slot, reference, json.loads(row[0]), items)
+                    report = json.loads(row[0])
+                    if _early(report):
+                        settled |= self._settle(slot, reference, report, items)
         return settled
 
     def file_report(self, slot: int, reference: int, report: dict[str, Any],
@@ -290,3 +297,9 @@ class Journal:
 
     async def drop(self, kind: str, up_to_seq: int) -> None:
         await self._run(self._file.drop, kind, up_to_seq)
+
+
+def _early(report: dict[str, Any]) -> bool:
+    """Kept at most EARLY_REPORT_SECONDS ago (`at` is when the agent got it)."""
+    age = datetime.now(UTC) - datetime.fromisoformat(report["at"])
+    return age.total_seconds() <= EARLY_REPORT_SECONDS
