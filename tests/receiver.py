@@ -16,6 +16,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 
+async def serve_on_loopback(app: Starlette) -> tuple[uvicorn.Server, asyncio.Task, int]:
+    """Serve `app` on a free loopback port in this loop: the server, its task, the port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers only a flag
+        await asyncio.sleep(0.01)
+    return server, task, port
+
+
 @dataclass
 class Received:
     body: bytes
@@ -68,16 +81,8 @@ class Receiver:
         self._released.set()
 
     async def start(self) -> Receiver:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
         app = Starlette(routes=[Route(self.path, self._hook, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers only a flag
-            await asyncio.sleep(0.01)
+        self._server, self._task, self.port = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""The `simgate` command: run, serve, agent, users."""
+"""The `simgate` command: run, serve, agent, users (admin); send, messages, inbox,
+webhooks (users, in simgate.usercli)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from simgate import __version__
 from simgate.agent.backends.base import SimBackend
 from simgate.agent.client import ServerError
+from simgate.client.config import SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
 from simgate.files import write_private
 from simgate.services.errors import ServiceError
+from simgate.usercli import register as register_user_commands
 
 # Plain help (click's): switches show as switches, not as "<bool>" values.
 app = typer.Typer(help="simgate: an SMS gateway for phones and GSM modems with SIM cards.",
@@ -39,6 +42,7 @@ tls_app = typer.Typer(help="HTTPS that Android phones accept.", no_args_is_help=
 app.add_typer(tls_app, name="tls")
 console = Console()
 err = Console(stderr=True)
+register_user_commands(app)
 T = TypeVar("T")
 
 HostOpt = Annotated[str | None, typer.Option(
@@ -93,15 +97,10 @@ def claim(settings: Settings) -> None:
                               "pid": os.getpid()}))
 
 
-SERVER_FILE = "server.json"  # where `sims` and `doctor` find the server of a data directory
-
-
 def local_server(data_dir: Path | None) -> str:
     """The URL of the server last started on the data directory, else the default one."""
     settings = settings_from(data_dir=data_dir)
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return json.loads((settings.data_dir / SERVER_FILE).read_text())["url"]
-    return f"http://127.0.0.1:{settings.port}"
+    return local_gateway(settings.data_dir)[0] or f"http://127.0.0.1:{settings.port}"
 
 
 _held: list[Any] = []  # the data directory lock, kept open while the process lives
@@ -341,11 +340,7 @@ def _stored_credentials(username: str | None, password: str | None,
     """Fall back to the credentials `simgate run` made in its data directory."""
     if username and password:
         return username, password
-    path = settings_from(data_dir=data_dir).data_dir / "credentials.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        return stored["username"], stored["password"]
-    return username, password
+    return local_gateway(settings_from(data_dir=data_dir).data_dir)[1] or (username, password)
 
 
 @app.command()

@@ -1,0 +1,203 @@
+"""`simgate messages`, `message ID` and `inbox`: what went out, and what came in."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Column, Table
+
+from simgate.client.api import Api
+from simgate.client.bulk import FINAL
+from simgate.usercli.common import (
+    Exit,
+    JsonOpt,
+    PasswordOpt,
+    ServerOpt,
+    TokenOpt,
+    UserOpt,
+    connect,
+    fail,
+    out,
+    print_json,
+    run,
+    when,
+)
+
+STATES = ("Pending", "Processed", "Sent", "Delivered", "Failed", "Cancelling", "Cancelled")
+PAGE = 100  # the API's largest page
+
+
+def _recipients(message: dict[str, Any]) -> str:
+    return ", ".join(
+        r["phoneNumber"] + ("" if r["state"] == message["state"] else f" ({r['state']})")
+        for r in message.get("recipients", []))
+
+
+def _row(message: dict[str, Any]) -> list[str]:
+    sim = message.get("simNumber")
+    errors = "; ".join(r["error"] for r in message.get("recipients", []) if r.get("error"))
+    return [message["id"], message["state"], str(sim) if sim else "-", _recipients(message),
+            when(message.get("createdAt")), errors]
+
+
+async def _list(api: Api, limit: int, **query: Any) -> list[dict[str, Any]]:
+    """Up to `limit` messages, newest first, a page at a time."""
+    found: list[dict[str, Any]] = []
+    while len(found) < limit:
+        page = await api.messages(limit=min(PAGE, limit - len(found)), offset=len(found),
+                                  **query)
+        found += page.items
+        if len(page.items) < PAGE or (page.total is not None and len(found) >= page.total):
+            break
+    return found[:limit]
+
+
+def messages(
+    state: Annotated[str | None, typer.Option(
+        "--state", help=f"Only messages in this state: {', '.join(STATES)}.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")]
+    = 20,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep watching: print each new message and state change"
+                               " (Ctrl-C stops).")] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.2, help="With --follow: seconds between looks.")] = 1.0,
+    json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List messages with their state, the SIM that sent them and their recipients.
+
+    With --json: a JSON array; with --follow --json: one JSON object a line, per change."""
+    if state is not None and state not in STATES:
+        raise fail(f"--state {state!r}: use one of {', '.join(STATES)}", Exit.BAD_INPUT)
+    api = connect(server, username, password, token)
+    query = {"state": state, "deviceId": device}
+    if follow:
+        try:
+            run(api, lambda a: _follow(a, limit, interval, query, json_output))
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+        return
+    found = run(api, lambda a: _list(a, limit, **query))
+    if json_output:
+        print_json(found)
+        return
+    rows = [_row(m) for m in found]
+    errors = any(row[-1] for row in rows)  # the error column only when there is one
+    table = Table(Column("id", no_wrap=True), Column("state", no_wrap=True), "SIM",
+                  "recipients", Column("created (UTC)", no_wrap=True),
+                  *(["error"] if errors else []))
+    for row in rows:
+        table.add_row(*(row if errors else row[:-1]))
+    out.print(table)
+
+
+async def _follow(api: Api, limit: int, interval: float, query: dict[str, Any],
+                  json_output: bool) -> None:
+    """Show the latest messages, then every change, looking every `interval` seconds at the
+    messages made since the oldest one still under way (a page at a time)."""
+    seen: dict[str, str] = {}
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    for message in reversed(await _list(api, limit, **query)):
+        seen[message["id"]] = message["state"]
+        _show(message, json_output, None)
+    open_since = {m: since for m, s in seen.items() if s not in FINAL}
+    while True:
+        start = min(open_since.values(), default=since)
+        recent = await _list(api, 10 * PAGE, **query, **{"from": start.isoformat()},
+                             sort="created_at")
+        now = datetime.now(UTC)
+        for message in recent:
+            before = seen.get(message["id"])
+            if before != message["state"]:
+                seen[message["id"]] = message["state"]
+                _show(message, json_output, before)
+            if message["state"] in FINAL:
+                open_since.pop(message["id"], None)
+            else:
+                created = datetime.fromisoformat(message["createdAt"])
+                open_since[message["id"]] = created.astimezone(UTC) - timedelta(seconds=1)
+        since = now - timedelta(seconds=5)
+        await asyncio.sleep(interval)
+
+
+def _show(message: dict[str, Any], json_output: bool, before: str | None) -> None:
+    if json_output:
+        print_json(message)
+        return
+    change = f"{before} -> {message['state']}" if before else message["state"]
+    sim = message.get("simNumber")
+    errors = "; ".join(r["error"] for r in message.get("recipients", []) if r.get("error"))
+    out.print(f"{datetime.now():%H:%M:%S} [bold]{message['id']}[/] {change}"
+              + (f" via SIM {sim}" if sim else "") + f" to {_recipients(message)}"
+              + (f": {errors}" if errors else ""), highlight=False)
+
+
+def message(
+    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message id.")],
+    json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """One message in detail: its states over time, recipients and send attempts."""
+    api = connect(server, username, password, token)
+    found = run(api, lambda a: a.message(message_id))
+    if json_output:
+        print_json(found)
+        return
+    sim = found.get("simNumber")
+    out.print(f"[bold]{found['id']}[/] {found['state']}" + (f" via SIM {sim}" if sim else "")
+              + f"  device {found.get('deviceId', '-')}", highlight=False)
+    timeline = Table("state", "at (UTC)", title="states", title_justify="left")
+    for name, at in sorted(found.get("states", {}).items(), key=lambda kv: kv[1]):
+        timeline.add_row(name, when(at))
+    out.print(timeline)
+    recipients = Table("recipient", "state", "error", title="recipients",
+                       title_justify="left")
+    for r in found.get("recipients", []):
+        recipients.add_row(r["phoneNumber"], r["state"], r.get("error") or "")
+    out.print(recipients)
+    if found.get("attempts"):
+        attempts = Table("at (UTC)", "device", "SIM", "error", title="attempts",
+                         title_justify="left")
+        for a in found["attempts"]:
+            attempts.add_row(when(a.get("at")), a.get("deviceId") or "-",
+                             str(a.get("simNumber") or "-"), a.get("error") or "")
+        out.print(attempts)
+
+
+def inbox(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="How many, newest"
+                                                                        " first.")] = 20,
+    kind: Annotated[str | None, typer.Option(
+        "--type", help="Only SMS, DATA_SMS, MMS or MMS_DOWNLOADED.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
+    json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Received SMS, newest first, with the SIM that received each."""
+    api = connect(server, username, password, token)
+    page = run(api, lambda a: a.inbox(limit=limit, type=kind, deviceId=device))
+    if json_output:
+        print_json(page.items)
+        return
+    table = Table("received (UTC)", "from", "to", "SIM", "type", "text")
+    for m in page.items:
+        table.add_row(when(m.get("createdAt")), m.get("sender") or "-",
+                      m.get("recipient") or "-", str(m.get("simNumber") or "-"),
+                      m.get("type", ""), m.get("contentPreview", ""))
+    out.print(table)
+    if page.total is not None and page.total > len(page.items):
+        out.print(f"{len(page.items)} of {page.total}; --limit for more", highlight=False)

@@ -1,0 +1,294 @@
+"""The user CLI (`simgate send/messages/message/inbox/webhooks`) against a real `simgate
+run`: in-process through typer's runner, and as spawned processes that are interrupted
+for real. The emulated network is the witness of what was sent: every SMS goes to SIM 2's
+own number and arrives in the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from simgate.cli import app
+from simgate.testing import free_port
+from tests.conftest import wait_until
+from tests.e2e.gateway import PASSWORD, SIM2, USER, start_run
+from tests.e2e.relay import CuttingRelay
+
+runner = CliRunner()
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The user's environment: credentials in variables, no config file of the machine's."""
+    return {"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
+            "SIMGATE_CLIENT_CONFIG": str(tmp_path / "no-client.toml"), **extra}
+
+
+def cli(process, tmp_path, *args: str, **env: str):
+    return runner.invoke(app, [*args, "--server", process.url],
+                         env=env_for(tmp_path, **env))
+
+
+def api(process) -> httpx.Client:
+    return httpx.Client(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                        timeout=10)
+
+
+def wait_sync(predicate, timeout: float):
+    return asyncio.run(wait_until(predicate, timeout=timeout))
+
+
+def ready(process) -> None:
+    with api(process) as client:
+        wait_sync(lambda: (d := client.get("/devices").json()) and d[0]["simCards"], 30)
+
+
+def spawn(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "simgate", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **env_for(tmp_path)})
+
+
+def write_csv(path: Path, rows: int, tag: str) -> list[str]:
+    texts = [f"{tag} {i}" for i in range(rows)]
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["phone", "text", "sim"])
+        for i, text in enumerate(texts):
+            writer.writerow([SIM2, text, 1 + i % 2])
+    return texts
+
+
+def received_texts(client: httpx.Client) -> Counter[str]:
+    found: Counter[str] = Counter()
+    offset = 0
+    while page := client.get("/inbox", params={"limit": 500, "offset": offset}).json():
+        found.update(m["contentPreview"] for m in page)
+        offset += len(page)
+    return found
+
+
+def result_lines(path: Path) -> dict[int, dict[str, str]]:
+    """The last line of each row of a result file."""
+    with path.open(newline="") as file:
+        return {int(line["row"]): line for line in csv.DictReader(file)}
+
+
+def test_send_through_sim_2_and_read_it_back_as_tables_and_json(tmp_path):
+    process = start_run(tmp_path)
+    try:
+        ready(process)
+        sent = cli(process, tmp_path, "send", "--to", SIM2, "--sim", "2", "--wait", "--json",
+                   "hello through SIM 2")
+        assert sent.exit_code == 0, sent.output
+        state = json.loads(sent.stdout)
+        assert state["state"] in ("Sent", "Delivered") and state["simNumber"] == 2
+
+        detail = cli(process, tmp_path, "message", state["id"])
+        assert detail.exit_code == 0, detail.output
+        assert state["id"] in detail.stdout and "via SIM 2" in detail.stdout
+        assert "Pending" in detail.stdout and SIM2 in detail.stdout  # timeline, recipient
+
+        listed = cli(process, tmp_path, "messages", "--json", "--state", state["state"])
+        assert [m["id"] for m in json.loads(listed.stdout)] == [state["id"]]
+        table = cli(process, tmp_path, "messages")
+        assert state["id"] in table.stdout
+
+        with api(process) as client:
+            wait_sync(lambda: received_texts(client)["hello through SIM 2"], 15)
+        inbox = cli(process, tmp_path, "inbox", "--json")
+        assert inbox.exit_code == 0, inbox.output
+        [arrived] = json.loads(inbox.stdout)
+        assert arrived["contentPreview"] == "hello through SIM 2"
+        assert arrived["simNumber"] == 2
+        assert "hello through" in cli(process, tmp_path, "inbox").stdout  # wrapped at 80
+
+        added = cli(process, tmp_path, "webhooks", "add", "https://example.org/hook",
+                    "--event", "sms:sent", "--json")
+        assert added.exit_code == 0, added.output
+        hook = json.loads(added.stdout)
+        listed = json.loads(cli(process, tmp_path, "webhooks", "list", "--json").stdout)
+        assert [(h["id"], h["event"], h["url"]) for h in listed] == [
+            (hook["id"], "sms:sent", "https://example.org/hook")]
+        assert cli(process, tmp_path, "webhooks", "rm", hook["id"]).exit_code == 0
+        assert json.loads(cli(process, tmp_path, "webhooks", "list", "--json").stdout) == []
+    finally:
+        process.stop()
+
+
+def test_each_failure_is_one_line_and_an_exit_code_scripts_can_tell_apart(tmp_path):
+    process = start_run(tmp_path)
+    try:
+        ready(process)
+
+        def one_line(result, code: int, words: str) -> None:
+            assert result.exit_code == code, result.output
+            assert "Traceback" not in result.output and result.exception is None or \
+                isinstance(result.exception, SystemExit)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and words in lines[0], result.stderr
+
+        one_line(cli(process, tmp_path, "messages", SIMGATE_PASSWORD="wrong"), 3, "credentials")
+        unreachable = runner.invoke(app, ["inbox", "--server", f"http://127.0.0.1:{free_port()}"],
+                                    env=env_for(tmp_path))
+        one_line(unreachable, 4, "unreachable")
+        one_line(cli(process, tmp_path, "send", "--to", "not a number", "hi"), 2, "not a number")
+        one_line(cli(process, tmp_path, "send", "--to", SIM2), 2, "text")
+        one_line(cli(process, tmp_path, "message", "no-such-id"), 1, "404")
+        bad = tmp_path / "bad.csv"
+        bad.write_text("number,text\n+12025550102,hi\n")
+        one_line(cli(process, tmp_path, "send", "--csv", str(bad)), 2, "phone")
+        config = tmp_path / "client.toml"
+        config.write_text(f'username = "{USER}"\npassword = "{PASSWORD}"\n')
+        config.chmod(0o644)
+        readable = runner.invoke(app, ["inbox", "--server", process.url],
+                                 env={"SIMGATE_CLIENT_CONFIG": str(config)})
+        one_line(readable, 2, "chmod 600")
+        config.chmod(0o600)  # the same file, private: its credentials are used
+        assert runner.invoke(app, ["inbox", "--server", process.url],
+                             env={"SIMGATE_CLIENT_CONFIG": str(config)}).exit_code == 0
+        # a row the server refuses: the others go, the exit code says "partial"
+        mixed = tmp_path / "mixed.csv"
+        mixed.write_text(f"phone,text\n{SIM2},fine\nnot a number,refused\n")
+        partial = cli(process, tmp_path, "send", "--csv", str(mixed), "--json")
+        assert partial.exit_code == 5, partial.output
+        summary = json.loads(partial.stdout)
+        assert (summary["accepted"], summary["rejected"]) == (1, 1), summary
+        assert summary["errors"][0]["row"] == 2
+    finally:
+        process.stop()
+
+
+def test_follow_prints_each_state_change_as_it_comes(tmp_path):
+    process = start_run(tmp_path, "--fault", "2:delay=3")  # SIM 2 takes 3 s a send
+    follower = None
+    try:
+        ready(process)
+        with api(process) as client:
+            def post(text: str, sim: int) -> str:
+                return client.post("/messages", json={"textMessage": {"text": text},
+                                                      "phoneNumbers": [SIM2],
+                                                      "simNumber": sim}).json()["id"]
+
+            first = post("before", 1)
+            follower = spawn(tmp_path, "messages", "--follow", "--json", "--interval", "0.2",
+                             "--server", process.url)
+            lines = iter(follower.stdout)  # one JSON object a line, as the changes come
+            assert json.loads(next(lines))["id"] == first  # the listing: it is watching
+            watched = post("watched", 2)
+            states = []
+            for line in lines:
+                change = json.loads(line)
+                if change["id"] == watched:
+                    states.append(change["state"])
+                    if change["state"] == "Delivered":
+                        break
+        # seen while it waited on SIM 2, then at each step: never the same state twice
+        assert states[0] in ("Pending", "Processed") and states[-1] == "Delivered", states
+        assert len(states) == len(set(states)), states
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(15) == 0, follower.stderr.read()
+    finally:
+        if follower and follower.poll() is None:
+            follower.kill()
+        process.stop()
+
+
+def test_a_bulk_send_of_1000_rows_ends_with_every_message_sent_once(tmp_path):
+    process = start_run(tmp_path)
+    try:
+        ready(process)
+        texts = write_csv(tmp_path / "list.csv", 1000, "bulk")
+        result = tmp_path / "list.result.csv"
+        bulk = spawn(tmp_path, "send", "--csv", str(tmp_path / "list.csv"), "--result",
+                     str(result), "--no-delivery-report", "--wait", "--json",
+                     "--server", process.url)
+        stdout, stderr = bulk.communicate(timeout=300)
+        assert bulk.returncode == 0, stderr
+        summary = json.loads(stdout)
+        assert summary["accepted"] == 1000 and summary["states"] == {"Sent": 1000}
+        rows = result_lines(result)
+        assert len(rows) == 1000 and {r["state"] for r in rows.values()} == {"Sent"}
+        with api(process) as client:
+            for row in list(rows.values())[::50]:  # the file's ids are the server's
+                assert client.get(f"/messages/{row['id']}").json()["state"] == "Sent"
+            assert client.get("/messages").headers["X-Total-Count"] == "1000"
+            received = wait_sync(lambda: (r := received_texts(client)).total() >= 1000 and r,
+                                 60)
+        assert received == Counter(texts)
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("rows", [300])
+async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path, rows):
+    """Ctrl-C, then kill -9, each while requests are on the wire (the server took them,
+    the CLI never heard): the third run finishes, and every row went out once."""
+    process = start_run(tmp_path)
+    relay = await CuttingRelay(process.url).start()
+    try:
+        async with httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1",
+                                     auth=(USER, PASSWORD), timeout=10) as client:
+            await wait_until(lambda: _has_sims(client), timeout=30)
+            texts = write_csv(tmp_path / "list.csv", rows, "resumed")
+            result = tmp_path / "list.result.csv"
+            args = ["send", "--csv", str(tmp_path / "list.csv"), "--result", str(result)]
+
+            for cut_after, stop in ((80, signal.SIGINT), (100, signal.SIGKILL)):
+                relay.cut(after=cut_after)  # answers that many sends, then holds the answers
+                bulk = spawn(tmp_path, *args, "--server", relay.url)
+                await wait_until(lambda: relay.held >= 8, timeout=60)  # all 8 in flight
+                bulk.send_signal(stop)
+                _, stderr = await asyncio.to_thread(bulk.communicate, timeout=30)
+                if stop == signal.SIGINT:
+                    assert bulk.returncode == 130, stderr
+                    assert "run the same command again" in stderr
+                else:
+                    assert bulk.returncode == -signal.SIGKILL
+                accepted = [r for r in result_lines(result).values() if r["status"] == "accepted"]
+                assert len(accepted) < rows  # stopped mid-way
+
+            relay.release()
+            final = spawn(tmp_path, *args, "--wait", "--json", "--server", process.url)
+            stdout, stderr = await asyncio.to_thread(final.communicate, timeout=300)
+            assert final.returncode == 0, stderr
+            assert "resuming" in stderr
+            assert json.loads(stdout)["accepted"] == rows
+
+            lines = result_lines(result)
+            ids = [lines[n]["id"] for n in range(1, rows + 1)]
+            assert len(set(ids)) == rows
+            for message_id in ids[::10]:
+                assert (await client.get(f"/messages/{message_id}")).status_code == 200
+            listed = await client.get("/messages", params={"limit": 1})
+            assert listed.headers["X-Total-Count"] == str(rows)  # no row made two messages
+
+            def arrived():
+                found = received_texts_sync(process)
+                return found if found.total() >= rows else None
+
+            received = await wait_until(lambda: asyncio.to_thread(arrived), timeout=60)
+            assert received == Counter(texts)  # each SMS reached the network once
+    finally:
+        await relay.stop()
+        process.stop()
+
+
+async def _has_sims(client: httpx.AsyncClient) -> bool:
+    devices = (await client.get("/devices")).json()
+    return bool(devices and devices[0]["simCards"])
+
+
+def received_texts_sync(process) -> Counter[str]:
+    with api(process) as client:
+        return received_texts(client)
