@@ -171,40 +171,49 @@ class MessageRow:
 _ROW_COLUMNS = [f for f in MessageRow.__slots__ if f != "recipients"]  # type: ignore[attr-defined]
 
 
+_MESSAGES, _RECIPIENTS = Message.__table__, Recipient.__table__
+# Built once: building a statement costs more than SQLite running it, on the path every
+# device report takes. The IN lists expand at execution.
+_SELECT_ROWS = select(*[_MESSAGES.c[k] for k in _ROW_COLUMNS]).where(
+    _MESSAGES.c.user_id == bindparam("user_id"),
+    _MESSAGES.c.ext_id.in_(bindparam("ext_ids", expanding=True)),
+    _MESSAGES.c.device_id == bindparam("device_id"))
+_SELECT_RECIPIENTS = select(
+    *[_RECIPIENTS.c[k] for k in RecipientRow.__slots__]  # type: ignore[attr-defined]
+).where(
+    _RECIPIENTS.c.message_pk.in_(bindparam("pks", expanding=True))
+).order_by(_RECIPIENTS.c.message_pk, _RECIPIENTS.c.position)
+_UPDATE_MESSAGES = update(_MESSAGES).where(_MESSAGES.c.pk == bindparam("row_pk"))
+_UPDATE_RECIPIENTS = update(_RECIPIENTS).where(
+    _RECIPIENTS.c.message_pk == bindparam("row_pk"),
+    _RECIPIENTS.c.position == bindparam("row_position"))
+
+
 def _read_rows(connection: Connection, device: DeviceIdentity,
                ext_ids: list[str]) -> dict[str, MessageRow]:
     """The device's messages of these ids with their recipients: two SELECTs. By (user,
     id), the unique index: by device, SQLite would walk all the device's messages."""
-    table, recipients = Message.__table__, Recipient.__table__
-    rows = connection.execute(
-        select(*[table.c[k] for k in _ROW_COLUMNS]).where(
-            table.c.user_id == device.user_id, table.c.ext_id.in_(ext_ids),
-            table.c.device_id == device.device_id))
-    found = {row.ext_id: MessageRow(**row._mapping) for row in rows}
+    rows = connection.execute(_SELECT_ROWS, {"user_id": device.user_id, "ext_ids": ext_ids,
+                                             "device_id": device.device_id})
+    found = {row[1]: MessageRow(*row) for row in rows}
     by_pk = {m.pk: m for m in found.values()}
     if by_pk:
-        for row in connection.execute(
-            select(recipients).where(recipients.c.message_pk.in_(list(by_pk)))
-            .order_by(recipients.c.message_pk, recipients.c.position)
-        ):
-            by_pk[row.message_pk].recipients.append(RecipientRow(**row._mapping))
+        for row in connection.execute(_SELECT_RECIPIENTS, {"pks": list(by_pk)}):
+            by_pk[row[0]].recipients.append(RecipientRow(*row))
     return found
 
 
 def _write_rows(connection: Connection, messages: list[MessageRow],
                 recipients: list[RecipientRow]) -> None:
     """One executemany UPDATE for the messages, one for the recipients that changed."""
-    table, recipient_table = Message.__table__, Recipient.__table__
     if messages:
         connection.execute(
-            update(table).where(table.c.pk == bindparam("row_pk")),
+            _UPDATE_MESSAGES,
             [{"row_pk": m.pk, "state": m.state, "states": m.states, "sim_used": m.sim_used,
               "attempts": m.attempts, "updated_at": m.updated_at} for m in messages])
     if recipients:
         connection.execute(
-            update(recipient_table).where(
-                recipient_table.c.message_pk == bindparam("row_pk"),
-                recipient_table.c.position == bindparam("row_position")),
+            _UPDATE_RECIPIENTS,
             [{"row_pk": r.message_pk, "row_position": r.position, "state": r.state,
               "error": r.error} for r in recipients])
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -64,6 +64,11 @@ def _parts(text: str) -> int | None:
     except (ValueError, TypeError):
         log.warning("could not count the SMS parts of a text of %d characters", len(text))
         return None
+
+
+_HOOKS = select(Webhook.__table__.c.id, Webhook.__table__.c.device_id).where(
+    Webhook.__table__.c.user_id == bindparam("user_id"),
+    Webhook.__table__.c.event == bindparam("event"))
 
 
 class Webhooks:
@@ -165,16 +170,15 @@ class Webhooks:
         return count
 
     @staticmethod
-    def _hooks(session: Session, user_id: int, event: WebhookEvent) -> list[Webhook]:
-        """The user's webhooks for an event, read once per transaction (and without
-        flushing: a batch of state changes must stay one flush)."""
+    def _hooks(session: Session, user_id: int, event: WebhookEvent) -> list[Row[Any]]:
+        """The user's webhooks for an event (id, device_id), read once per transaction,
+        on the session's connection: no flush (a batch of state changes stays one flush)
+        and no ORM work on the path of every device report."""
         cache = session.info.setdefault("webhooks", {})
         key = (user_id, event.value)
         if key not in cache:
-            with session.no_autoflush:
-                cache[key] = list(session.scalars(
-                    select(Webhook).where(Webhook.user_id == user_id,
-                                          Webhook.event == event.value)))
+            cache[key] = session.connection().execute(
+                _HOOKS, {"user_id": user_id, "event": event.value}).all()
         return cache[key]
 
     @staticmethod
