@@ -34,7 +34,7 @@ async def ready_device(api: httpx.AsyncClient) -> dict:
         devices = (await api.get("/devices")).json()
         return devices[0] if devices and devices[0]["simCards"] else None
 
-    return await wait_until(registered, timeout=20)
+    return await wait_until(registered, timeout=60)
 
 
 async def send(api: httpx.AsyncClient, text: str, to: str, sim: int | None = None) -> str:

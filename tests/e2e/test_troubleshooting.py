@@ -48,7 +48,7 @@ async def test_faults_in_health_logs_and_send_errors(faulty):
         assert {checks[n]["status"] for n in "234"} == {"warn"}
 
         failed = await final_state(api, await send(api, "no network", OUTSIDE, sim=3))
-        assert failed["state"] == "Failed"
+        assert failed["state"] == "Failed", failed
         assert "SIM 3 is not ready (NoNetwork)" in failed["recipients"][0]["error"]
         empty = await api.post("/messages", json={"message": "x", "phoneNumbers": [OUTSIDE],
                                                   "simNumber": 4})
