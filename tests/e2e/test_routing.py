@@ -3,13 +3,20 @@ per-SIM daily and distinct-recipient limits, waiting pinned messages, Sticky."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import httpx
 
 from tests.conftest import wait_until
 from tests.e2e.gateway import (
     OUTSIDE,
+    PASSWORD,
     SIM1,
     SIM2,
+    USER,
     client,
     final_state,
     inbox,
@@ -85,6 +92,17 @@ async def test_limits_waiting_and_sticky(tmp_path):
             assert all(s["state"] in SENT for s in states), states
             through = [s["simNumber"] for s in states]
             assert through.count(1) == 3 and through.count(2) == 7, through
+            await usage_is_shown(process, api)
+    finally:
+        process.stop()
+
+    # the counters are in the store: after a restart SIM 1 is still at its limit
+    process = start_run(tmp_path)
+    try:
+        async with client(process) as api:
+            await wait_until(lambda: ready(process), timeout=60)
+            after = await final_state(api, await send(api, "after restart", OUTSIDE), 30)
+            assert after["state"] in SENT and after["simNumber"] == 2, after
 
             # pinned to the exhausted SIM: waits, said in the logs, fails at its ttl;
             # priority 100 bypasses the limit
@@ -121,6 +139,41 @@ async def test_limits_waiting_and_sticky(tmp_path):
             assert other["simNumber"] == 1  # no exchange with it yet: the default SIM
     finally:
         process.stop()
+
+
+async def ready(process) -> bool:
+    async with httpx.AsyncClient() as anonymous:
+        return (await anonymous.get(f"{process.url}/health/ready")).status_code == 200
+
+
+async def usage_is_shown(process, api: httpx.AsyncClient) -> None:
+    """SIM 1 at its daily limit of 3, SIM 2 with 7: in the usage API, in the owner's
+    health checks (not in the anonymous answer), and in `simgate sims`."""
+    usage = {u["simNumber"]: u for u in (await api.get("/routing/usage")).json()}
+    assert (usage[1]["sentToday"], usage[2]["sentToday"]) == (3, 7), usage
+    assert usage[1]["limits"]["dailyLimit"] == 3 and usage[2]["limits"]["dailyLimit"] is None
+    assert usage[1]["atLimit"] == "reached its daily limit of 3"
+    assert usage[2]["atLimit"] is None and usage[1]["recipientsThisMonth"] == 1
+
+    device_id = usage[1]["deviceId"]
+    health = (await api.get(f"{process.url}/health")).json()["checks"]
+    check = health[f"devices:{device_id}:sim:1:usage"]
+    assert check["status"] == "warn" and "today 3/3" in check["description"], check
+    assert "reached its daily limit of 3" in check["description"]
+    assert health[f"devices:{device_id}:sim:2:usage"]["status"] == "pass"
+    async with httpx.AsyncClient() as anonymous:
+        answer = (await anonymous.get(f"{process.url}/health")).json()
+    assert answer["status"] in {"pass", "warn"}
+    assert not any(key.startswith("devices:") for key in answer["checks"])
+
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "simgate", "sims", "--server", process.url, "--username",
+         USER, "--password", PASSWORD], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "250"})
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if "3/3" in line]
+    assert len(rows) == 1 and "reached its daily limit of 3" in rows[0], listed.stdout
 
 
 async def send_urgent(api: httpx.AsyncClient, to: str) -> str:

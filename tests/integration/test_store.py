@@ -228,3 +228,34 @@ async def test_a_batch_that_clashes_is_judged_again_request_by_request(store_url
         assert [a.state for a in answers[1:]] == ["Pending", "Pending"]  # 1 + 2 = the limit
     finally:
         await gateway.close()
+
+
+async def test_sim_counters_are_kept_in_the_store(store, store_url, tmp_path):
+    """Claims count on the SIM they name (sends per minute, day, month; distinct
+    recipients; the contact's last SIM), failovers count on the SIM tried, a cancelled
+    claim counts nothing, and another process on the same store reads the same."""
+    user_id, device_id = await _user_and_device(store)
+    device = DeviceIdentity(device_id, user_id)
+    a, b = "+19162255887", "+19162255888"
+    for n, phones in enumerate(([a], [a, b], [b])):
+        await store.messages.enqueue(user_id, NewMessage(phone_numbers=phones, text="t",
+                                                         id=f"u-{n}"))
+    await store.messages.cancel(user_id, "u-2")
+    await store.messages.apply_updates(device, [
+        StateUpdate(id=f"u-{n}", state=ProcessState.PROCESSED, sim_number=1)
+        for n in range(3)])
+    await store.messages.apply_updates(device, [StateUpdate(
+        id="u-0", state=ProcessState.SENT, sim_number=2, attempts=[
+            {"sim_number": 1, "device_id": device_id, "error": "CMS ERROR 38", "at": "x"},
+            {"sim_number": 2, "device_id": device_id, "error": None, "at": "y"}])])
+    other = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url),
+                               background=False)
+    try:
+        found = await other.usage.for_routing(user_id, device_id, [a, b, "+19162255889"])
+    finally:
+        await other.close()
+    first, second = found.sims[0], found.sims[1]
+    assert (first.minute, first.day, first.month, first.recipients_month) == (2, 2, 2, 2)
+    assert first.known == {a, b}
+    assert (second.day, second.recipients_month) == (1, 0)
+    assert found.contacts == {a: 0, b: 0}

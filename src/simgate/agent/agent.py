@@ -31,13 +31,13 @@ from simgate.agent.crypto import DecryptionError, decrypt
 from simgate.agent.hours import WorkHours
 from simgate.agent.journal import Journal, JournalMessage
 from simgate.agent.pacing import BYPASS_PRIORITY, Pacer
-from simgate.agent.usage import UsageFile
 from simgate.domain.routing import (
     Choice,
     LimitsReached,
     NoSimAvailable,
     Policy,
     SimSelectionMode,
+    SimUsage,
     limit_reached,
     policy_from_settings,
     route,
@@ -110,7 +110,12 @@ class Agent:
         self._fresh: set[str] = set()  # claimed by this run: no recipient marked yet
         self.mode = config.sim_selection_mode
         self.policy = Policy(mode=config.sim_selection_mode)  # routing (issue 17)
-        self.usage = UsageFile(config.journal_path.with_name(config.journal_path.name + ".usage"))
+        # per-SIM usage as the server counts it, read before routing a batch and kept
+        # up to date here as the batch is routed; contacts: number -> slot (Sticky)
+        self._usage: dict[int, SimUsage] = {}
+        self._contacts: dict[str, int] = {}
+        self._routing_lock = asyncio.Lock()  # one batch routed and claimed at a time
+        _forget_usage_file(config.journal_path)
         self._held: dict[str, str] = {}  # message id -> why it waits
         self._rate_pacers: dict[int | None, Pacer] = {}  # rate_per_minute per SIM
         self.order = config.order
@@ -136,6 +141,7 @@ class Agent:
         try:
             self.sims = await self._read_sims()
             await self._connect()
+            await self.load_settings()  # the first claim already follows the owner's routing
             await self._announce_start()
             for slot in self.sims:
                 if not slot.ready:
@@ -153,7 +159,6 @@ class Agent:
             await self.client.close()
             await self.backend.close()
             await self.journal.close()
-            self.usage.close()
 
     async def _announce_start(self) -> None:
         """app:started, as the Android app fires it when it starts; a server that
@@ -224,7 +229,7 @@ class Agent:
         self.order = (messages.get("processing_order") or self.config.order).lower()
         self._messages_settings = messages
         policy = policy_from_settings({"sim_selection_mode": self.mode.value},
-                                      settings.get("routing") or {})
+                                      settings.get("routing") or {}, self.device_id)
         if policy != self.policy:
             self.policy = policy
             await self.record("INFO", "routing", "routing applied: " + self._describe_routing(),
@@ -282,7 +287,19 @@ class Agent:
             pending = [m for m in pending if m.state != ProcessState.CANCELLING.value]
         if not pending or self._outside_work_hours(len(pending)):
             return
+        if not self._routing_active:
+            await self._route_and_claim(pending)
+            return
+        async with self._routing_lock:  # the counters read are those this batch raises
+            await self._route_and_claim(pending, refresh=True)
+
+    async def _route_and_claim(self, pending: list[PendingMessage],
+                               refresh: bool = False) -> None:
         known = await self.journal.lookup([m.id for m in pending])
+        if refresh:
+            phones = {p for m in pending if m.id not in known for p in m.phone_numbers}
+            if phones:
+                self._usage, self._contacts = await self.client.usage(sorted(phones))
         cursor = self._rr_cursor
         fresh: list[tuple[JournalMessage, int | None, str | None]] = []
         for message in pending:
@@ -331,8 +348,8 @@ class Agent:
                 return None, (f"Can't send message: SIM {message.sim_number} is not ready"
                               f" ({slot.status.value}): {slot.detail}")
             if self._routing_active and not bypass:
-                usage = self.usage.usage([slot.slot_index], message.phone_numbers)
-                why = limit_reached(self.policy.rule(slot.slot_index), usage[slot.slot_index],
+                why = limit_reached(self.policy.rule(slot.slot_index),
+                                    self._usage.get(slot.slot_index) or SimUsage(),
                                     message.phone_numbers)
                 if why:
                     raise Held(f"SIM {slot.sim_number} {why}")
@@ -375,15 +392,17 @@ class Agent:
     def _choose(self, phones: list[str], *, bypass: bool,
                 exclude: frozenset[int] = frozenset()) -> Choice:
         active = self._routing_active
-        usage = self.usage.usage([s.slot_index for s in self.sims], phones) if active else {}
-        sticky = self.usage.last_slot(phones[0]) if active and phones else None
-        return route(self.policy, self.sims, usage, phones,
+        sticky = self._contacts.get(phones[0]) if active and phones else None
+        return route(self.policy, self.sims, self._usage if active else {}, phones,
                      default_slot=self.backend.default_slot, cursor=self._rr_cursor,
                      sticky=sticky, bypass_limits=bypass, exclude=exclude)
 
     def _count(self, slot: int, phones: list[str]) -> None:
+        """A message routed to `slot`: counted here until the server's count is read
+        again (the server counts it when the claim, or the failover, is reported)."""
         if self._routing_active:
-            self.usage.count(slot, phones)
+            self._usage[slot] = counted(self._usage.get(slot) or SimUsage(), phones)
+            self._contacts.update(dict.fromkeys(phones, slot))
 
     async def _hold(self, message: PendingMessage, why: str) -> None:
         """Leave a message Pending while its SIMs are at their limits; said once in the
@@ -687,8 +706,8 @@ class Agent:
             item["message"] = sms.text or ""
         await self.journal.queue("incoming", [item])
         self._outbox_wake.set()
-        if sms.slot is not None and self.policy.strategy is not None:
-            self.usage.exchanged(sms.sender, sms.slot)  # Sticky: the last exchange counts
+        if sms.slot is not None:  # Sticky: the server keeps it too, once forwarded
+            self._contacts[sms.sender] = sms.slot
         log.info("SMS from %s received on %s", sms.sender,
                  "an unknown SIM" if sms.slot is None else f"SIM {sms.slot + 1}")
 
@@ -739,6 +758,20 @@ class Agent:
                 "delivered": report.delivered, "status": report.status,
                 "at": report.at.isoformat()}, delivery_items):
             self._outbox_wake.set()
+
+
+def counted(usage: SimUsage, phones: list[str]) -> SimUsage:
+    """`usage` after one more message to `phones`."""
+    new = set(phones) - usage.known
+    return SimUsage(usage.minute + 1, usage.day + 1, usage.month + 1,
+                    usage.recipients_month + len(new), usage.known | new)
+
+
+def _forget_usage_file(journal: Path) -> None:
+    """Earlier agents kept routing counters in a file beside the journal; the server
+    keeps them now."""
+    for suffix in (".usage", ".usage-wal", ".usage-shm"):
+        journal.with_name(journal.name + suffix).unlink(missing_ok=True)
 
 
 def delivery_items(report: dict[str, Any], message_id: str, phone: str,

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from simgate import __version__
+from simgate.domain.routing import SimUsage
 from simgate.domain.sims import SimSlot
 from simgate.services.ingest import AGENT_USER_AGENT
 
@@ -144,6 +145,16 @@ class DeviceClient:
         """PATCH states; returns each known message's resulting state."""
         result = await self._call("PATCH", "/message", headers=self._auth(), json=updates)
         return {item["id"]: item["state"] for item in result or []}
+
+    async def usage(self, phones: list[str]) -> tuple[dict[int, SimUsage], dict[str, int]]:
+        """Each slot's usage (0-based) and each number's slot of the last exchange."""
+        body = await self._call("POST", "/routing/usage", headers=self._auth(),
+                                json={"phoneNumbers": phones}) or {}
+        sims = {int(n) - 1: SimUsage(minute=u["minute"], day=u["day"], month=u["month"],
+                                     recipients_month=u["recipientsMonth"],
+                                     known=frozenset(u["known"]))
+                for n, u in (body.get("sims") or {}).items()}
+        return sims, {p: n - 1 for p, n in (body.get("contacts") or {}).items()}
 
     async def forward_incoming(self, items: list[dict[str, Any]]) -> None:
         await self._call("POST", "/inbox", headers=self._auth(), json=items)

@@ -121,10 +121,24 @@ class Policy:
         return self.sims.get(slot_index) or SimRule()
 
 
-def policy_from_settings(messages: Mapping[str, Any], routing: Mapping[str, Any]) -> Policy:
-    """The Policy of the `messages` and `routing` settings groups (as validated)."""
+def sim_rules(routing: Mapping[str, Any], device_id: str | None) -> dict[str, dict[str, Any]]:
+    """`routing.sims` as it applies to one device: the rules of "N" for every device,
+    each key overridden by that device's own group (`routing.sims.<device id>."N"`)."""
+    sims = routing.get("sims") or {}
+    rules = {k: dict(v or {}) for k, v in sims.items() if k.isdigit()}
+    own = sims.get(device_id) if device_id else None
+    for number, values in (own or {}).items():
+        rules[number] = {**rules.get(number, {}), **{k: v for k, v in (values or {}).items()
+                                                     if v is not None}}
+    return rules
+
+
+def policy_from_settings(messages: Mapping[str, Any], routing: Mapping[str, Any],
+                         device_id: str | None = None) -> Policy:
+    """The Policy of the `messages` and `routing` settings groups (as validated), for one
+    device (its own `routing.sims` group over the one for all)."""
     sims = {}
-    for number, values in (routing.get("sims") or {}).items():
+    for number, values in sim_rules(routing, device_id).items():
         values = {k: v for k, v in (values or {}).items() if v is not None}
         if "prefixes" in values:
             values["prefixes"] = tuple(values["prefixes"])

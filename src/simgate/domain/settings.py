@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import copy
 import enum
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from simgate.domain.routing import SimSelectionMode, Strategy
 
@@ -90,6 +100,11 @@ class EncryptionSettings(_Group):
     passphrase: Annotated[str | None, Field(max_length=256)] = None
 
 
+SLOT_KEY = re.compile(r"[1-9][0-9]?")
+DEVICE_KEY = re.compile(r"[A-Za-z0-9_-]{2,64}")
+SlotKey = Annotated[str, Field(pattern=r"^[1-9][0-9]?$")]
+
+
 class SimRouting(BaseModel):
     """`routing.sims."N"`: limits and preferences of SIM N (simgate's own)."""
 
@@ -105,6 +120,18 @@ class SimRouting(BaseModel):
     enabled: bool = True
 
 
+def _sim_or_device(value: Any) -> str:
+    """A device's group has SIM numbers for keys; a SIM's rules have names."""
+    if isinstance(value, dict) and any(SLOT_KEY.fullmatch(str(k)) for k in value):
+        return "device"
+    return "sim"
+
+
+SimOrDevice = Annotated[Annotated[SimRouting, Tag("sim")]
+                        | Annotated[dict[SlotKey, SimRouting], Tag("device")],
+                        Discriminator(_sim_or_device)]
+
+
 class RoutingSettings(BaseModel):
     """simgate's routing beyond the original (the official clients ignore this group)."""
 
@@ -112,7 +139,28 @@ class RoutingSettings(BaseModel):
     strategy: Strategy | None = None  # None: messages.sim_selection_mode
     failover: bool = True
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
-    sims: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]?$")], SimRouting] = {}
+    # "N": SIM N of every device; a device id: that device's SIMs, {"N": {...}}, over those
+    sims: dict[str, SimOrDevice] = {}
+
+    @field_validator("sims", mode="before")
+    @classmethod
+    def _slots_or_devices(cls, value: Any) -> Any:
+        """A slot key holds a SIM's rules, a device id its SIMs' rules: said plainly, not
+        as the two failures of a union."""
+        if not isinstance(value, dict):
+            return value
+        for key, rules in value.items():
+            if SLOT_KEY.fullmatch(key):
+                if isinstance(rules, dict) and any(SLOT_KEY.fullmatch(k) for k in rules):
+                    raise ValueError(f"{key}: SIM rules go directly under the SIM number; "
+                                     "group SIMs under a device id instead")
+                continue
+            if (key.isdigit() or not DEVICE_KEY.fullmatch(key) or not isinstance(rules, dict)
+                    or not rules or not all(SLOT_KEY.fullmatch(k) for k in rules)):
+                raise ValueError(f"{key!r}: name SIMs by their number, such as \"1\", or a "
+                                 "device by its id with its SIMs inside, such as "
+                                 "{\"<device id>\": {\"1\": {\"daily_limit\": 100}}}")
+        return value
 
 
 class DeviceSettings(_Group):
@@ -144,7 +192,7 @@ class InvalidSettings(ValueError):
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
-        key = ".".join(str(p) for p in item["loc"])
+        key = ".".join(str(p) for p in item["loc"] if p not in ("sim", "device"))
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "enum":
             message = "allowed values: " + item["ctx"]["expected"]

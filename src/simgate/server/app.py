@@ -20,6 +20,7 @@ from simgate.server.routers import (
     logs,
     meta,
     mobile,
+    routing,
     thirdparty,
     tokens,
     webhooks,
@@ -155,7 +156,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
     for prefix in ("", "/api"):
         documented = prefix == ""
         for router in (thirdparty.router, webhooks.router, device_settings.router,
-                       inbox.router, logs.router, tokens.router):
+                       inbox.router, logs.router, tokens.router, routing.router):
             app.include_router(router, prefix=f"{prefix}/3rdparty/v1",
                                include_in_schema=documented)
         app.include_router(health.router, prefix=f"{prefix}/3rdparty/v1",

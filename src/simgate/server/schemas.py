@@ -22,6 +22,7 @@ from simgate.domain.dates import millis
 from simgate.domain.sims import SimSlot, SimStatus
 from simgate.domain.states import ProcessState
 from simgate.services.accept import AcceptedMessage
+from simgate.services.usage import SimReport
 from simgate.store.models import Device, Message
 
 
@@ -370,6 +371,52 @@ class PatchMessageItem(Wire):
     states: dict[str, datetime] = {}
     sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
     attempts: Annotated[list[AttemptWire], Field(max_length=20)] = []  # simgate extension
+
+
+class SimLimitsOut(Wire):
+    rate_per_minute: int | None = None
+    daily_limit: int | None = None
+    monthly_limit: int | None = None
+    unique_recipients_monthly: int | None = None
+
+
+class SimUsageOut(Wire):
+    """GET /3rdparty/v1/routing/usage: one SIM's usage against its limits (simgate's own)."""
+
+    device_id: str
+    device_name: str
+    sim_number: int
+    state: SimStatus
+    sent_this_minute: int
+    sent_today: int
+    sent_this_month: int
+    recipients_this_month: int
+    limits: SimLimitsOut
+    enabled: bool
+    at_limit: str | None = None  # why routing skips the SIM now, if a limit does
+    paused_until: datetime | None = None  # a cool-down after failed sends
+    pause_reason: str | None = None
+
+    @classmethod
+    def of(cls, report: SimReport) -> SimUsageOut:
+        rule, usage = report.rule, report.usage
+        return cls(
+            device_id=report.device_id, device_name=report.device_name,
+            sim_number=report.slot_index + 1, state=SimStatus(report.state),
+            sent_this_minute=usage.minute, sent_today=usage.day, sent_this_month=usage.month,
+            recipients_this_month=usage.recipients_month,
+            limits=SimLimitsOut(rate_per_minute=rule.rate_per_minute,
+                                daily_limit=rule.daily_limit, monthly_limit=rule.monthly_limit,
+                                unique_recipients_monthly=rule.unique_recipients_monthly),
+            enabled=rule.enabled, at_limit=report.at_limit,
+            paused_until=report.paused_until, pause_reason=report.pause_reason)
+
+
+class UsageQueryIn(Wire):
+    """What an agent asks before routing a batch (simgate's own)."""
+
+    phone_numbers: Annotated[list[Annotated[str, Field(max_length=512)]],
+                             Field(max_length=10000)] = []
 
 
 class PatchResultItem(Wire):

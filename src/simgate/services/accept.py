@@ -64,6 +64,8 @@ class AcceptedMessage:
     is_hashed: bool = False
     sim_used: int | None = None
     attempts: list[dict[str, Any]] | None = None
+    reason: str | None = None  # why it waits, once its device says
+    device_pinned: bool = False  # the caller chose the device: no failover to another
 
 
 Build = Callable[[AsyncSession, "Request"], Awaitable[AcceptedMessage]]

@@ -22,6 +22,7 @@ from simgate.services.schedule import DueTimer
 from simgate.services.settings import SettingsService
 from simgate.services.stamps import Stamps
 from simgate.services.tokens import Tokens, signing_key
+from simgate.services.usage import UsageStore
 from simgate.services.users import Users
 from simgate.services.webhooks import Webhooks
 from simgate.store.db import Sessions, create_engine, migrate, session_factory
@@ -47,6 +48,7 @@ class Gateway:
     dispatcher: Dispatcher
     due: DueTimer
     ingest: Ingest
+    usage: UsageStore
     relay: PushRelay | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -121,7 +123,7 @@ class Gateway:
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=inbox, logs=logs, dispatcher=dispatcher,
-            due=due, ingest=Ingest(key, devices),
+            due=due, ingest=Ingest(key, devices), usage=UsageStore(sessions),
         )
         if prepare and settings.username and settings.password:
             await gateway.users.ensure(settings.username, settings.password)
@@ -141,10 +143,11 @@ class Gateway:
         return gateway
 
     async def _housekeeping(self, every: float = 3600.0) -> None:
-        """Prune old log entries and expired tokens now and then."""
+        """Prune old log entries, expired tokens and past SIM counters now and then."""
         while True:
             await self.logs.prune()
             await self.tokens.prune()
+            await self.usage.prune()
             await asyncio.sleep(every)
 
     async def close(self) -> None:

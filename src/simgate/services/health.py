@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from simgate.domain.sims import ADVICE, SimStatus
+from simgate.services.usage import SimReport
 from simgate.store.models import Device, Message, utcnow
 
 # A device not heard from for this long is reported as a warning.
@@ -80,5 +81,22 @@ async def device_checks(sessions: async_sessionmaker,
             "status": "warn" if count else "pass",
             "description": f"{count} message(s) failed in the last hour",
             "observedValue": count, "observedUnit": "messages",
+        }
+    return checks
+
+
+def usage_checks(reports: list[SimReport]) -> dict[str, Check]:
+    """Per SIM: sends today and this month against its limits, distinct recipients; a
+    warning when routing skips it (a limit reached, or a cool-down after failed sends)."""
+    checks: dict[str, Check] = {}
+    for report in reports:
+        skipped = ([f"paused until {report.paused_until:%H:%M:%S} UTC: {report.pause_reason}"]
+                   if report.paused_until and report.paused_until > utcnow() else [])
+        skipped += [report.at_limit] if report.at_limit else []
+        checks[f"devices:{report.device_id}:sim:{report.slot_index + 1}:usage"] = {
+            "status": "warn" if skipped else "pass",
+            "description": f"SIM {report.slot_index + 1}: {report.describe()}"
+                           + ("; skipped by routing: " + "; ".join(skipped) if skipped else ""),
+            "observedValue": report.usage.day, "observedUnit": "messages today",
         }
     return checks

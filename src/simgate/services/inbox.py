@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from simgate.services import usage
 from simgate.services.devices import DeviceIdentity
 from simgate.services.ids import new_id
 from simgate.services.webhooks import WebhookEvent, Webhooks
@@ -132,6 +133,10 @@ class Inbox:
                 event, payload = event_of(message)
                 events += await Webhooks.emit(session, device.user_id, device.device_id,
                                               event, payload)
+                if item.sim_number is not None:  # Sticky answers through this SIM
+                    await session.run_sync(lambda s, i=item: usage.exchanged(
+                        s.connection(), device.user_id, device.device_id, i.sim_number - 1,
+                        i.sender))
         if events:
             self._wake()
         return ids

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
+from simgate.services import usage
 from simgate.services.accept import (
     AcceptBatcher,
     AcceptedMessage,
@@ -216,6 +217,24 @@ def _write_rows(connection: Connection, messages: list[MessageRow],
             _UPDATE_RECIPIENTS,
             [{"row_pk": r.message_pk, "row_position": r.position, "state": r.state,
               "error": r.error} for r in recipients])
+
+
+def _claims(device: DeviceIdentity, message: MessageRow, report: StateUpdate, was: str,
+            first_sim: int | None) -> list[usage.Claim]:
+    """The sends a report makes count on its SIMs: the SIM a message is claimed for
+    (Pending -> Processed), and each other SIM of this device a failover tried."""
+    claims = []
+    if (was == ProcessState.PENDING.value and message.state == ProcessState.PROCESSED.value
+            and report.sim_number is not None):
+        phones = [] if message.is_encrypted else [r.phone_number for r in message.recipients]
+        claims.append(usage.Claim(message.user_id, device.device_id, report.sim_number - 1,
+                                  phones))
+        first_sim = report.sim_number
+    claims.extend(usage.Claim(message.user_id, device.device_id, a["sim_number"] - 1)
+                  for a in report.attempts
+                  if a.get("sim_number") not in (None, first_sim)
+                  and a.get("device_id") in (None, device.device_id))
+    return claims
 
 
 # Called inside the transaction of every change, with the message after the change:
@@ -432,11 +451,14 @@ class Messages:
         touched: dict[int, MessageRow] = {}
         recipients: list[RecipientRow] = []
         session: Session | None = None  # for the listeners, made when one is needed
+        claims: list[usage.Claim] = []
         for report in updates:
             message = messages.get(report.id)
             if message is None:
                 continue
+            was, first_sim = message.state, message.sim_used
             changed = self._apply(message, report)
+            claims.extend(_claims(device, message, report, was, first_sim))
             touched[message.pk] = message
             recipients.extend(r for r, _ in changed)
             if changed and self.listeners:
@@ -446,6 +468,7 @@ class Messages:
                 self._to_hash.add(message.pk)
             result[report.id] = ProcessState(message.state)
         _write_rows(connection, list(touched.values()), recipients)
+        usage.count(connection, claims)
         info: dict = {}
         if session is not None:
             session.flush()

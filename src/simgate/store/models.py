@@ -95,9 +95,52 @@ class SimCard(Base):
     iccid: Mapped[str | None] = mapped_column(String(32))
     signal: Mapped[int | None] = mapped_column(SmallInteger)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # routing skips the SIM until then: its sends kept failing (a cool-down)
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     device: Mapped[Device] = relationship(back_populates="sims")
+
+
+class SimUsage(Base):
+    """Sends through one SIM in one period: a minute ("2026-11-27T16:45"), a day
+    ("2026-11-27") or a month ("2026-11"), UTC; counted when a device claims a message."""
+
+    __tablename__ = "sim_usage"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot_index: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SimRecipient(Base):
+    """A distinct recipient of one SIM in one month (a hash of the number)."""
+
+    __tablename__ = "sim_recipients"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot_index: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class SimContact(Base):
+    """The SIM of the last exchange with a contact (a hash of the number), either way:
+    the Sticky strategy answers through it."""
+
+    __tablename__ = "sim_contacts"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    slot_index: Mapped[int] = mapped_column(SmallInteger)
 
 
 class Message(Base):
@@ -129,6 +172,9 @@ class Message(Base):
     states: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # every send attempt, failovers included: {sim_number, device_id, error, at}
     attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # why a Pending message waits (its SIMs at their limits), as its device said
+    reason: Mapped[str | None] = mapped_column(Text)
+    device_pinned: Mapped[bool] = mapped_column(Boolean, default=False)  # deviceId given
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

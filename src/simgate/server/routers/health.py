@@ -14,7 +14,14 @@ from simgate import __version__
 from simgate.server.auth import authorize, has_credentials
 from simgate.server.deps import GatewayDep
 from simgate.server.wirejson import StrictJSONRoute
-from simgate.services.health import Check, database_check, device_checks, overall
+from simgate.services.health import (
+    Check,
+    database_check,
+    device_checks,
+    overall,
+    usage_checks,
+)
+from simgate.services.usage import sim_reports
 
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 DETAIL_SCOPE = "devices:list"
@@ -30,12 +37,16 @@ def _respond(checks: dict[str, Check], status: str | None = None) -> JSONRespons
 async def health(request: Request, gateway: GatewayDep) -> JSONResponse:
     """The store, and, to a user (Basic or a token with devices:list), each of their
     devices and SIM slots; without credentials the overall status of all devices, without
-    their checks. 503 when a check fails."""
+    their checks; to the user, each SIM's usage against its routing limits too. 503 when
+    a check fails."""
     checks = {"database:connection": await database_check(gateway.engine)}
     if has_credentials(request):
         caller = await authorize(request)
         if caller.allows(DETAIL_SCOPE):
             checks.update(await device_checks(gateway.sessions, caller.user_id))
+            routing = (await gateway.device_settings.get(caller.user_id)).get("routing") or {}
+            checks.update(usage_checks(await sim_reports(
+                gateway.sessions, gateway.usage, caller.user_id, routing)))
             return _respond(checks)
     status = overall(checks | await device_checks(gateway.sessions))
     return _respond(checks, status)

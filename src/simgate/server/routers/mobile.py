@@ -30,6 +30,7 @@ from simgate.server.schemas import (
     RegisterRequest,
     RegisterResponse,
     StartedIn,
+    UsageQueryIn,
     UserCodeOut,
     WebhookOut,
     millis,
@@ -145,6 +146,21 @@ async def report_states(body: list[PatchMessageItem], device: Device,
     ]
     result = await gateway.messages.apply_updates(device, updates)
     return [PatchResultItem(id=i, state=s) for i, s in result.items()]
+
+
+@router.post("/routing/usage")
+async def routing_usage(body: UsageQueryIn, device: Device,
+                        gateway: GatewayDep) -> dict[str, Any]:
+    """simgate's agent asks this before routing a batch: each SIM's sends this minute,
+    day and month, its distinct recipients this month (and which of the asked numbers it
+    already counts), and each asked number's SIM of the last exchange on this device."""
+    found = await gateway.usage.for_routing(device.user_id, device.device_id,
+                                            body.phone_numbers)
+    return {"sims": {str(slot + 1): {
+        "minute": u.minute, "day": u.day, "month": u.month,
+        "recipientsMonth": u.recipients_month, "known": sorted(u.known)}
+        for slot, u in sorted(found.sims.items())},
+        "contacts": {phone: slot + 1 for phone, slot in found.contacts.items()}}
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {
