@@ -108,11 +108,19 @@ async def test_limits_waiting_and_sticky(tmp_path):
             # priority 100 bypasses the limit
             waiting = (await api.post("/messages", json={
                 "textMessage": {"text": "waits"}, "phoneNumbers": [OUTSIDE],
-                "simNumber": 1, "ttl": 6})).json()["id"]
+                "simNumber": 1, "ttl": 10})).json()["id"]
+
+            async def waits():
+                state = (await api.get(f"/messages/{waiting}")).json()
+                return state if state.get("reason") else None
+
+            shown = await wait_until(waits, timeout=30)
+            assert shown["state"] == "Pending", shown
+            assert shown["reason"] == "SIM 1 reached its daily limit of 3"
             urgent = await send_urgent(api, OUTSIDE)
             assert (await final_state(api, urgent, 30))["simNumber"] == 1
             expired = await final_state(api, waiting, within=60)
-            assert expired["state"] == "Failed"
+            assert expired["state"] == "Failed" and "reason" not in expired
             assert expired["recipients"][0]["error"] == "TTL expired"
             logs = (await api.get("/logs")).json()
             assert any(e["message"] == f"message {waiting} waits: SIM 1 reached its daily "
@@ -137,6 +145,16 @@ async def test_limits_waiting_and_sticky(tmp_path):
             assert answer["state"] in SENT and answer["simNumber"] == 2, answer
             other = await final_state(api, await send(api, "other", "+19162255883"), 30)
             assert other["simNumber"] == 1  # no exchange with it yet: the default SIM
+
+            # a device's own group overrides the rules for every device, key by key; the
+            # group of another device does not apply here
+            device_id = (await api.get("/devices")).json()[0]["id"]
+            await apply_routing(api, {"sims": {
+                "2": {"enabled": False, "daily_limit": 1000},
+                device_id: {"1": {"enabled": False}, "2": {"enabled": True}},
+                "someOtherDevice12345": {"2": {"enabled": False}}}})
+            own = await final_state(api, await send(api, "own rules", OUTSIDE), 30)
+            assert own["state"] in SENT and own["simNumber"] == 2, own
     finally:
         process.stop()
 

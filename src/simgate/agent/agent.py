@@ -406,10 +406,13 @@ class Agent:
 
     async def _hold(self, message: PendingMessage, why: str) -> None:
         """Leave a message Pending while its SIMs are at their limits; said once in the
-        logs. It fails at its ttl/validUntil like any message not yet sent."""
+        logs and in the message's state (`reason`). It fails at its ttl/validUntil like any
+        message not yet sent."""
         if self._held.get(message.id) != why:
             await self.record("WARN", "routing", f"message {message.id} waits: {why}",
                               messageId=message.id, reason=why)
+            await self.report([{"id": message.id, "state": ProcessState.PENDING.value,
+                                "reason": why}])  # shown in the message's state
         self._held[message.id] = why
 
     async def _claim(self, items: list[tuple[JournalMessage, int | None, str | None]]) -> None:

@@ -166,6 +166,7 @@ class MessageStateOut(Wire):
     created_at: datetime
     sim_number: int | None = None  # the SIM that sent it (simgate extension)
     attempts: list[AttemptWire] = []  # every send attempt, failovers included (simgate)
+    reason: str | None = None  # why a Pending message waits, as its device said (simgate)
     text_message: TextMessageIn | None = None
     data_message: DataMessageIn | None = None
     hashed_message: HashedMessageOut | None = None
@@ -196,6 +197,7 @@ class MessageStateOut(Wire):
             created_at=message.created_at,
             sim_number=message.sim_used,
             attempts=[AttemptWire(**a) for a in message.attempts or []],
+            reason=message.reason,
             text_message=text,
             data_message=data,
             hashed_message=hashed,
@@ -371,6 +373,7 @@ class PatchMessageItem(Wire):
     states: dict[str, datetime] = {}
     sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
     attempts: Annotated[list[AttemptWire], Field(max_length=20)] = []  # simgate extension
+    reason: Annotated[str | None, Field(max_length=1024)] = None  # why it waits (simgate)
 
 
 class SimLimitsOut(Wire):

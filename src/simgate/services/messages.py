@@ -73,6 +73,7 @@ class StateUpdate:
     sim_number: int | None = None
     # send attempts, each {sim_number, device_id, error, at}; added to those stored
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None  # why a Pending message waits (simgate's agent says)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ class MessageRow:
     states: dict[str, str]
     updated_at: datetime
     attempts: list[dict[str, Any]] | None
+    reason: str | None
+    device_pinned: bool
     recipients: list[RecipientRow] = field(default_factory=list)
 
 
@@ -211,7 +214,8 @@ def _write_rows(connection: Connection, messages: list[MessageRow],
         connection.execute(
             _UPDATE_MESSAGES,
             [{"row_pk": m.pk, "state": m.state, "states": m.states, "sim_used": m.sim_used,
-              "attempts": m.attempts, "updated_at": m.updated_at} for m in messages])
+              "attempts": m.attempts, "reason": m.reason, "device_id": m.device_id,
+              "updated_at": m.updated_at} for m in messages])
     if recipients:
         connection.execute(
             _UPDATE_RECIPIENTS,
@@ -548,6 +552,7 @@ class Messages:
         if new_state.value != message.state:
             message.state = new_state.value
             _stamp(message, new_state, update.states.get(new_state.value))
+        message.reason = update.reason if new_state is ProcessState.PENDING else None
         message.updated_at = utcnow()
         return changed
 

@@ -141,6 +141,7 @@ async def report_states(body: list[PatchMessageItem], device: Device,
             states=item.states,
             sim_number=item.sim_number,
             attempts=[a.stored() for a in item.attempts],
+            reason=item.reason,
         )
         for item in body
     ]
