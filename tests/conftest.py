@@ -38,7 +38,7 @@ STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
 # remove: they run in the default leg only. Their PostgreSQL paths (credential stamps
 # across processes) are covered in-process by test_credentials.py on both stores.
 SQLITE_ONLY = {"test_private_files.py", "test_parity_cli.py", "test_logins.py",
-               "test_auth.py"}
+               "test_auth.py", "test_dashboard_browser.py"}
 
 
 def pytest_addoption(parser):

@@ -1,0 +1,255 @@
+"""The dashboard in a real headless Chromium against a real `simgate run`: log in, see a
+PIN-locked SIM flagged with its advice, send through SIM 2 with the picker and watch the
+message reach Delivered without a reload, redrive a webhook that failed.
+
+Chromium and its driver are Debian's (`chromium`, `chromium-driver`); the session fixture
+installs them when missing and skips, saying why, only if that fails. Screenshots go to
+test-artifacts/dashboard/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simgate.testing import SimgateProcess
+from tests.e2e.gateway import OUTSIDE, PASSWORD, USER
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium: pip install -e .[test]")
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+SEND_DELAY = "4"  # seconds SIM 2 takes to send: the message page opens before it is sent
+WAIT = 60.0
+
+
+def _install_chromium() -> str | None:
+    """Install Debian's chromium and chromium-driver if missing; None when ready, else
+    why they could not be installed."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return None
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return "chromium is not installed and there is no apt-get to install it"
+    if os.geteuid() == 0:
+        sudo: list[str] = []
+    elif shutil.which("sudo"):
+        sudo = ["sudo", "-n"]
+    else:
+        return "chromium is not installed and installing it needs root (no sudo)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*sudo, apt, "install", "-y", "--no-install-recommends", "chromium",
+               "chromium-driver"]
+    for attempt in ([install], [[*sudo, apt, "update"], install]):
+        results = [subprocess.run(c, capture_output=True, text=True, env=env, timeout=900)
+                   for c in attempt]
+        if all(r.returncode == 0 for r in results):
+            break
+    else:
+        return f"`{' '.join(install)}` failed: {results[-1].stderr.strip()[-300:]}"
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        return f"apt-get installed chromium but not at {CHROMIUM} and {CHROMEDRIVER}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Selenium, with a phone-sized window."""
+    missing = _install_chromium()
+    if missing:
+        pytest.skip(missing)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=412,915"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+class Hook(ThreadingHTTPServer):
+    """A webhook receiver on its own thread: answers `status`, records what arrived."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.received: list[tuple[int, dict]] = []  # (status answered, body)
+        super().__init__(("127.0.0.1", 0), _HookHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _HookHandler(BaseHTTPRequestHandler):
+    server: Hook
+
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status = self.server.status
+        self.server.received.append((status, json.loads(body)))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def gateway_run(tmp_path_factory) -> Iterator[SimgateProcess]:
+    """`simgate run` with three emulated SIMs: SIM 2 slow to send, SIM 3 locked by a PIN."""
+    process = SimgateProcess(
+        ["run", "--sims", "3", "--fault", f"2:delay={SEND_DELAY}", "--fault", "3:pin"],
+        tmp_path_factory.mktemp("dashboard") / "run",
+        env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
+             "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true"}).start()
+    with httpx.Client(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                      timeout=30) as api:
+        _until(lambda: any(len(d["simCards"]) == 3 for d in api.get("/devices").json()),
+               "the agent to register its three SIMs")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(gateway_run) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{gateway_run.url}/3rdparty/v1", auth=(USER, PASSWORD),
+                      timeout=30) as client:
+        yield client
+
+
+def _until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Wait for a predicate, polling (WebDriverWait takes any callable); an element that
+    a live update replaced meanwhile is looked up again."""
+    try:
+        return WebDriverWait(None, timeout, poll_frequency=0.1, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(
+            lambda _: predicate())
+    except TimeoutException:
+        raise AssertionError(f"waited {timeout} s for {what}") from None
+
+
+def _shot(driver: Any, name: str) -> None:
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def _log_in(driver: Any, url: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{url}/messages")
+    assert "/login" in driver.current_url  # a page needs a login first
+    driver.find_element(By.NAME, "username").send_keys(USER)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    _until(lambda: driver.current_url.endswith("/messages"), "the login to lead back")
+
+
+def test_login_and_a_pin_locked_sim_flagged_with_advice(browser, gateway_run):
+    _log_in(browser, gateway_run.url)
+    browser.get(gateway_run.url + "/")
+    locked = browser.find_element(By.CSS_SELECTOR, 'section.sim[data-status="PinRequired"]')
+    assert locked.find_element(By.TAG_NAME, "h3").text.startswith("SIM 3")
+    advice = locked.find_element(By.CSS_SELECTOR, ".advice").text
+    assert "PIN" in advice and "AT+CPIN" in advice, advice
+    ready = browser.find_elements(By.CSS_SELECTOR, 'section.sim[data-status="Ready"]')
+    assert len(ready) == 2 and not ready[0].find_elements(By.CSS_SELECTOR, ".advice")
+    _shot(browser, "devices-phone")
+
+
+def test_send_through_sim_2_and_watch_it_reach_delivered(browser, gateway_run, api):
+    _log_in(browser, gateway_run.url)
+    browser.get(gateway_run.url + "/send")
+    text = "Hello from the dashboard, through SIM 2"
+    browser.find_element(By.NAME, "recipients").send_keys(OUTSIDE)
+    browser.find_element(By.NAME, "text").send_keys(text)
+    _until(lambda: browser.find_element(By.ID, "chars").text == str(len(text)),
+           "the live counter to count the text")
+    _until(lambda: browser.find_element(By.ID, "encoding").text == "GSM-7",
+           "the counter to say GSM-7")
+    browser.find_element(By.NAME, "text").send_keys(" ж")  # not GSM-7: UCS-2 from here
+    _until(lambda: browser.find_element(By.ID, "encoding").text == "UCS-2",
+           "the counter to switch to UCS-2")
+    picker = Select(browser.find_element(By.ID, "sim"))
+    picker.select_by_visible_text(next(o.text for o in picker.options
+                                       if o.text.startswith("SIM 2 ")))
+    _shot(browser, "send-form")
+    browser.find_element(By.CSS_SELECTOR, "#send button").click()
+    _until(lambda: "/messages/" in browser.current_url, "the message page")
+    message_id = browser.current_url.rsplit("/", 1)[1]
+    browser.execute_script("window.stayed = true")  # gone if the page reloads
+    first = browser.execute_script("return document.getElementById('state').textContent")
+    assert first != "Delivered", "SIM 2 takes seconds to send: the page opens before"
+    _until(lambda: browser.find_element(By.ID, "state").text == "Delivered",
+           "the page to show Delivered")
+    assert browser.execute_script("return window.stayed === true")
+    assert browser.find_element(By.ID, "sim-used").text == "2"
+    assert "Delivered" in browser.find_element(By.CSS_SELECTOR, "ol.timeline").text
+    _shot(browser, "message-delivered")
+    state = api.get(f"/messages/{message_id}").json()
+    assert state["state"] == "Delivered" and state["simNumber"] == 2
+    browser.get(gateway_run.url + "/messages")
+    row = browser.find_element(By.ID, f"message-{message_id}")
+    assert row.get_attribute("data-state") == "Delivered"
+    assert row.find_element(By.CSS_SELECTOR, ".sim-used").text == "2"
+
+
+def test_redrive_a_failed_webhook(browser, gateway_run, api):
+    hook = Hook()
+    try:
+        response = api.patch("/settings", json={"webhooks": {"retry_count": 0}})
+        assert response.status_code == 200, response.text
+        _log_in(browser, gateway_run.url)
+        browser.get(gateway_run.url + "/webhooks")
+        browser.find_element(By.NAME, "url").send_keys(hook.url)
+        Select(browser.find_element(By.NAME, "event")).select_by_visible_text("sms:sent")
+        browser.find_element(By.CSS_SELECTOR, "#add-webhook button").click()
+        _until(lambda: hook.url in browser.find_element(By.ID, "webhooks").text,
+               "the webhook in the list")
+        sent = api.post("/messages", json={"textMessage": {"text": "webhook me"},
+                                           "phoneNumbers": [OUTSIDE], "simNumber": 1})
+        assert sent.status_code == 202, sent.text
+        _until(lambda: api.get("/webhooks/deliveries", params={"state": "failed"}).json(),
+               "the delivery to fail (the receiver answers 500, no retries)")
+        assert [status for status, _ in hook.received] == [500]
+        browser.get(gateway_run.url + "/webhooks")
+        failed = browser.find_element(By.CSS_SELECTOR, '#deliveries tr[data-status="failed"]')
+        assert "500" in failed.text
+        _shot(browser, "webhook-failed")
+        hook.status = 200
+        browser.find_element(By.CSS_SELECTOR, "#webhooks button.redrive").click()
+        notice = browser.find_element(By.CSS_SELECTOR, ".notice").text
+        assert notice == "1 delivery(ies) queued again.", notice
+        _until(lambda: [s for s, _ in hook.received] == [500, 200], "the redriven delivery")
+        assert hook.received[1][1]["payload"]["messageId"] == sent.json()["id"]
+
+        def delivered() -> bool:
+            browser.refresh()
+            return bool(browser.find_elements(
+                By.CSS_SELECTOR, '#deliveries tr[data-status="delivered"]'))
+
+        _until(delivered, "the webhooks page to show it delivered")
+        _shot(browser, "webhook-redriven")
+    finally:
+        hook.shutdown()
+        hook.server_close()
