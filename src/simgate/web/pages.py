@@ -64,27 +64,24 @@ async def message_rows(request: Request, who: ViewerDep) -> HTMLResponse:
                   who=who)
 
 
-async def _message_context(who: Viewer, message_id: str) -> dict:
-    message = await who.gateway.messages.get(who.user_id, message_id)
-    return {"message": message, "timeline": panels.timeline(message)}
+async def _message(request: Request, who: Viewer, message_id: str,
+                   template: str) -> HTMLResponse:
+    try:
+        message = await who.gateway.messages.get(who.user_id, message_id)
+    except NotFound as exc:
+        return render(request, "error.html", {"error": exc.message}, 404, who=who)
+    return render(request, template, {"message": message, "timeline": panels.timeline(message)},
+                  who=who)
 
 
 @router.get("/messages/{message_id}")
 async def message(request: Request, message_id: str, who: ViewerDep) -> HTMLResponse:
-    try:
-        context = await _message_context(who, message_id)
-    except NotFound as exc:
-        return render(request, "error.html", {"error": exc.message}, 404, who=who)
-    return render(request, "message.html", context, who=who)
+    return await _message(request, who, message_id, "message.html")
 
 
 @router.get("/messages/{message_id}/part")
 async def message_part(request: Request, message_id: str, who: ViewerDep) -> HTMLResponse:
-    try:
-        context = await _message_context(who, message_id)
-    except NotFound as exc:
-        return render(request, "error.html", {"error": exc.message}, 404, who=who)
-    return render(request, "_message.html", context, who=who)
+    return await _message(request, who, message_id, "_message.html")
 
 
 async def send_context(who: Viewer) -> dict:

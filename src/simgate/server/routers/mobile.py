@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from simgate.server import sse
 from simgate.server.auth import bearer_token, client_address, current_device, registrant
 from simgate.server.deps import GatewayDep, aware, user_with
 from simgate.server.schemas import (
@@ -172,29 +170,16 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
 
     keepalive = getattr(request.app.state, "sse_keepalive", KEEPALIVE_SECONDS)
 
-    async def stream() -> AsyncIterator[str]:
-        async with gateway.bus.subscribe(device.device_id) as queue:
-            yield ": connected\n\n"
-            while not await request.is_disconnected():
-                try:
-                    item = await asyncio.wait_for(queue.get(), keepalive)
-                except TimeoutError:
-                    yield ": keepalive\n\n"
-                    continue
-                if item["event"] is None:  # the server is shutting down
-                    return
-                data = {k: millis(v) if isinstance(v, datetime) else v
-                        for k, v in item["data"].items()}
-                if "messages" in data:  # the new messages themselves, as GET /message has them
-                    data["messages"] = [
-                        MobileMessageOut.of(m).model_dump(mode="json", by_alias=True,
-                                                          exclude_none=True)
-                        for m in data["messages"]
-                    ]
-                yield f"event: {item['event']}\ndata: {json.dumps(data)}\n\n"
+    def encode(data: dict[str, Any]) -> dict[str, Any]:
+        data = {k: millis(v) if isinstance(v, datetime) else v for k, v in data.items()}
+        if "messages" in data:  # the new messages themselves, as GET /message has them
+            data["messages"] = [
+                MobileMessageOut.of(m).model_dump(mode="json", by_alias=True, exclude_none=True)
+                for m in data["messages"]
+            ]
+        return data
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return sse.stream(request, gateway.bus, device.device_id, keepalive, encode)
 
 
 @router.post("/inbox")
