@@ -212,6 +212,9 @@ def test_send_through_sim_2_and_watch_it_reach_delivered(browser, gateway_run, a
     row = browser.find_element(By.ID, f"message-{message_id}")
     assert row.get_attribute("data-state") == "Delivered"
     assert row.find_element(By.CSS_SELECTOR, ".sim-used").text == "2"
+    browser.get(gateway_run.url + "/")  # SIM 2's sends today count it
+    usage = browser.find_element(By.CSS_SELECTOR, 'section.sim[id$="-2"] .usage').text
+    assert usage.startswith("today 1/") or usage.startswith("today 1,"), usage
 
 
 def test_redrive_a_failed_webhook(browser, gateway_run, api):

@@ -188,7 +188,8 @@ async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
     assert stored["routing"]["sims"]["2"] == {"rate_per_minute": 3, "daily_limit": None,
                                               "monthly_limit": None, "enabled": False}
     page = (await web.get("/")).text
-    assert "at most 50 a day" in page and "disabled in settings" in page
+    assert "today 0/50, month 0" in page  # SIM 1, with its usage against the limit
+    assert "minute 0/3, " in page and "disabled in routing.sims" in page  # SIM 2
     bad = await web.post("/settings", data={"csrf": token, "sim_selection_mode": "Nope",
                                             "max_attempts": "2"})
     assert bad.status_code == 400 and "sim_selection_mode" in bad.text

@@ -117,7 +117,8 @@ async def webhooks(request: Request, who: ViewerDep) -> HTMLResponse:
 async def settings_context(who: Viewer) -> dict:
     shown = public_view(await who.gateway.device_settings.get(who.user_id))
     numbers = sorted({sim.number for device in await panels.devices(who.gateway, who.user_id)
-                      for sim in device.sims} | {int(n) for n in shown["routing"]["sims"]})
+                      for sim in device.sims}
+                     | {int(n) for n in shown["routing"]["sims"] if n.isdigit()})
     return {"settings": shown, "modes": [m.value for m in SimSelectionMode],
             "strategies": [s.value for s in Strategy], "sim_numbers": numbers}
 

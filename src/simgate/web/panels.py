@@ -3,19 +3,15 @@ slots, health and advice, and a message's timeline. Plain data for the templates
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from simgate.domain.settings import with_defaults
 from simgate.domain.sims import ADVICE, SimStatus
 from simgate.services.gateway import Gateway
 from simgate.services.health import STALE_AFTER, device_checks
+from simgate.services.usage import SimReport, sim_reports
 from simgate.store.models import Device, Message, utcnow
-
-# the per-SIM limits of routing.sims shown beside each slot, with their labels
-LIMITS = (("rate_per_minute", "a minute"), ("daily_limit", "a day"),
-          ("monthly_limit", "a month"))
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,8 @@ class SimPanel:
     signal: int | None
     health: str  # the health check's words
     advice: str  # what to do when it is not ready; empty when it is
-    limits: list[str] = field(default_factory=list)
+    usage: str = ""  # sends this minute, today, this month against the limits
+    held: str = ""  # why routing skips it now (a limit reached, a cool-down), if it does
 
 
 @dataclass(frozen=True)
@@ -42,19 +39,26 @@ class DevicePanel:
     sims: list[SimPanel]
 
 
-def _limits(routing: dict[str, Any], number: int) -> list[str]:
-    rules = routing.get("sims", {}).get(str(number), {})
-    shown = [f"at most {rules[key]} {label}" for key, label in LIMITS if rules.get(key)]
-    if rules.get("enabled") is False:
-        shown.insert(0, "disabled in settings")
-    return shown
+def _usage(report: SimReport | None) -> tuple[str, str]:
+    """The SIM's sends against its limits, and why routing skips it now, if it does."""
+    if report is None:
+        return "", ""
+    rate = report.rule.rate_per_minute
+    minute = f"minute {report.usage.minute}/{rate}, " if rate is not None else ""
+    held = report.at_limit or ""
+    if report.paused_until is not None:
+        held = (f"paused until {report.paused_until:%H:%M:%S} UTC"
+                + (f": {report.pause_reason}" if report.pause_reason else ""))
+    return minute + report.describe(), held
 
 
 async def devices(gateway: Gateway, user_id: int) -> list[DevicePanel]:
     """The user's devices and their SIM slots, as the health checks see them."""
     found = await gateway.devices.list(user_id)
     checks = await device_checks(gateway.sessions, user_id)
-    routing = with_defaults(await gateway.device_settings.get(user_id))["routing"]
+    routing = (await gateway.device_settings.get(user_id)).get("routing") or {}
+    reports = {(r.device_id, r.slot_index + 1): r
+               for r in await sim_reports(gateway.sessions, gateway.usage, user_id, routing)}
     now = utcnow()
     panels = []
     for device in found:
@@ -65,20 +69,21 @@ async def devices(gateway: Gateway, user_id: int) -> list[DevicePanel]:
             health=checks.get(f"{prefix}:connection", {}).get("description", ""),
             failed_last_hour=checks.get(f"{prefix}:messages:failed", {})
             .get("observedValue", 0),
-            sims=[_sim(device, sim, checks, routing) for sim in device.sims]))
+            sims=[_sim(device, sim, checks, reports) for sim in device.sims]))
     return panels
 
 
 def _sim(device: Device, sim: Any, checks: dict[str, Any],
-         routing: dict[str, Any]) -> SimPanel:
+         reports: dict[tuple[str, int], SimReport]) -> SimPanel:
     status = SimStatus(sim.status)
     number = sim.slot_index + 1
     advice = "" if status is SimStatus.READY else (sim.detail or ADVICE[status])
+    usage, held = _usage(reports.get((device.id, number)))
     return SimPanel(
         number=number, status=status.value, ready=status is SimStatus.READY,
         phone_number=sim.phone_number, operator=sim.carrier_name, signal=sim.signal,
         health=checks.get(f"devices:{device.id}:sim:{number}", {}).get("description", ""),
-        advice=advice, limits=_limits(routing, number))
+        advice=advice, usage=usage, held=held)
 
 
 @dataclass(frozen=True)
