@@ -217,6 +217,22 @@ def test_send_through_sim_2_and_watch_it_reach_delivered(browser, gateway_run, a
     assert usage.startswith("today 1/") or usage.startswith("today 1,"), usage
 
 
+def test_the_message_list_follows_states_without_reload(browser, gateway_run, api):
+    _log_in(browser, gateway_run.url)
+    _until(lambda: browser.execute_script("return document.body.dataset.live") == "on",
+           "the list's event stream to open")
+    browser.execute_script("window.stayed = true")
+    sent = api.post("/messages", json={"textMessage": {"text": "watch the list"},
+                                       "phoneNumbers": [OUTSIDE], "simNumber": 1})
+    assert sent.status_code == 202, sent.text
+    row = f"message-{sent.json()['id']}"
+    _until(lambda: browser.find_element(By.ID, row).get_attribute("data-state") == "Delivered",
+           "the new message's row to show Delivered")
+    assert browser.execute_script("return window.stayed === true")
+    assert browser.find_element(By.CSS_SELECTOR, f"#{row} .sim-used").text == "1"
+    _shot(browser, "messages-live")
+
+
 def test_redrive_a_failed_webhook(browser, gateway_run, api):
     hook = Hook()
     try:
