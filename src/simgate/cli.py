@@ -12,25 +12,24 @@ import signal
 from collections.abc import Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import uvloop
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from simgate import __version__
-from simgate.agent.backends.base import SimBackend
-from simgate.agent.client import ServerError
 from simgate.client.config import SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
-from simgate.domain.sims import SimSlot
 from simgate.files import write_private
-from simgate.services.errors import ServiceError
 from simgate.usercli import register as register_user_commands
+
+if TYPE_CHECKING:  # the store, the agent and uvloop load with the commands that use them:
+    # the user commands, which need none, start faster
+    from simgate.agent.backends.base import SimBackend
+    from simgate.domain.sims import SimSlot
 
 # Plain help (click's): switches show as switches, not as "<bool>" values.
 app = typer.Typer(help="simgate: an SMS gateway for phones and GSM modems with SIM cards.",
@@ -108,6 +107,12 @@ _held: list[Any] = []  # the data directory lock, kept open while the process li
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop (the loop uvicorn would pick itself), with friendly errors."""
+    import uvloop
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from simgate.agent.client import ServerError
+    from simgate.services.errors import ServiceError
+
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(coro)

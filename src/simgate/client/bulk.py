@@ -117,6 +117,8 @@ class ResultFile:
         self._writer = csv.writer(self._file)
         if new:
             self._writer.writerow(RESULT_FIELDS)
+        elif not path.read_bytes().endswith(b"\n"):
+            self._file.write("\r\n")  # end a line cut short: no new line joins it
         self._prefix = secrets.token_hex(6)
 
     def _load(self) -> None:
@@ -127,7 +129,8 @@ class ResultFile:
                     raise BulkInputError(f"{self.path} is not a result file of simgate send"
                                          f" (its header is not {','.join(RESULT_FIELDS)})")
                 for line in reader:
-                    if None in line.values() or not line["row"].isdigit() or not line["id"]:
+                    if (None in line or None in line.values() or not line["row"].isdigit()
+                            or not line["id"]):
                         continue  # cut short
                     outcome = Outcome(int(line["row"]), line["phone"], line["id"],
                                       line["status"], line["state"], line["error"])
