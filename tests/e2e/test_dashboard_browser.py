@@ -80,6 +80,7 @@ def browser() -> Iterator[Any]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", "--window-size=412,915"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options,
                               service=webdriver.ChromeService(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(WAIT)
@@ -152,7 +153,11 @@ def _until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> An
 
 
 def _shot(driver: Any, name: str) -> None:
+    """A screenshot, after checking the console: no script error, nothing the page's
+    Content-Security-Policy refused."""
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
 
 
 def _log_in(driver: Any, url: str) -> None:

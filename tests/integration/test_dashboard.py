@@ -10,6 +10,7 @@ import pytest
 
 from simgate.server.app import create_app
 from simgate.services.logins import FAILURES_PER_ADDRESS
+from simgate.services.messages import MessageQuery
 from tests.conftest import PASSWORD, USER, register_device
 
 PAGES = ["/", "/messages", "/send", "/inbox", "/webhooks", "/settings", "/logs",
@@ -103,21 +104,24 @@ async def test_forms_need_the_csrf_token(web, gateway, api):
     assert (await web.post("/webhooks", data={"url": "https://example.com/h",
                                               "event": "sms:sent"})).status_code == 403
     assert (await web.post("/logout", data={})).status_code == 403
-    assert await gateway.messages.count(1, _everything()) == 0
-    assert await gateway.webhooks.list(1) == []
+    alice = await _id_of(gateway, USER)
+    assert await gateway.messages.count(alice, _everything()) == 0
+    assert await gateway.webhooks.list(alice) == []
     response = await web.post("/send", data={**form, "csrf": token})
     assert response.status_code == 303
-    assert await gateway.messages.count(1, _everything()) == 1
+    assert await gateway.messages.count(alice, _everything()) == 1
     # the login form has its own token too
     web.cookies.clear()
     response = await web.post("/login", data={"username": USER, "password": PASSWORD})
     assert response.status_code == 403
 
 
-def _everything():
-    from simgate.services.messages import MessageQuery
-
+def _everything() -> MessageQuery:
     return MessageQuery()
+
+
+async def _id_of(gateway, username: str) -> int:
+    return next(u.id for u in await gateway.users.list() if u.username == username)
 
 
 async def test_send_form_refuses_bad_input_with_the_api_words(web, api):
@@ -162,7 +166,8 @@ async def test_one_user_never_sees_another_users_data(web, gateway, api):
     assert (await web.post("/webhooks/alices-hook/redrive",
                            data={"csrf": token})).status_code == 404
     await web.post("/webhooks/alices-hook/delete", data={"csrf": token})
-    assert [w.ext_id for w in await gateway.webhooks.list(1)] == ["alices-hook"]
+    alice = await _id_of(gateway, USER)
+    assert [w.ext_id for w in await gateway.webhooks.list(alice)] == ["alices-hook"]
     assert (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()["state"] == "Pending"
 
 
@@ -181,7 +186,7 @@ async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
         "failover": "on", "max_attempts": "2", "sim1_enabled": "on",
         "sim1_daily_limit": "50", "sim2_rate_per_minute": "3"})
     assert response.status_code == 303
-    stored = await gateway.device_settings.get(1)
+    stored = await gateway.device_settings.get(await _id_of(gateway, USER))
     assert stored["messages"]["sim_selection_mode"] == "RoundRobin"
     assert stored["routing"]["max_attempts"] == 2
     assert stored["routing"]["sims"]["1"]["daily_limit"] == 50
