@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -101,31 +101,49 @@ def messages(
 
 async def _follow(api: Api, limit: int, interval: float, query: dict[str, Any],
                   json_output: bool) -> None:
-    """Show the latest messages, then every change, looking every `interval` seconds at the
-    messages made since the oldest one still under way (a page at a time)."""
+    """Show the latest messages, then every new message and state change.
+
+    Each look lists the messages made since shortly before the newest one seen (server
+    time, so the client's clock does not matter), and asks for the ones still under way
+    that the list no longer shows (up to 50 a look). With --state, each look lists the
+    newest of that state instead, and a message that leaves it shows its new state."""
     seen: dict[str, str] = {}
-    since = datetime.now(UTC) - timedelta(seconds=5)
-    for message in reversed(await _list(api, limit, **query)):
-        seen[message["id"]] = message["state"]
-        _show(message, json_output, None)
-    open_since = {m: since for m, s in seen.items() if s not in FINAL}
-    while True:
-        start = min(open_since.values(), default=since)
-        recent = await _list(api, 10 * PAGE, **query, **{"from": start.isoformat()},
-                             sort="created_at")
-        now = datetime.now(UTC)
-        for message in recent:
-            before = seen.get(message["id"])
-            if before != message["state"]:
-                seen[message["id"]] = message["state"]
+    under_way: dict[str, None] = {}  # ids not yet in a final state, oldest first
+    newest: datetime | None = None
+
+    def note(message: dict[str, Any], quiet: bool = False) -> None:
+        nonlocal newest
+        before = seen.get(message["id"])
+        if before != message["state"]:
+            seen[message["id"]] = message["state"]
+            if not quiet:
                 _show(message, json_output, before)
-            if message["state"] in FINAL:
-                open_since.pop(message["id"], None)
-            else:
-                created = datetime.fromisoformat(message["createdAt"])
-                open_since[message["id"]] = created.astimezone(UTC) - timedelta(seconds=1)
-        since = now - timedelta(seconds=5)
+        if message["state"] in FINAL:
+            under_way.pop(message["id"], None)
+        else:
+            under_way.setdefault(message["id"])
+        created = datetime.fromisoformat(message["createdAt"])
+        newest = created if newest is None else max(newest, created)
+
+    def window() -> dict[str, str]:
+        if query.get("state") or newest is None:
+            return {}
+        return {"from": (newest - timedelta(seconds=5)).isoformat()}
+
+    for message in reversed(await _list(api, limit, **query)):
+        note(message)
+    # the rest of the first look's window is known already: only its changes are news
+    for message in await _list(api, 10 * PAGE, **query, **window()):
+        note(message, quiet=True)
+    while True:
         await asyncio.sleep(interval)
+        recent = await _list(api, PAGE if query.get("state") else 10 * PAGE, **query,
+                             **window())
+        for message in reversed(recent):
+            note(message)
+        listed = {m["id"] for m in recent}
+        for message_id in [i for i in under_way if i not in listed][:50]:
+            note(await api.message(message_id))
 
 
 def _show(message: dict[str, Any], json_output: bool, before: str | None) -> None:
