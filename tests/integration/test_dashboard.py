@@ -53,6 +53,21 @@ async def test_pages_need_login(web):
     assert (await web.post("/send", data={"text": "x"})).status_code == 401
 
 
+async def test_htmx_requests_without_a_session_lead_the_page_to_login(web):
+    response = await web.get("/messages/rows", headers={"HX-Request": "true"})
+    assert response.status_code == 401 and response.headers["hx-redirect"] == "/login"
+
+
+async def test_login_leads_back_only_within_the_site(web):
+    for target, landing in (("/inbox", "/inbox"), ("//evil.example/x", "/"),
+                            ("https://evil.example/", "/"), ("/\\evil.example", "/")):
+        web.cookies.clear()
+        token = _csrf((await web.get("/login")).text)
+        response = await web.post("/login", data={"csrf": token, "username": USER,
+                                                  "password": PASSWORD, "next": target})
+        assert response.headers["location"] == landing, target
+
+
 async def test_login_opens_every_page_and_the_api_stays_as_it_was(web, api):
     await log_in(web)
     for page in PAGES:

@@ -108,10 +108,17 @@ async def webhooks_context(who: Viewer) -> dict:
 
 @router.get("/webhooks")
 async def webhooks(request: Request, who: ViewerDep) -> HTMLResponse:
-    redriven = request.query_params.get("redriven", "")
-    notice = (f"{redriven} delivery(ies) queued again." if redriven.isdigit() else "")
+    notice = _redriven(request.query_params.get("redriven", ""))
     return render(request, "webhooks.html", {**await webhooks_context(who), "notice": notice},
                   who=who)
+
+
+def _redriven(count: str) -> str:
+    if not count.isdigit():
+        return ""
+    if count == "0":
+        return "No failed delivery to send again."
+    return f"{count} failed deliver{'y' if count == '1' else 'ies'} queued to be sent again."
 
 
 async def settings_context(who: Viewer) -> dict:
