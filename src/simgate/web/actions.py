@@ -15,19 +15,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from simgate.server.errors import describe_validation
-from simgate.server.routers.thirdparty import _to_new_message
+from simgate.server.routers.thirdparty import to_new_message
 from simgate.server.schemas import SendRequest
 from simgate.services.errors import ServiceError
 from simgate.sms.pdu import measure
 from simgate.web import pages
-from simgate.web.render import FormDep, ViewerDep, render
+from simgate.web.render import Form, FormDep, Viewer, ViewerDep, render
 
 router = APIRouter(include_in_schema=False)
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 
 
-def _send_request(form: FormDep) -> SendRequest:
+def _send_request(form: Form) -> SendRequest:
     """The form as an API send request; `sim` is "" (automatic) or "<device>:<N>"."""
     body: dict[str, Any] = {
         "phoneNumbers": [n for n in _SEPARATORS.split(form.get("recipients")) if n],
@@ -49,7 +49,7 @@ def _send_request(form: FormDep) -> SendRequest:
 async def send(request: Request, who: ViewerDep, form: FormDep) -> Response:
     gateway = who.gateway
     try:
-        new = _to_new_message(_send_request(form), False, gateway.settings.default_region)
+        new = to_new_message(_send_request(form), False, gateway.settings.default_region)
         message = await gateway.messages.enqueue(who.user_id, new)
     except ServiceError as exc:
         context = {**await pages.send_context(who), "error": exc.message,
@@ -75,8 +75,8 @@ async def cancel(request: Request, message_id: str, who: ViewerDep, form: FormDe
     return RedirectResponse(f"/messages/{quote(message_id, safe='')}", 303)
 
 
-async def _webhooks_error(request: Request, who: ViewerDep, error: ServiceError,
-                          form: FormDep) -> HTMLResponse:
+async def _webhooks_error(request: Request, who: Viewer, error: ServiceError,
+                          form: Form) -> HTMLResponse:
     context = {**await pages.webhooks_context(who), "error": error.message,
                "form": {k: form.get(k) for k in ("url", "event", "device")}}
     return render(request, "webhooks.html", context, error.status, who=who)
@@ -121,7 +121,7 @@ def _count(value: str) -> int | None:
     return int(value)
 
 
-def _settings_patch(form: FormDep, current: dict[str, Any],
+def _settings_patch(form: Form, current: dict[str, Any],
                     numbers: list[int]) -> dict[str, Any]:
     """The settings form as a PATCH of the messages and routing groups; per-SIM keys the
     form does not show (weight, prefixes) stay as they were."""

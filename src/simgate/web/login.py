@@ -21,7 +21,7 @@ def _safe_next(target: str) -> str:
 
 
 async def _login_page(request: Request, error: str = "", status_code: int = 200,
-                      username: str = "") -> HTMLResponse:
+                      username: str = "", retry_after: int | None = None) -> HTMLResponse:
     """The form, with a fresh anonymous session holding its CSRF token."""
     anonymous = await sessions.decode(request)
     if anonymous is None or anonymous.user_id is not None:
@@ -30,10 +30,8 @@ async def _login_page(request: Request, error: str = "", status_code: int = 200,
         "error": error, "username": username,
         "next": _safe_next(request.query_params.get("next", "/"))},
         status_code=status_code, csrf=anonymous.csrf)
-    if error:
-        headers = getattr(request.state, "retry_after", None)
-        if headers:
-            response.headers["Retry-After"] = headers
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     await sessions.attach(request, response, anonymous)
     return response
 
@@ -55,8 +53,7 @@ async def login(request: Request) -> Response:
     try:
         user_id = await gateway.users.authenticate(username, password, client_address(request))
     except TooManyRequests as exc:
-        request.state.retry_after = str(exc.retry_after)
-        return await _login_page(request, exc.message, 429, username)
+        return await _login_page(request, exc.message, 429, username, exc.retry_after)
     if user_id is None:
         return await _login_page(request, "Invalid username or password.", 401, username)
     response = RedirectResponse(_safe_next(form.get("next", "/")), 303)

@@ -37,7 +37,9 @@ MAX_LIST_LIMIT = 100  # the original's maxLimit of GET /messages
 W = TypeVar("W", bound=Wire)
 
 
-def _to_new_message(body: SendRequest, skip_validation: bool, region: str) -> NewMessage:
+def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> NewMessage:
+    """A send request as the messages service takes it (numbers in E.164); the dashboard's
+    send form comes through here too, so both accept the same."""
     numbers = body.phone_numbers
     is_encrypted = bool(body.is_encrypted)
     if not (is_encrypted or skip_validation):
@@ -94,7 +96,7 @@ async def send_message(request: Request) -> Response:
     body = _validated(SendRequest, "body", await request.body())
     options = _validated(SendOptions, "query", dict(request.query_params))
     gateway: Gateway = request.app.state.gateway
-    new = _to_new_message(body, options.skip_phone_validation,
+    new = to_new_message(body, options.skip_phone_validation,
                           gateway.settings.default_region)
     message = await gateway.messages.enqueue(user_id, new, options.device_active_within)
     base = request.scope["path"].rsplit("/", 1)[0]  # keeps the /api prefix if called with it
