@@ -216,10 +216,11 @@ def run(
 
 FAULT_HELP = ("Emulated fault, SIM:KIND with KIND absent, pin, no-network, echo, interleave, "
               "fail=<rate>, delay=<seconds>, prompt-delay=<seconds>, report-delay=<seconds>, "
-              "fail-part=<n> or capacity=<messages>; repeatable.")
+              "fail-part=<n>, capacity=<messages> or lose-network=<sends> (the network "
+              "goes after that many sends); repeatable.")
 FLAG_FAULTS = ("absent", "pin", "no-network", "echo", "interleave")
 NUMBER_FAULTS = {"fail": float, "delay": float, "prompt-delay": float, "report-delay": float,
-                 "fail-part": int, "capacity": int}
+                 "fail-part": int, "capacity": int, "lose-network": int}
 
 
 def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bool]]:

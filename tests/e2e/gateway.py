@@ -13,9 +13,9 @@ OUTSIDE = "+19162255887"
 FINAL = {"Sent", "Delivered", "Failed", "Cancelled"}
 
 
-def start_run(tmp_path, *args: str) -> SimgateProcess:
-    return SimgateProcess(["run", *args], tmp_path / "run",
-                          env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+def start_run(tmp_path, *args: str, env: dict[str, str] | None = None) -> SimgateProcess:
+    return SimgateProcess(["run", *args], tmp_path / "run", env={
+        "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, **(env or {})}).start()
 
 
 def start_serve(tmp_path, user: str, password: str) -> SimgateProcess:

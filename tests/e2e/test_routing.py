@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import httpx
+from android_sms_gateway.client import APIClient
 
 from tests.conftest import wait_until
 from tests.e2e.gateway import (
@@ -24,6 +25,7 @@ from tests.e2e.gateway import (
     send,
     start_run,
 )
+from tests.receiver import Receiver
 
 OTHER_A, OTHER_B = "+19162255881", "+19162255882"
 SENT = {"Sent", "Delivered"}
@@ -67,16 +69,72 @@ async def test_failover_sends_through_sim_2_unless_pinned_or_turned_off(tmp_path
                 assert failed["deviceId"] == sent["deviceId"] == state["deviceId"]
                 assert failed["at"] <= sent["at"]
 
+            # three failed sends in a row: SIM 1 is paused, shown so, and left out
+            device_id = state["deviceId"]
+
+            async def paused():
+                usage = {u["simNumber"]: u for u in (await api.get("/routing/usage")).json()}
+                return usage[1] if usage[1].get("pausedUntil") else None
+
+            sim1 = await wait_until(paused, timeout=30)
+            assert "3 failed sends in a row" in sim1["pauseReason"], sim1
+            health = (await api.get(f"{process.url}/health")).json()["checks"]
+            check = health[f"devices:{device_id}:sim:1"]
+            assert check["status"] == "warn" and "paused by routing" in check["description"]
+            direct = await final_state(api, await send(api, "while paused", OUTSIDE), 30)
+            assert direct["state"] in SENT and [a["simNumber"] for a in direct["attempts"]] == [2]
+
+            # pinned: tried on its SIM even while paused, and fails with the SIM's error
             pinned = await final_state(api, await send(api, "pinned", OUTSIDE, sim=1), 30)
             assert pinned["state"] == "Failed"
             assert "CMS ERROR 38" in pinned["recipients"][0]["error"]
             assert [a["simNumber"] for a in pinned["attempts"]] == [1]
 
-            await apply_routing(api, {"failover": False})
+            await apply_routing(api, {"failover": False, "cooldown_seconds": 0})
             alone = await final_state(api, await send(api, "no failover", OUTSIDE), 30)
             assert alone["state"] == "Failed" and len(alone["attempts"]) == 1
     finally:
         process.stop()
+
+
+async def test_a_sim_that_loses_its_network_raises_sim_changed_and_routing_follows(tmp_path):
+    receiver = await Receiver().start()
+    process = start_run(tmp_path, "--sim-selection", "RoundRobin",
+                        "--fault", "2:lose-network=1",
+                        env={"SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true"})
+    try:
+        async with client(process) as api:
+            await ready_device(api)
+            hook = await api.post("/webhooks", json={"url": receiver.url,
+                                                    "event": "sim:changed"})
+            assert hook.status_code == 201, hook.text
+            assert "sim:changed" in [h["event"] for h in (await api.get("/webhooks")).json()]
+            # the official client cannot read simgate's own event: it is not listed to it
+            with APIClient(USER, PASSWORD, base_url=f"{process.url}/3rdparty/v1") as official:
+                assert hook.json()["id"] not in [w.id for w in official.get_webhooks()]
+
+            # SIM 2 sends once, then its network is gone: the next send through it fails
+            # and the agent reports the change at once
+            sent = await final_state(api, await send(api, "last one", OUTSIDE, sim=2), 30)
+            assert sent["state"] in SENT
+            lost = await final_state(api, await send(api, "no network", OUTSIDE, sim=2), 30)
+            assert lost["state"] == "Failed"
+            await wait_until(lambda: receiver.events("sim:changed"), timeout=30)
+            event = receiver.events("sim:changed")[0]
+            assert event["deviceId"] == sent["deviceId"]
+            assert event["payload"]["simNumber"] == 2
+            assert event["payload"]["change"] == "network-lost"
+            assert (event["payload"]["previousState"], event["payload"]["state"]) == (
+                "Ready", "NoNetwork")
+
+            # round robin now rotates over SIM 1 alone: no attempt on SIM 2
+            for n in range(2):
+                state = await final_state(api, await send(api, f"after {n}", OUTSIDE), 30)
+                assert state["state"] in SENT, state
+                assert [a["simNumber"] for a in state["attempts"]] == [1], state
+    finally:
+        process.stop()
+        await receiver.stop()
 
 
 async def test_limits_waiting_and_sticky(tmp_path):

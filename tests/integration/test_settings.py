@@ -114,7 +114,8 @@ async def test_dropped_keys_of_any_spelling_are_named_safely(api):
 async def test_routing_group_is_validated_merged_and_reset(api):
     """simgate's own group (issue 17): defaults shown, typos refused with the key named."""
     assert (await api.get("/3rdparty/v1/settings")).json()["routing"] == {
-        "strategy": None, "failover": True, "max_attempts": 3, "sims": {}}
+        "strategy": None, "failover": True, "max_attempts": 3, "cooldown_failures": 3,
+        "cooldown_seconds": 300, "sims": {}}
     patched = await api.patch("/3rdparty/v1/settings", json={"routing": {
         "strategy": "Weighted", "sims": {"1": {"daily_limit": 3, "weight": 2,
                                                "prefixes": ["+44"]}}}})

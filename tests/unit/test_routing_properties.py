@@ -24,7 +24,7 @@ from simgate.domain.routing import (
     route,
     worth_failover,
 )
-from simgate.domain.sims import SimSlot, SimStatus
+from simgate.domain.sims import SimSlot, SimStatus, sim_change
 
 statuses = st.sampled_from(list(SimStatus))
 limits = st.none() | st.integers(0, 5)
@@ -202,3 +202,38 @@ def test_policy_from_settings_reads_sim_numbers_as_slots():
     assert policy.mode is SimSelectionMode.ROUND_ROBIN and policy.strategy is Strategy.WEIGHTED
     assert policy.sims == {1: SimRule(weight=3, prefixes=("+44",))}
     assert not policy.failover and policy.max_attempts == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(situations(), phones, st.integers(0, 4), st.frozensets(st.integers(0, 3), min_size=1),
+       st.integers(0, 2**32))
+def test_never_a_paused_sim_and_a_message_waits_while_only_pauses_stand_in_the_way(
+        situation, to, cursor, paused_slots, seed):
+    policy, slots, usage = situation
+    paused = {i: "paused until 12:00:00 UTC (3 failed sends in a row)" for i in paused_slots}
+    try:
+        choice = route(policy, slots, usage, to, default_slot=0, cursor=cursor,
+                       paused=paused, rng=random.Random(seed))
+    except LimitsReached as exc:  # waits: some usable, enabled SIM is paused or limited
+        assert any(s.usable and policy.rule(s.slot_index).enabled for s in slots)
+        assert "paused" in str(exc) or "limit" in str(exc)
+        return
+    except NoSimAvailable:
+        assert not any(s.usable and policy.rule(s.slot_index).enabled for s in slots)
+        return
+    assert choice.slot_index not in paused
+
+
+@pytest.mark.parametrize(("before", "after", "change"), [
+    (None, SimSlot(0), "inserted"),
+    (SimSlot(0, SimStatus.ABSENT), SimSlot(0, SimStatus.PIN_REQUIRED), "inserted"),
+    (SimSlot(0), SimSlot(0, SimStatus.ABSENT), "removed"),
+    (SimSlot(0, iccid="1"), SimSlot(0, iccid="2"), "replaced"),
+    (SimSlot(0), SimSlot(0, SimStatus.PIN_REQUIRED), "pin-required"),
+    (SimSlot(0), SimSlot(0, SimStatus.NO_NETWORK), "network-lost"),
+    (SimSlot(0, SimStatus.NO_NETWORK), SimSlot(0), "ready"),
+    (SimSlot(0, SimStatus.READY, signal=9), SimSlot(0, signal=20), None),
+    (SimSlot(0, SimStatus.ABSENT), SimSlot(0, SimStatus.ABSENT), None),
+])
+def test_sim_changes_are_named(before, after, change):
+    assert sim_change(before, after) == change

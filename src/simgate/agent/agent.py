@@ -12,9 +12,9 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,9 @@ class Agent:
         self._usage: dict[int, SimUsage] = {}
         self._contacts: dict[str, int] = {}
         self._routing_lock = asyncio.Lock()  # one batch routed and claimed at a time
+        self._refreshing = False  # a look at the SIMs is under way
+        self._failures: dict[int, int] = {}  # failed sends in a row per slot (SIM reasons)
+        self._paused: dict[int, tuple[datetime, str]] = {}  # cool-downs: until, why
         _forget_usage_file(config.journal_path)
         self._held: dict[str, str] = {}  # message id -> why it waits
         self._rate_pacers: dict[int | None, Pacer] = {}  # rate_per_minute per SIM
@@ -232,6 +235,9 @@ class Agent:
                                       settings.get("routing") or {}, self.device_id)
         if policy != self.policy:
             self.policy = policy
+            if not policy.cooldown_seconds and self._paused:
+                self._paused.clear()
+                await self._report_sims()
             await self.record("INFO", "routing", "routing applied: " + self._describe_routing(),
                               strategy=policy.strategy, failover=policy.failover,
                               sims=sorted(n + 1 for n in policy.sims))
@@ -395,7 +401,54 @@ class Agent:
         sticky = self._contacts.get(phones[0]) if active and phones else None
         return route(self.policy, self.sims, self._usage if active else {}, phones,
                      default_slot=self.backend.default_slot, cursor=self._rr_cursor,
-                     sticky=sticky, bypass_limits=bypass, exclude=exclude)
+                     sticky=sticky, bypass_limits=bypass, exclude=exclude,
+                     paused=self._paused_now())
+
+    def _paused_now(self) -> dict[int, str]:
+        """Slots in a cool-down now, with why (rotation and failover skip them)."""
+        now = datetime.now(UTC)
+        return {slot: f"paused until {until:%H:%M:%S} UTC ({why})"
+                for slot, (until, why) in self._paused.items() if until > now}
+
+    async def _sim_failed(self, slot: int | None, exc: SendError) -> None:
+        """A send failed: for a SIM or network reason, look at the SIMs at once (a card
+        pulled, a PIN, a network lost is reported now, not at the next poll), and after
+        routing.cooldown_failures such failures in a row pause the SIM for
+        routing.cooldown_seconds."""
+        slot = self.backend.default_slot if slot is None else slot
+        if slot is None or not worth_failover(exc.code, exc.permanent):
+            return
+        if not self._refreshing:
+            self._spawn(self.refresh_sims())
+        failures = self._failures[slot] = self._failures.get(slot, 0) + 1
+        policy = self.policy
+        if failures < policy.cooldown_failures or not policy.cooldown_seconds:
+            return
+        self._failures[slot] = 0
+        until = datetime.now(UTC) + timedelta(seconds=policy.cooldown_seconds)
+        why = f"{failures} failed sends in a row, the last: {exc}"
+        self._paused[slot] = (until, why)
+        await self.record("WARN", "routing", f"SIM {slot + 1} paused for "
+                          f"{policy.cooldown_seconds} s: {why}", simNumber=slot + 1,
+                          pausedUntil=until.isoformat())
+        await self._report_sims()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _report_sims(self) -> None:
+        """The SIMs as last read, with their cool-downs, to the server (health, routing)."""
+        paused = {slot: entry for slot, entry in self._paused.items()
+                  if entry[0] > datetime.now(UTC)}
+        sims = [replace(s, paused_until=paused[s.slot_index][0],
+                        pause_reason=paused[s.slot_index][1])
+                if s.slot_index in paused else s for s in self.sims]
+        try:
+            await self.client.report_sims(sims)
+        except ServerError as exc:
+            log.warning("reporting SIM state failed: %s", exc)
 
     def _count(self, slot: int, phones: list[str]) -> None:
         """A message routed to `slot`: counted here until the server's count is read
@@ -565,6 +618,7 @@ class Agent:
             except SendError as exc:
                 attempts.append(self._attempt(slot, phone, str(exc)))
                 tried.add(self.backend.default_slot if slot is None else slot)
+                await self._sim_failed(slot, exc)
                 following = self._failover_slot(body, phone, exc, tried, len(attempts))
                 if following is None:
                     raise
@@ -573,6 +627,7 @@ class Agent:
                 slot = following
                 continue
             attempts.append(self._attempt(slot, phone, None))
+            self._failures.pop(self.backend.default_slot if slot is None else slot, None)
             return result, slot
 
     def _failover_slot(self, body: dict[str, Any], phone: str, exc: SendError,
@@ -657,17 +712,18 @@ class Agent:
             await self.refresh_sims()
 
     async def refresh_sims(self) -> None:
-        sims = await self._read_sims()
+        self._refreshing = True
+        try:
+            sims = await self._read_sims()
+        finally:
+            self._refreshing = False
         if sims != self.sims:
             before = {s.slot_index: s.status for s in self.sims}
             for slot in sims:
                 if before.get(slot.slot_index) is not slot.status:
                     await self._record_sim(slot)
             self.sims = sims
-            try:
-                await self.client.report_sims(sims)
-            except ServerError as exc:
-                log.warning("reporting SIM state failed: %s", exc)
+            await self._report_sims()
 
     async def _record_sim(self, slot: SimSlot) -> None:
         priority = ("INFO" if slot.ready else "WARN" if slot.status.value in ("Absent", "Unknown")

@@ -82,6 +82,8 @@ def sim_to_wire(slot: SimSlot) -> dict[str, Any]:
         "state": slot.status.value,
         "signal": slot.signal,
         "detail": slot.detail,
+        **({"pausedUntil": slot.paused_until.isoformat(), "pauseReason": slot.pause_reason}
+           if slot.paused_until else {}),
     }
 
 

@@ -80,7 +80,8 @@ class Strategy(enum.StrEnum):
 
 
 class LimitsReached(NoSimAvailable):
-    """Every SIM that could send is at one of its limits: the message waits, not fails."""
+    """Every SIM that could send is at one of its limits or in a cool-down: the message
+    waits, not fails."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class Policy:
     sims: Mapping[int, SimRule] = field(default_factory=dict)
     failover: bool = True
     max_attempts: int = 3
+    cooldown_failures: int = 3  # failed sends in a row (SIM/network reasons) that pause a SIM
+    cooldown_seconds: int = 300  # how long; 0: never paused
 
     def rule(self, slot_index: int) -> SimRule:
         return self.sims.get(slot_index) or SimRule()
@@ -150,6 +153,8 @@ def policy_from_settings(messages: Mapping[str, Any], routing: Mapping[str, Any]
         sims=sims,
         failover=routing.get("failover", True) is not False,
         max_attempts=int(routing.get("max_attempts") or 3),
+        cooldown_failures=int(routing.get("cooldown_failures") or 3),
+        cooldown_seconds=int(routing.get("cooldown_seconds", 300)),
     )
 
 
@@ -171,10 +176,12 @@ def limit_reached(rule: SimRule, usage: SimUsage, phones: Sequence[str]) -> str 
 
 def eligible(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUsage],
              phones: Sequence[str], *, bypass_limits: bool = False,
-             exclude: frozenset[int] = frozenset()) -> list[int]:
+             exclude: frozenset[int] = frozenset(),
+             paused: Mapping[int, str] | None = None) -> list[int]:
     """Slot indexes that may take the message, in slot order; NoSimAvailable (or
-    LimitsReached, when only limits stand in the way) saying why none may."""
-    ready, reasons, limited = [], [], False
+    LimitsReached, when only limits stand in the way) saying why none may. `paused`:
+    slots in a cool-down after failed sends, with why."""
+    ready, reasons, limited, cooling = [], [], False, False
     for slot in sorted(slots, key=lambda s: s.slot_index):
         rule = policy.rule(slot.slot_index)
         why = None
@@ -184,6 +191,8 @@ def eligible(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUs
             why = slot.detail or slot.status.value
         elif not rule.enabled:
             why = "disabled in routing.sims"
+        elif paused and slot.slot_index in paused:
+            why, cooling = paused[slot.slot_index], True
         elif not bypass_limits:
             why = limit_reached(rule, usage.get(slot.slot_index) or SimUsage(), phones)
             limited = limited or why is not None
@@ -193,8 +202,10 @@ def eligible(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUs
             reasons.append(f"SIM {slot.sim_number}: {why}")
     if not ready:
         detail = (" (" + "; ".join(reasons) + ")") if reasons else ""
-        if limited:
-            raise LimitsReached("every SIM that can send is at a limit" + detail)
+        if limited or cooling:  # both pass: the message waits for them
+            raise LimitsReached("every SIM that can send is "
+                                + ("at a limit" if not cooling else "paused" if not limited
+                                   else "at a limit or paused") + detail)
         raise NoSimAvailable("Can't send message: No SIMs found" + detail)
     return ready
 
@@ -202,21 +213,24 @@ def eligible(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUs
 def route(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUsage],
           phones: Sequence[str], *, default_slot: int | None, cursor: int = 0,
           sticky: int | None = None, bypass_limits: bool = False,
-          exclude: frozenset[int] = frozenset(), rng: random.Random | None = None) -> Choice:
+          exclude: frozenset[int] = frozenset(), paused: Mapping[int, str] | None = None,
+          rng: random.Random | None = None) -> Choice:
     """Pick the slot for a message without simNumber, under the routing settings.
 
-    With no strategy, no per-SIM rules and nothing excluded this is `choose_sim`: the
-    three original modes keep their meaning. Otherwise only eligible SIMs are considered
-    (usable, enabled, under their limits unless `bypass_limits`, not in `exclude`), then:
+    With no strategy, no per-SIM rules and nothing excluded or paused this is
+    `choose_sim`: the three original modes keep their meaning. Otherwise only eligible SIMs
+    are considered (usable, not paused, enabled, under their limits unless
+    `bypass_limits`, not in `exclude`), then:
     LeastUsed takes the fewest sends today; Weighted the SIM furthest behind its share of
     today's sends (deterministic, so the split follows the weights closely); Sticky the
     `sticky` slot (the last exchange with the recipient) if eligible; PrefixRules the
     SIMs whose prefixes match the first recipient. What a strategy leaves open falls back
     to the selection mode among the eligible SIMs.
     """
-    if policy.strategy is None and not policy.sims and not exclude:
+    if policy.strategy is None and not policy.sims and not exclude and not paused:
         return choose_sim(policy.mode, slots, default_slot=default_slot, cursor=cursor, rng=rng)
-    ready = eligible(policy, slots, usage, phones, bypass_limits=bypass_limits, exclude=exclude)
+    ready = eligible(policy, slots, usage, phones, bypass_limits=bypass_limits, exclude=exclude,
+                     paused=paused)
 
     def used(i: int) -> SimUsage:
         return usage.get(i) or SimUsage()

@@ -139,6 +139,10 @@ class RoutingSettings(BaseModel):
     strategy: Strategy | None = None  # None: messages.sim_selection_mode
     failover: bool = True
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # a SIM whose sends failed this many times in a row (SIM or network reasons) is left
+    # out of rotation and failover for cooldown_seconds (0: never)
+    cooldown_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    cooldown_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     # "N": SIM N of every device; a device id: that device's SIMs, {"N": {...}}, over those
     sims: dict[str, SimOrDevice] = {}
 

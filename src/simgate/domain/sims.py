@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class SimStatus(enum.StrEnum):
@@ -42,6 +43,9 @@ class SimSlot:
     iccid: str | None = None
     signal: int | None = None
     detail: str = ""
+    # routing skips the SIM until then (UTC): its sends kept failing; and why
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
 
     @property
     def sim_number(self) -> int:
@@ -55,6 +59,25 @@ class SimSlot:
     def usable(self) -> bool:
         """Worth sending through: ready, or of unknown state (the phone will try)."""
         return self.status in (SimStatus.READY, SimStatus.UNKNOWN)
+
+
+def sim_change(before: SimSlot | None, after: SimSlot | None) -> str | None:
+    """What changed in a slot between two reports, as the `sim:changed` event names it:
+    inserted, removed, replaced (another card), pin-required, network-lost, error, ready
+    (back from any of those), unknown; None when nothing that matters to routing did."""
+    was = before.status if before else SimStatus.ABSENT
+    now = after.status if after else SimStatus.ABSENT
+    if was is SimStatus.ABSENT and now is not SimStatus.ABSENT:
+        return "inserted"
+    if now is SimStatus.ABSENT:
+        return None if was is SimStatus.ABSENT else "removed"
+    if before and after and before.iccid and after.iccid and before.iccid != after.iccid:
+        return "replaced"
+    if was is now:
+        return None
+    return {SimStatus.PIN_REQUIRED: "pin-required", SimStatus.NO_NETWORK: "network-lost",
+            SimStatus.ERROR: "error", SimStatus.READY: "ready",
+            SimStatus.UNKNOWN: "unknown"}[now]
 
 
 class InvalidSimNumber(ValueError):

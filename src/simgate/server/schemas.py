@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -228,6 +229,17 @@ class SimCardWire(Wire):
         )
 
 
+class SimCardReport(SimCardWire):
+    """A SIM slot as simgate's agent reports it: with its routing cool-down, if any."""
+
+    paused_until: AwareDatetime | None = None
+    pause_reason: Annotated[str | None, Field(max_length=1024)] = None
+
+    def to_slot(self) -> SimSlot:
+        return replace(super().to_slot(), paused_until=self.paused_until,
+                       pause_reason=self.pause_reason)
+
+
 def _redact(iccid: str | None) -> str | None:
     return None if iccid is None else "*" * max(len(iccid) - 4, 0) + iccid[-4:]
 
@@ -318,7 +330,7 @@ class DeviceUpdateRequest(Wire):
     id: str | None = None
     name: Annotated[str | None, Field(max_length=128)] = None
     push_token: Annotated[str | None, Field(max_length=256)] = None
-    sim_cards: list[SimCardWire] | None = None
+    sim_cards: list[SimCardReport] | None = None
 
 
 class MobileMessageOut(Wire):

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from simgate.domain.sims import SimSlot, SimStatus
+from simgate.domain.sims import SimSlot, SimStatus, sim_change
 from simgate.services.errors import BadRequest, NotFound
 from simgate.services.ids import new_id, new_token, sha256_hex
 from simgate.services.logs import Entry, Logs, Priority
@@ -59,6 +60,15 @@ def slots_of(device: Device) -> list[SimSlot]:
     ]
 
 
+@dataclass(frozen=True)
+class SimChange:
+    """A slot as now reported, what changed (`sim_change`), and its state before."""
+
+    slot: SimSlot
+    change: str
+    before: SimStatus | None
+
+
 class Devices:
     """Devices and what is cached about them.
 
@@ -76,6 +86,10 @@ class Devices:
         self._changed = changed or self.forget
         self._removed = removed or (lambda _device_id: None)
         self._last_touch: dict[str, datetime] = {}
+        # told of SIM changes inside the transaction that stores them, then after it
+        self.sim_listeners: list[Callable[[Session, DeviceIdentity, list[SimChange]],
+                                          None]] = []
+        self.sims_committed: list[Callable[[], None]] = []
         self._targets: dict[tuple[int, str | None, int], tuple[float, Target]] = {}
         self._identities: dict[str, tuple[float, DeviceIdentity]] = {}
 
@@ -102,6 +116,9 @@ class Devices:
 
     async def update(self, identity: DeviceIdentity, *, push_token: str | None = None,
                      sims: list[SimSlot] | None = None, name: str | None = None) -> Device:
+        """Change what the device reports; a SIM change (inserted, removed, PIN, network)
+        is told to `sim_listeners` in the same transaction (the sim:changed event)."""
+        changes: list[SimChange] = []
         async with self._sessions.begin() as session:
             device = await self._get(session, identity.user_id, identity.device_id)
             if push_token is not None:
@@ -110,9 +127,15 @@ class Devices:
                 device.name = name
             device.last_seen = utcnow()
             if sims is not None:
-                await self._replace_sims(session, device, sims)
+                changes = await self._replace_sims(session, device, sims)
             device.updated_at = utcnow()
+            if changes:
+                await session.run_sync(lambda s: [listener(s, identity, changes)
+                                                  for listener in self.sim_listeners])
         self._changed(identity.user_id, identity.device_id)
+        if changes:
+            for callback in self.sims_committed:
+                callback()
         return device
 
     @staticmethod
@@ -122,15 +145,24 @@ class Devices:
             raise BadRequest("simCards: slotIndex values must be distinct and in 0..63")
 
     async def _replace_sims(self, session: AsyncSession, device: Device,
-                            sims: list[SimSlot]) -> None:
+                            sims: list[SimSlot]) -> list[SimChange]:
+        """Store the reported slots; returns what changed in them that routing heeds."""
         self.check_slots(sims)
         await session.refresh(device, ["sims"])
         current = {s.slot_index: s for s in device.sims}
+        changes = []
         for slot in sims:
             card = current.pop(slot.slot_index, None)
+            before = None
             if card is None:
                 card = SimCard(device_id=device.id, slot_index=slot.slot_index)
                 device.sims.append(card)
+            else:
+                before = SimSlot(card.slot_index, SimStatus(card.status), iccid=card.iccid)
+            kind = sim_change(before, slot)
+            if kind is not None:
+                changes.append(SimChange(slot, kind, before.status if before else None))
+            card.paused_until, card.pause_reason = slot.paused_until, slot.pause_reason
             card.status = slot.status.value
             card.phone_number = slot.phone_number
             card.carrier_name = slot.carrier_name
@@ -138,7 +170,11 @@ class Devices:
             card.signal = slot.signal
             card.detail = slot.detail
         for card in current.values():
+            if card.status != SimStatus.ABSENT.value:
+                changes.append(SimChange(SimSlot(card.slot_index, SimStatus.ABSENT),
+                                         "removed", SimStatus(card.status)))
             device.sims.remove(card)
+        return changes
 
     async def identify(self, token: str) -> DeviceIdentity | None:
         """The device behind a token (remembered for a few seconds: agents call often)."""

@@ -103,6 +103,8 @@ class Gateway:
         messages.listeners.append(webhooks.on_message_change)
         messages.listeners.append(logs.on_message_change)
         messages.committed.append(wake_dispatcher)
+        devices.sim_listeners.append(webhooks.on_sims_change)
+        devices.sims_committed.append(wake_dispatcher)
         messages.changes.append(lambda user_id, ext_ids: bus.notify(
             user_channel(user_id), "messages", {"ids": ext_ids}))
         messages.cancelling.append(lambda device_id, message_id: push(

@@ -68,8 +68,12 @@ async def device_checks(sessions: async_sessionmaker,
                 description += f" - {sim.detail or ADVICE[status]}"
             elif sim.carrier_name:
                 description += f" on {sim.carrier_name}"
+            paused = sim.paused_until is not None and sim.paused_until > now
+            if paused:
+                description += (f"; paused by routing until {sim.paused_until:%H:%M:%S} UTC:"
+                                f" {sim.pause_reason}")
             checks[f"{prefix}:sim:{sim.slot_index + 1}"] = {
-                "status": "pass" if status is SimStatus.READY else "warn",
+                "status": "pass" if status is SimStatus.READY and not paused else "warn",
                 "description": description,
                 "observedValue": sim.signal, "observedUnit": "csq",
             }

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from simgate.domain.states import ProcessState
-from simgate.services.devices import DeviceIdentity
+from simgate.services.devices import DeviceIdentity, SimChange
 from simgate.services.errors import BadRequest, NotFound
 from simgate.services.ids import new_id
 from simgate.sms.pdu import segment_count
@@ -31,7 +31,7 @@ log = logging.getLogger("simgate.webhooks")
 
 
 class WebhookEvent(enum.StrEnum):
-    """Every event the official client enumerates."""
+    """Every event the official client enumerates, and simgate's own (OWN_EVENTS)."""
 
     SMS_RECEIVED = "sms:received"
     SMS_DATA_RECEIVED = "sms:data-received"
@@ -47,6 +47,13 @@ class WebhookEvent(enum.StrEnum):
     SMS_DATA_BATCH_RECEIVED = "sms:batch:data-received"
     MMS_BATCH_RECEIVED = "mms:batch:received"
     MMS_BATCH_DOWNLOADED = "mms:batch:downloaded"
+    SIM_CHANGED = "sim:changed"  # simgate's own: a SIM inserted, removed, locked, offline
+
+
+# Events the original does not have: its clients cannot read a webhook of one (the
+# official Python client turns each listed event into its own enum)
+OWN_EVENTS = frozenset({WebhookEvent.SIM_CHANGED})
+OFFICIAL_CLIENT_AGENT = "android-sms-gateway/"  # how the official clients introduce themselves
 
 
 _STATE_EVENTS = {
@@ -191,6 +198,20 @@ class Webhooks:
                                              .where(SimCard.device_id == device_id))
             cache[device_id] = {slot + 1: number for slot, number in rows}
         return cache[device_id]
+
+    def on_sims_change(self, session: Session, device: DeviceIdentity,
+                       changes: list[SimChange]) -> None:
+        """Devices listener: one sim:changed event per slot that changed, in the
+        transaction that stores the change."""
+        at = utcnow().isoformat()
+        for change in changes:
+            slot = change.slot
+            self.emit_in(session, device.user_id, device.device_id, WebhookEvent.SIM_CHANGED, {
+                "simNumber": slot.sim_number, "change": change.change,
+                "state": slot.status.value,
+                "previousState": change.before.value if change.before else None,
+                "phoneNumber": slot.phone_number, "carrierName": slot.carrier_name,
+                "detail": slot.detail, "changedAt": at})
 
     def on_message_change(self, session: Session, message: Message,
                                 changed: list[tuple[Recipient, ProcessState]]) -> None:

@@ -68,6 +68,7 @@ class Faults:
     interleave: bool = False  # URCs come between a command's echo and its answer
     prompt_delay: float = 0.0  # seconds before the '>' of AT+CMGS / AT+CMGW
     report_delay: float = 0.0  # extra seconds before the status report of a send
+    lose_network: int = 0  # after this many sends the SIM loses its network (as no_network)
 
     @classmethod
     def of(cls, value: Faults | Mapping[str, float | bool] | None) -> Faults:
@@ -158,6 +159,7 @@ class EmulatedModem:
         self.pin_tries = PIN_TRIES
         self.locked = "SIM PIN" if faults.pin else ""
         self.reference = 0
+        self.sent = 0  # SMS submitted since start (for the lose_network fault)
         self.master = self.slave = -1
         self.port = ""
         self.s = Settings()
@@ -831,6 +833,9 @@ class EmulatedModem:
             raise cms(38)
         self.reference = (self.reference + 1) % 256
         self.network.submit(self, hex_pdu, self.reference, number)
+        self.sent += 1
+        if self.faults.lose_network and self.sent >= self.faults.lose_network:
+            self.faults.no_network = True  # the next send, and +CREG?, find no network
         return self.reference
 
     def _at_cmss(self, form: str, args: list[str]) -> list[str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from simgate.server.deps import GatewayDep, user_with
 from simgate.server.schemas import DeliveryOut, WebhookIn, WebhookOut
 from simgate.server.wirejson import StrictJSONRoute
+from simgate.services.webhooks import OFFICIAL_CLIENT_AGENT, OWN_EVENTS
 from simgate.store.models import Webhook, WebhookDelivery
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=StrictJSONRoute)
@@ -28,10 +29,15 @@ def _delivery(d: WebhookDelivery, webhook_id: str) -> DeliveryOut:
 
 
 @router.get("", response_model=list[WebhookOut], response_model_exclude_none=True)
-async def list_webhooks(user_id: Annotated[int, user_with("webhooks:list")], gateway: GatewayDep,
+async def list_webhooks(request: Request,
+                        user_id: Annotated[int, user_with("webhooks:list")], gateway: GatewayDep,
                         device_id: Annotated[str | None, Query(alias="deviceId")] = None
                         ) -> list[WebhookOut]:
-    return [_out(h) for h in await gateway.webhooks.list(user_id, device_id)]
+    """The user's webhooks; to the official clients, not those of simgate's own events
+    (sim:changed), which they cannot read."""
+    official = request.headers.get("User-Agent", "").startswith(OFFICIAL_CLIENT_AGENT)
+    return [_out(h) for h in await gateway.webhooks.list(user_id, device_id)
+            if not (official and h.event in OWN_EVENTS)]
 
 
 @router.post("", response_model=WebhookOut, status_code=status.HTTP_201_CREATED,
