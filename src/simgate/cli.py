@@ -172,7 +172,7 @@ ModeOpt = Annotated[SimSelectionMode, typer.Option(
 
 def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) -> None:
     console.print(f"[bold green]simgate is running[/] at [bold]{url}[/]"
-                  f"  (API docs: {url}/api/docs)", soft_wrap=True)
+                  f"  (dashboard: {url}/, API docs: {url}/api/docs)", soft_wrap=True)
     console.print(f"  user: [bold]{username}[/]  password: [bold]{password}[/]")
     table = Table("SIM", "state", "phone number", "operator", "detail", box=None)
     for slot in sims:

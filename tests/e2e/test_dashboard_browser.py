@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from simgate.testing import SimgateProcess
-from tests.e2e.gateway import OUTSIDE, PASSWORD, USER
+from tests.e2e.gateway import OUTSIDE, PASSWORD, SIM2, USER
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium: pip install -e .[test]")
 from selenium.common.exceptions import (  # noqa: E402
@@ -236,6 +236,22 @@ def test_the_message_list_follows_states_without_reload(browser, gateway_run, ap
     assert browser.execute_script("return window.stayed === true")
     assert browser.find_element(By.CSS_SELECTOR, f"#{row} .sim-used").text == "1"
     _shot(browser, "messages-live")
+
+
+def test_the_inbox_shows_an_sms_as_it_arrives(browser, gateway_run, api):
+    _log_in(browser, gateway_run.url)
+    browser.get(gateway_run.url + "/inbox")
+    _until(lambda: browser.execute_script("return document.body.dataset.live") == "on",
+           "the inbox's event stream to open")
+    browser.execute_script("window.stayed = true")
+    text = "from SIM 1 to SIM 2, seen in the inbox"
+    sent = api.post("/messages", json={"textMessage": {"text": text},
+                                       "phoneNumbers": [SIM2], "simNumber": 1})
+    assert sent.status_code == 202, sent.text
+    _until(lambda: text in browser.find_element(By.ID, "inbox").text,
+           "the SMS to appear in the inbox")
+    assert browser.execute_script("return window.stayed === true")
+    _shot(browser, "inbox-live")
 
 
 def test_redrive_a_failed_webhook(browser, gateway_run, api):

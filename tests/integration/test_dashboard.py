@@ -14,7 +14,7 @@ from simgate.services.messages import MessageQuery
 from tests.conftest import PASSWORD, USER, register_device
 
 PAGES = ["/", "/messages", "/send", "/inbox", "/webhooks", "/settings", "/logs",
-         "/messages/rows", "/devices/part"]
+         "/messages/rows", "/devices/part", "/inbox/rows"]
 BOB, BOB_PASSWORD = "bob", "bob-secret-1"
 
 

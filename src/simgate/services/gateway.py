@@ -116,6 +116,8 @@ class Gateway:
         bus.on("schedule-changed", due.wake)
         messages.scheduled.append(lambda: bus.signal("schedule-changed"))
         inbox = Inbox(sessions, wake=wake_dispatcher)
+        inbox.received.append(lambda user_id, ids: bus.notify(
+            user_channel(user_id), "inbox", {"ids": ids}))
         inbox.export_requested.append(lambda device_id, request: push(
             device_id, "MessagesExportRequested", request))
         gateway = cls(

@@ -98,13 +98,15 @@ class Inbox:
         self._wake = wake
         # told (device id, request) when devices are asked to upload a period again
         self.export_requested: list[Callable[[str, dict[str, Any]], None]] = []
+        # told (user id, ids) of messages stored for the first time (the dashboard's inbox)
+        self.received: list[Callable[[int, list[str]], None]] = []
 
     async def store(self, device: DeviceIdentity, items: list[Incoming]) -> list[str]:
         """Store new messages with their events; repeats (same ident) are ignored.
 
         Returns the ids of all given messages, old or new, so the agent can forget them.
         """
-        ids = []
+        ids, new = [], []
         events = 0
         async with self._sessions.begin() as session:
             known = {
@@ -130,6 +132,7 @@ class Inbox:
                 session.add(message)
                 known[item.ident] = message.id
                 ids.append(message.id)
+                new.append(message.id)
                 event, payload = event_of(message)
                 events += await Webhooks.emit(session, device.user_id, device.device_id,
                                               event, payload)
@@ -139,6 +142,9 @@ class Inbox:
                         i.sender))
         if events:
             self._wake()
+        if new:
+            for callback in self.received:
+                callback(device.user_id, new)
         return ids
 
     async def list(self, user_id: int, query: InboxQuery) -> list[IncomingMessage]:

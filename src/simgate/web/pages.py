@@ -93,10 +93,18 @@ async def send_form(request: Request, who: ViewerDep) -> HTMLResponse:
     return render(request, "send.html", {**await send_context(who), "form": {}}, who=who)
 
 
+async def _inbox_context(who: Viewer) -> dict:
+    return {"received": await who.gateway.inbox.list(who.user_id, InboxQuery(limit=100))}
+
+
 @router.get("/inbox")
 async def inbox(request: Request, who: ViewerDep) -> HTMLResponse:
-    received = await who.gateway.inbox.list(who.user_id, InboxQuery(limit=100))
-    return render(request, "inbox.html", {"received": received}, who=who)
+    return render(request, "inbox.html", await _inbox_context(who), who=who)
+
+
+@router.get("/inbox/rows")
+async def inbox_rows(request: Request, who: ViewerDep) -> HTMLResponse:
+    return render(request, "_inbox_rows.html", await _inbox_context(who), who=who)
 
 
 async def webhooks_context(who: Viewer) -> dict:
