@@ -37,8 +37,9 @@ STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
 # module-wide server keeps users that the PostgreSQL leg's emptying before each test would
 # remove: they run in the default leg only. Their PostgreSQL paths (credential stamps
 # across processes) are covered in-process by test_credentials.py on both stores.
+# test_deploy.py checks files against a server's /metrics, the same on either store.
 SQLITE_ONLY = {"test_private_files.py", "test_parity_cli.py", "test_logins.py",
-               "test_auth.py", "test_dashboard_browser.py"}
+               "test_auth.py", "test_dashboard_browser.py", "test_deploy.py"}
 
 
 def pytest_addoption(parser):

@@ -242,7 +242,8 @@ async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path,
             await wait_until(lambda: _has_sims(client), timeout=30)
             texts = write_csv(tmp_path / "list.csv", rows, "resumed")
             result = tmp_path / "list.result.csv"
-            args = ["send", "--csv", str(tmp_path / "list.csv"), "--result", str(result)]
+            args = ["send", "--csv", str(tmp_path / "list.csv"), "--result", str(result),
+                    "--concurrency", "8"]
 
             for cut_after, stop in ((80, signal.SIGINT), (100, signal.SIGKILL)):
                 relay.cut(after=cut_after)  # answers that many sends, then holds the answers

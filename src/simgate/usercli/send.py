@@ -64,7 +64,7 @@ def send(
         "--wait", help="Wait until each message is Sent, Delivered, Failed or Cancelled.")]
     = False,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", min=1, max=32, help="With --csv: requests in flight.")] = 8,
+        "--concurrency", min=1, max=32, help="With --csv: requests in flight.")] = 16,
     json_output: JsonOpt = False,
     server: ServerOpt = None,
     username: UserOpt = None,
