@@ -88,8 +88,9 @@ def test_send_through_sim_2_and_read_it_back_as_tables_and_json(tmp_path):
     process = start_run(tmp_path)
     try:
         ready(process)
-        sent = cli(process, tmp_path, "send", "--to", SIM2, "--sim", "2", "--wait", "--json",
-                   "hello through SIM 2")
+        sent = runner.invoke(app, ["send", "--to", SIM2, "--sim", "2", "--wait", "--json", "-",
+                                   "--server", process.url],
+                             input="hello through SIM 2\n", env=env_for(tmp_path))
         assert sent.exit_code == 0, sent.output
         state = json.loads(sent.stdout)
         assert state["state"] in ("Sent", "Delivered") and state["simNumber"] == 2
@@ -112,6 +113,19 @@ def test_send_through_sim_2_and_read_it_back_as_tables_and_json(tmp_path):
         assert arrived["contentPreview"] == "hello through SIM 2"
         assert arrived["simNumber"] == 2
         assert "hello through" in cli(process, tmp_path, "inbox").stdout  # wrapped at 80
+
+        data = cli(process, tmp_path, "send", "--to", SIM2, "--data-port", "5000", "--wait",
+                   "--json", "AAEC")  # base64 of bytes 0, 1, 2
+        assert data.exit_code == 0, data.output
+        assert json.loads(data.stdout)["state"] in ("Sent", "Delivered")
+        with api(process) as client:
+            wait_sync(lambda: client.get("/inbox", params={"type": "DATA_SMS"}).json(), 15)
+        [binary] = json.loads(cli(process, tmp_path, "inbox", "--type", "DATA_SMS",
+                                  "--json").stdout)
+        assert binary["contentPreview"] == "AAEC"
+        one_line_error = cli(process, tmp_path, "send", "--to", SIM2, "--data-port", "5000",
+                             "not base64!")
+        assert one_line_error.exit_code == 2 and "base64" in one_line_error.stderr
 
         added = cli(process, tmp_path, "webhooks", "add", "https://example.org/hook",
                     "--event", "sms:sent", "--json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,7 +34,8 @@ from simgate.usercli.common import (
 
 def send(
     text: Annotated[str | None, typer.Argument(
-        help="The message text (with --data-port: the data, base64-encoded).")] = None,
+        help="The message text; - reads it from stdin (with --data-port: the data,"
+             " base64-encoded).")] = None,
     to: Annotated[list[str] | None, typer.Option(
         "--to", help="Recipient phone number (E.164, e.g. +12025550123); repeatable.")] = None,
     csv_file: Annotated[Path | None, typer.Option(
@@ -90,6 +92,8 @@ def send(
         raise typer.Exit(int(code))
     if not to:
         raise fail("give at least one --to NUMBER (or --csv FILE)", Exit.BAD_INPUT)
+    if text == "-":
+        text = sys.stdin.read().removesuffix("\n")
     if text is None or text == "":
         raise fail("give the text to send (or --csv FILE)", Exit.BAD_INPUT)
     if result is not None:
