@@ -11,6 +11,7 @@ import sys
 import httpx
 from android_sms_gateway.client import APIClient
 
+from simgate.testing import start_agent
 from tests.conftest import wait_until
 from tests.e2e.gateway import (
     OUTSIDE,
@@ -135,6 +136,62 @@ async def test_a_sim_that_loses_its_network_raises_sim_changed_and_routing_follo
     finally:
         process.stop()
         await receiver.stop()
+
+
+async def test_two_devices_one_failing_the_other_sends(tmp_path):
+    """Both SIMs of `simgate run` fail; a second agent's do not. A message on the failing
+    device goes to the other one, every attempt listed; never when deviceId is pinned."""
+    process = start_run(tmp_path, "--fault", "1:fail=1.0", "--fault", "2:fail=1.0")
+    healthy = None
+    try:
+        async with client(process) as api:
+            failing = (await ready_device(api))["id"]
+            await apply_routing(api, {"cooldown_seconds": 0})  # every send tries its SIMs
+            healthy = start_agent(process, tmp_path / "healthy", USER, PASSWORD)
+
+            async def both():
+                devices = (await api.get("/devices")).json()
+                ready = [d for d in devices if d["simCards"]]
+                return {d["id"]: d for d in ready} if len(ready) == 2 else None
+
+            other = next(i for i in await wait_until(both, timeout=60) if i != failing)
+
+            async def pinned_to_failing() -> dict:
+                response = await api.post("/messages", json={
+                    "textMessage": {"text": "pinned"}, "phoneNumbers": [OUTSIDE],
+                    "deviceId": failing})
+                assert response.status_code == 202, response.text
+                return await final_state(api, response.json()["id"], 30)
+
+            # deviceId pinned: both of its SIMs tried, then Failed, not handed on
+            pinned = await pinned_to_failing()
+            assert pinned["state"] == "Failed" and pinned["deviceId"] == failing
+            assert [(a["deviceId"], a["simNumber"]) for a in pinned["attempts"]] == [
+                (failing, 1), (failing, 2)]
+
+            # a message without deviceId goes to the device seen last: until that is the
+            # failing one, it makes it call again
+            for _ in range(20):
+                seen = await both()
+                if seen[failing]["lastSeen"] > seen[other]["lastSeen"]:
+                    break
+                await pinned_to_failing()
+            else:
+                raise AssertionError("the failing device never became the one seen last")
+
+            moved = await final_state(api, await send(api, "handed on", OUTSIDE), 60)
+            assert moved["state"] in SENT and moved["deviceId"] == other, moved
+            tried = [(a["deviceId"], a["simNumber"], bool(a.get("error")))
+                     for a in moved["attempts"]]
+            assert tried[:2] == [(failing, 1, True), (failing, 2, True)], tried
+            assert len(tried) == 3 and tried[2][0] == other and not tried[2][2], tried
+            assert all("CMS ERROR 38" in a["error"] for a in moved["attempts"][:2])
+            assert moved["attempts"][1]["at"] <= moved["attempts"][2]["at"]
+    finally:
+        if healthy is not None:
+            healthy.terminate()
+            healthy.wait(15)
+        process.stop()
 
 
 async def test_limits_waiting_and_sticky(tmp_path):

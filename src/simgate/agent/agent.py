@@ -37,6 +37,7 @@ from simgate.domain.routing import (
     NoSimAvailable,
     Policy,
     SimSelectionMode,
+    SimsPaused,
     SimUsage,
     limit_reached,
     policy_from_settings,
@@ -89,7 +90,12 @@ def _now() -> str:
 
 
 class Held(Exception):
-    """The message waits (unclaimed, still Pending): its SIMs are at their limits."""
+    """The message waits (unclaimed, still Pending): its SIMs are at their limits, or
+    (`paused`) all in a cool-down, when another device may take it."""
+
+    def __init__(self, why: str, paused: bool = False) -> None:
+        super().__init__(why)
+        self.paused = paused
 
 
 def _recipients(phones: list[str], state: ProcessState, error: str | None = None) -> list[dict]:
@@ -274,6 +280,9 @@ class Agent:
 
     async def _fetch_once(self) -> int:
         pending = await self.client.pending(self.order, FETCH_LIMIT)
+        if self._held and len(pending) < FETCH_LIMIT:  # gone: sent elsewhere, or ended
+            listed = {m.id for m in pending}
+            self._held = {i: why for i, why in self._held.items() if i in listed}
         await self._take(pending)
         if self._held:  # look again soon: a limit frees up, or a ttl ends the wait
             asyncio.get_running_loop().call_later(min(5.0, self.config.poll_interval),
@@ -316,7 +325,7 @@ class Agent:
                 try:
                     slot, error = self._route(message)
                 except Held as exc:
-                    await self._hold(message, str(exc))
+                    await self._hold(message, str(exc), exc.paused)
                     continue
                 self._held.pop(message.id, None)
                 self._fresh.add(message.id)
@@ -364,7 +373,7 @@ class Agent:
         try:
             choice = self._choose(message.phone_numbers, bypass=bypass)
         except LimitsReached as exc:
-            raise Held(str(exc)) from None
+            raise Held(str(exc), isinstance(exc, SimsPaused) and self.policy.failover) from None
         except NoSimAvailable as exc:
             return None, str(exc)
         self._rr_cursor = choice.cursor  # stored with the claim
@@ -457,7 +466,7 @@ class Agent:
             self._usage[slot] = counted(self._usage.get(slot) or SimUsage(), phones)
             self._contacts.update(dict.fromkeys(phones, slot))
 
-    async def _hold(self, message: PendingMessage, why: str) -> None:
+    async def _hold(self, message: PendingMessage, why: str, leave: bool = False) -> None:
         """Leave a message Pending while its SIMs are at their limits; said once in the
         logs and in the message's state (`reason`). It fails at its ttl/validUntil like any
         message not yet sent."""
@@ -465,7 +474,7 @@ class Agent:
             await self.record("WARN", "routing", f"message {message.id} waits: {why}",
                               messageId=message.id, reason=why)
             await self.report([{"id": message.id, "state": ProcessState.PENDING.value,
-                                "reason": why}])  # shown in the message's state
+                                "reason": why, **({"failover": True} if leave else {})}])
         self._held[message.id] = why
 
     async def _claim(self, items: list[tuple[JournalMessage, int | None, str | None]]) -> None:
@@ -544,6 +553,7 @@ class Agent:
         last = len(body["phone_numbers"]) - 1
         attempts: list[dict[str, Any]] = []  # every try, failovers included (issue 17)
         sent_slot = message.slot  # the SIM that sent, after any failover
+        leave = True  # no SIM here could send to anyone, each for a SIM or network reason
         for position, phone in enumerate(body["phone_numbers"]):
             previous = already.get(position)
             if previous == "sending":
@@ -559,6 +569,7 @@ class Agent:
                 await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed",
                                    "error": f"Can't send message: {exc}"})
+                leave = False
                 continue
             await self.journal.mark_recipient(message.id, position, "sending")
             try:
@@ -567,6 +578,7 @@ class Agent:
             except SendError as exc:
                 await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed", "error": str(exc)})
+                leave = leave and self._may_leave(body, exc, len(attempts))
                 sim = attempts[-1]["simNumber"]
                 await self.record("ERROR", "sim", f"sending {message.id} through SIM "
                                   f"{sim or 'default'} failed: {exc}", messageId=message.id,
@@ -592,11 +604,16 @@ class Agent:
         if recipients:
             sent = any(r["state"] == "Sent" for r in recipients)
             state = "Sent" if sent else "Failed"
+            leave = leave and not sent and len(recipients) == len(body["phone_numbers"])
             log.info("message %s through SIM %s: %s", message.id,
                      "default" if sent_slot is None else sent_slot + 1, state)
             reports.append({"id": message.id, "state": state, "recipients": recipients,
                             "simNumber": None if sent_slot is None else sent_slot + 1,
-                            "states": {state: _now()}, "attempts": attempts})
+                            "states": {state: _now()}, "attempts": attempts,
+                            **({"failover": True} if leave else {})})
+            if leave:  # the server hands it to another device, if it has one that can send
+                log.info("message %s: no SIM of this device could send it; another device"
+                         " may", message.id)
         await self.journal.finish(message.id, reports, last_sent)  # done, report queued
         if reports:
             self._outbox_wake.set()
@@ -647,6 +664,14 @@ class Agent:
             return None
         self._count(choice.slot_index, [phone])
         return choice.slot_index
+
+    def _may_leave(self, body: dict[str, Any], exc: SendError, tries: int) -> bool:
+        """Whether a message this device failed may go to another of the user's devices:
+        failover on, attempts left, a SIM or network reason, the SIM not pinned (the
+        server also keeps it when the caller pinned the device)."""
+        return (body.get("sim_number") is None and self.policy.failover
+                and tries < self.policy.max_attempts
+                and worth_failover(exc.code, exc.permanent))
 
     def _attempt(self, slot: int | None, phone: str, error: str | None) -> dict[str, Any]:
         return {"simNumber": None if slot is None else slot + 1, "deviceId": self.device_id,

@@ -84,6 +84,10 @@ class LimitsReached(NoSimAvailable):
     waits, not fails."""
 
 
+class SimsPaused(LimitsReached):
+    """Every SIM that could send is in a cool-down: another device may send it."""
+
+
 @dataclass(frozen=True)
 class SimRule:
     """`routing.sims."N"`: the limits and preferences of one SIM (None: no limit)."""
@@ -203,7 +207,7 @@ def eligible(policy: Policy, slots: Sequence[SimSlot], usage: Mapping[int, SimUs
     if not ready:
         detail = (" (" + "; ".join(reasons) + ")") if reasons else ""
         if limited or cooling:  # both pass: the message waits for them
-            raise LimitsReached("every SIM that can send is "
+            raise (LimitsReached if limited else SimsPaused)("every SIM that can send is "
                                 + ("at a limit" if not cooling else "paused" if not limited
                                    else "at a limit or paused") + detail)
         raise NoSimAvailable("Can't send message: No SIMs found" + detail)

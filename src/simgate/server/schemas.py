@@ -386,6 +386,7 @@ class PatchMessageItem(Wire):
     sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
     attempts: Annotated[list[AttemptWire], Field(max_length=20)] = []  # simgate extension
     reason: Annotated[str | None, Field(max_length=1024)] = None  # why it waits (simgate)
+    failover: bool = False  # no SIM of the device could send it: to another (simgate)
 
 
 class SimLimitsOut(Wire):

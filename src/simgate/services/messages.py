@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
-from simgate.services import usage
+from simgate.services import failover, usage
 from simgate.services.accept import (
     AcceptBatcher,
     AcceptedMessage,
@@ -74,6 +74,9 @@ class StateUpdate:
     # send attempts, each {sim_number, device_id, error, at}; added to those stored
     attempts: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None  # why a Pending message waits (simgate's agent says)
+    # no SIM of the device could send it: hand it to another device of the user if the
+    # routing settings allow (simgate's agent says)
+    failover: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class MessageRow:
     attempts: list[dict[str, Any]] | None
     reason: str | None
     device_pinned: bool
+    sim_number: int | None
     recipients: list[RecipientRow] = field(default_factory=list)
 
 
@@ -241,6 +245,37 @@ def _claims(device: DeviceIdentity, message: MessageRow, report: StateUpdate, wa
     return claims
 
 
+def _failover_target(connection: Connection, device: DeviceIdentity, message: MessageRow,
+                     report: StateUpdate) -> str | None:
+    """The device to hand the message to, when its device says no SIM of it could send it
+    (a Failed or waiting report with `failover`): not when the caller pinned the device or
+    the SIM, nor once routing.max_attempts are used, nor when nothing else can send."""
+    if (not report.failover or message.device_pinned or message.sim_number is not None
+            or message.is_hashed or report.state not in (ProcessState.FAILED,
+                                                         ProcessState.PENDING)
+            or message.state not in (ProcessState.PENDING.value, ProcessState.PROCESSED.value)
+            or any(r.state != message.state for r in message.recipients)):
+        return None
+    attempts = [*(message.attempts or []), *report.attempts]
+    if len(attempts) >= failover.attempts_allowed(connection, message.user_id):
+        return None
+    tried = {device.device_id, *(a["device_id"] for a in attempts if a.get("device_id"))}
+    return failover.next_device(connection, message.user_id, tried)
+
+
+def _move(message: MessageRow, report: StateUpdate, target: str) -> list[RecipientRow]:
+    """The message Pending again, on `target`, with the attempts so far; its recipients."""
+    message.device_id = target
+    message.state = ProcessState.PENDING.value
+    message.sim_used = None
+    message.reason = None
+    message.attempts = [*(message.attempts or []), *report.attempts][-50:]
+    message.updated_at = utcnow()
+    for recipient in message.recipients:
+        recipient.state, recipient.error = ProcessState.PENDING.value, None
+    return list(message.recipients)
+
+
 # Called inside the transaction of every change, with the message after the change:
 # the webhook outbox hangs here, so an event is stored with the state that causes it.
 # Plain (sync) sessions: a batch of reports is written in one stretch, without awaits.
@@ -299,6 +334,7 @@ class Messages:
             ext_id=request.ext_id,
             user_id=request.user_id,
             device_id=target.device_id,
+            device_pinned=new.device_id is not None,
             state=ProcessState.PENDING.value,
             text=new.text,
             data=new.data,
@@ -446,6 +482,8 @@ class Messages:
         result, info = await self._sessions.write(
             lambda connection: self._apply_all(connection, device, updates))
         self._after_commit(info)
+        for target in dict.fromkeys(info.get("moved", ())):
+            self._notify(target, [])  # it fetches what it was given
         return result
 
     def _apply_all(self, connection: Connection, device: DeviceIdentity,
@@ -456,11 +494,20 @@ class Messages:
         recipients: list[RecipientRow] = []
         session: Session | None = None  # for the listeners, made when one is needed
         claims: list[usage.Claim] = []
+        moved: list[str] = []  # devices given a message another device could not send
         for report in updates:
             message = messages.get(report.id)
             if message is None:
                 continue
             was, first_sim = message.state, message.sim_used
+            target = _failover_target(connection, device, message, report)
+            if target is not None:
+                recipients.extend(_move(message, report, target))
+                touched[message.pk] = message
+                claims.extend(_claims(device, message, report, was, first_sim))
+                moved.append(target)
+                result[report.id] = ProcessState.PENDING
+                continue
             changed = self._apply(message, report)
             claims.extend(_claims(device, message, report, was, first_sim))
             touched[message.pk] = message
@@ -478,6 +525,8 @@ class Messages:
             session.flush()
             info = session.info
             session.close()
+        if moved:
+            info["moved"] = moved
         return result, info
 
     async def run_hashing(self, interval: float) -> None:

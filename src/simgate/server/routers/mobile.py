@@ -140,6 +140,7 @@ async def report_states(body: list[PatchMessageItem], device: Device,
             sim_number=item.sim_number,
             attempts=[a.stored() for a in item.attempts],
             reason=item.reason,
+            failover=item.failover,
         )
         for item in body
     ]
