@@ -14,11 +14,8 @@ from simgate.client.bulk import FINAL
 from simgate.usercli.common import (
     Exit,
     JsonOpt,
-    PasswordOpt,
-    ServerOpt,
-    TokenOpt,
-    UserOpt,
-    connect,
+    LazyApi,
+    connected,
     fail,
     out,
     print_json,
@@ -55,6 +52,7 @@ async def _list(api: Api, limit: int, **query: Any) -> list[dict[str, Any]]:
     return found[:limit]
 
 
+@connected
 def messages(
     state: Annotated[str | None, typer.Option(
         "--state", help=f"Only messages in this state: {', '.join(STATES)}.")] = None,
@@ -67,17 +65,15 @@ def messages(
     interval: Annotated[float, typer.Option(
         "--interval", min=0.2, help="With --follow: seconds between looks.")] = 1.0,
     json_output: JsonOpt = False,
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """List messages with their state, the SIM that sent them and their recipients.
 
     With --json: a JSON array; with --follow --json: one JSON object a line, per change."""
     if state is not None and state not in STATES:
         raise fail(f"--state {state!r}: use one of {', '.join(STATES)}", Exit.BAD_INPUT)
-    api = connect(server, username, password, token)
+    api = connection()
     query = {"state": state, "deviceId": device}
     if follow:
         try:
@@ -158,16 +154,15 @@ def _show(message: dict[str, Any], json_output: bool, before: str | None) -> Non
               + (f": {errors}" if errors else ""), highlight=False)
 
 
+@connected
 def message(
     message_id: Annotated[str, typer.Argument(metavar="ID", help="The message id.")],
     json_output: JsonOpt = False,
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """One message in detail: its states over time, recipients and send attempts."""
-    api = connect(server, username, password, token)
+    api = connection()
     found = run(api, lambda a: a.message(message_id))
     if json_output:
         print_json(found)
@@ -193,6 +188,7 @@ def message(
         out.print(attempts)
 
 
+@connected
 def inbox(
     limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="How many, newest"
                                                                         " first.")] = 20,
@@ -200,13 +196,11 @@ def inbox(
         "--type", help="Only SMS, DATA_SMS, MMS or MMS_DOWNLOADED.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
     json_output: JsonOpt = False,
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """Received SMS, newest first, with the SIM that received each."""
-    api = connect(server, username, password, token)
+    api = connection()
     page = run(api, lambda a: a.inbox(limit=limit, type=kind, deviceId=device))
     if json_output:
         print_json(page.items)

@@ -4,13 +4,15 @@ errors as one line."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
@@ -67,6 +69,45 @@ TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="SIMGATE_TOKEN", show_envvar=False,
     help="An API access token instead of a password [SIMGATE_TOKEN].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+CONNECTION = {"server": ServerOpt, "username": UserOpt, "password": PasswordOpt,
+              "token": TokenOpt}
+
+
+def connected(command: Callable[..., None]) -> Callable[..., None]:
+    """A user command that takes `connection: LazyApi` gets the --server, --username, --password and
+    --token options in its place (one list of them for all commands), and the client
+    they make: connecting is lazy, so the command's own checks of its input come first."""
+    hints = get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    own = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
+           if p.name != "connection"]
+    options = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=kind) for name, kind in CONNECTION.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        where = {name: kwargs.pop(name) for name in CONNECTION}
+        command(*args, connection=LazyApi(lambda: connect(**where)), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *options])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **CONNECTION}
+    del wrapper.__wrapped__  # typer reads the signature above, not the command's
+    return wrapper
+
+
+class LazyApi:
+    """The API client, made on first use (a command may fail on its input before)."""
+
+    def __init__(self, make: Callable[[], Api]) -> None:
+        self._make = make
+        self._api: Api | None = None
+
+    def __call__(self) -> Api:
+        if self._api is None:
+            self._api = self._make()
+        return self._api
 
 
 def connect(server: str | None, username: str | None, password: str | None,

@@ -18,11 +18,8 @@ from simgate.client.bulk import FINAL, Outcome, ResultFile, read_rows, send_rows
 from simgate.usercli.common import (
     Exit,
     JsonOpt,
-    PasswordOpt,
-    ServerOpt,
-    TokenOpt,
-    UserOpt,
-    connect,
+    LazyApi,
+    connected,
     err,
     fail,
     one_line_errors,
@@ -32,6 +29,7 @@ from simgate.usercli.common import (
 )
 
 
+@connected
 def send(
     text: Annotated[str | None, typer.Argument(
         help="The message text; - reads it from stdin (with --data-port: the data,"
@@ -68,10 +66,8 @@ def send(
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, max=32, help="With --csv: requests in flight.")] = 16,
     json_output: JsonOpt = False,
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """Send an SMS: `simgate send --to +12025550123 --sim 2 "Hello"`, or a whole CSV file
     with `simgate send --csv list.csv` (resumable: run it again to finish an interrupted
@@ -85,7 +81,7 @@ def send(
         if to or text is not None or message_id or data_port:
             raise fail("--csv takes the numbers and texts from the file: give no --to, text,"
                        " --id or --data-port with it", Exit.BAD_INPUT)
-        target = connect(server, username, password, token)
+        target = connection()
         code = _bulk(target, csv_file, result or csv_file.with_name(csv_file.name + ".result"
                                                                     ".csv"),
                      defaults, wait, concurrency, json_output)
@@ -110,7 +106,7 @@ def send(
         body["dataMessage"] = {"data": text, "port": data_port}
     else:
         body["textMessage"] = {"text": text}
-    api = connect(server, username, password, token)
+    api = connection()
     state = run(api, lambda a: _one(a, body, wait))
     if json_output:
         print_json(state)

@@ -9,11 +9,8 @@ from rich.table import Table
 
 from simgate.usercli.common import (
     JsonOpt,
-    PasswordOpt,
-    ServerOpt,
-    TokenOpt,
-    UserOpt,
-    connect,
+    LazyApi,
+    connected,
     out,
     print_json,
     run,
@@ -26,6 +23,7 @@ EVENTS = ("sms:received", "sms:data-received", "sms:sent", "sms:delivered", "sms
 
 
 @app.command("add")
+@connected
 def add(
     url: Annotated[str, typer.Argument(help="The receiver, https://...")],
     event: Annotated[str, typer.Option(
@@ -35,10 +33,8 @@ def add(
     webhook_id: Annotated[str | None, typer.Option(
         "--id", help="Id of your own; an existing id is replaced.")] = None,
     json_output: JsonOpt = False,
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """Register a webhook (the server checks the URL and the event)."""
     body = {"url": url, "event": event}
@@ -46,7 +42,7 @@ def add(
         body["deviceId"] = device
     if webhook_id:
         body["id"] = webhook_id
-    api = connect(server, username, password, token)
+    api = connection()
     hook = run(api, lambda a: a.add_webhook(body))
     if json_output:
         print_json(hook)
@@ -56,15 +52,14 @@ def add(
 
 
 @app.command("list")
+@connected
 def list_(
     json_output: JsonOpt = False,
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """List your webhooks."""
-    api = connect(server, username, password, token)
+    api = connection()
     hooks = run(api, lambda a: a.webhooks())
     if json_output:
         print_json(hooks)
@@ -76,14 +71,13 @@ def list_(
 
 
 @app.command("rm")
+@connected
 def remove(
     webhook_id: Annotated[str, typer.Argument(metavar="ID", help="The webhook's id.")],
-    server: ServerOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    token: TokenOpt = None,
+    *,
+    connection: LazyApi,  # given by @connected
 ) -> None:
     """Remove a webhook (an id you do not have is no error, as with the API)."""
-    api = connect(server, username, password, token)
+    api = connection()
     run(api, lambda a: a.remove_webhook(webhook_id))
     out.print(f"webhook {webhook_id} removed", highlight=False)
