@@ -171,6 +171,14 @@ def test_each_failure_is_one_line_and_an_exit_code_scripts_can_tell_apart(tmp_pa
         config.chmod(0o600)  # the same file, private: its credentials are used
         assert runner.invoke(app, ["inbox", "--server", process.url],
                              env={"SIMGATE_CLIENT_CONFIG": str(config)}).exit_code == 0
+        with api(process) as client:  # a token instead of the password; its scopes hold
+            token = client.post("/auth/token", json={"scopes": ["inbox:list"]}).json()
+        by_token = {"SIMGATE_CLIENT_CONFIG": str(tmp_path / "none.toml"),
+                    "SIMGATE_TOKEN": token["access_token"]}
+        assert runner.invoke(app, ["inbox", "--server", process.url],
+                             env=by_token).exit_code == 0
+        one_line(runner.invoke(app, ["messages", "--server", process.url], env=by_token), 3,
+                 "messages:list")
         # a row the server refuses: the others go, the exit code says "partial"
         mixed = tmp_path / "mixed.csv"
         mixed.write_text(f"phone,text\n{SIM2},fine\nnot a number,refused\n")
