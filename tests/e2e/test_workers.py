@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -15,6 +17,7 @@ import pytest
 from simgate.testing import SimgateProcess, start_agent
 from tests.conftest import wait_until
 from tests.e2e.gateway import SIM2, final_state, ready_device, send
+from tests.integration.test_dashboard import log_in
 from tests.receiver import Receiver
 
 USER, PASSWORD = "workers-user", "workers-secret"
@@ -111,6 +114,35 @@ async def test_messages_and_webhooks_go_through_whichever_worker_took_them(serve
         agent.kill()
         agent.wait(5)
         await receiver.stop()
+
+
+async def test_the_dashboard_hears_of_messages_accepted_by_either_worker(server):
+    """A dashboard page's event stream lives in one worker; messages accepted by the other
+    reach it too (the workers' bus carries the user's events where the stream is)."""
+    clients = kept_connections(server, 8)
+    try:
+        async with fresh_connections() as api:
+            await api.post(f"{server.url}/mobile/v1/device", json={
+                "name": "phone", "simCards": [{"slotIndex": 0}, {"slotIndex": 1}]})
+            await both_serve(server, clients)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as web:
+            await log_in(web, USER, PASSWORD)
+            async with web.stream("GET", "/events") as stream:
+                lines = stream.aiter_lines()
+
+                async def told(message_id: str) -> None:
+                    async for line in lines:
+                        if line.startswith("data:") and message_id in json.loads(
+                                line[5:])["ids"]:
+                            return
+
+                for i, through in enumerate(clients):  # some to each worker
+                    message_id = await send(through, f"to the page {i}", SIM2)
+                    await asyncio.wait_for(told(message_id), 15)
+            assert min(connections_served(server).values()) >= 1
+    finally:
+        for through in clients:
+            await through.aclose()
 
 
 async def test_a_killed_worker_is_replaced_and_nothing_accepted_is_lost(server):
