@@ -223,7 +223,7 @@ async def send_rows(api: Api, rows: list[Row], result: ResultFile, defaults: dic
                 for row, planned in zip(part, result.plan(part), strict=True):
                     group.create_task(one(row, planned))
             result.sync()
-    except* ApiError as errors:
+    except* Exception as errors:  # the first failure, as itself (not as a group)
         raise errors.exceptions[0] from None
 
 
@@ -274,7 +274,7 @@ async def wait_final(api: Api, result: ResultFile, on_outcome: Callable[[Outcome
                         group.create_task(one(outcome))
                 if known := [o for o in waiting if o.created]:
                     group.create_task(listed(known))
-        except* ApiError as errors:
+        except* Exception as errors:
             raise errors.exceptions[0] from None
         result.sync()
         if any(o.status == "accepted" and o.state not in FINAL

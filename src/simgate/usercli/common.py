@@ -150,6 +150,9 @@ def one_line_errors() -> Iterator[None]:
         raise fail(str(exc), Exit.BAD_INPUT) from None
     except OSError as exc:
         raise fail(str(exc), Exit.ERROR) from None
+    except (ValueError, KeyError, TypeError) as exc:  # an answer not shaped as the API's
+        raise fail(f"unexpected answer from the server ({type(exc).__name__}: {exc})",
+                   Exit.ERROR) from None
 
 
 def print_json(value: Any) -> None:
