@@ -3,6 +3,9 @@ settings and logs; the `rows`/`part` fragments are what the live pages fetch aga
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -21,18 +24,27 @@ router = APIRouter(include_in_schema=False)
 LIST_SIZE = 50  # messages on the live list; older ones by ?page=
 
 
-async def _devices_context(who: Viewer) -> dict:
+Context = Callable[[Request, Viewer], Awaitable[dict[str, Any]]]
+
+
+def live_page(path: str, fragment: str, template: str, part: str, context: Context) -> None:
+    """A page, and at `fragment` the part of it that its live updates fetch again."""
+
+    async def whole(request: Request, who: ViewerDep) -> HTMLResponse:
+        return render(request, template, await context(request, who), who=who)
+
+    async def piece(request: Request, who: ViewerDep) -> HTMLResponse:
+        return render(request, part, await context(request, who), who=who)
+
+    router.add_api_route(path, whole, methods=["GET"])
+    router.add_api_route(fragment, piece, methods=["GET"])
+
+
+async def _devices_context(_: Request, who: Viewer) -> dict[str, Any]:
     return {"devices": await panels.devices(who.gateway, who.user_id)}
 
 
-@router.get("/")
-async def devices(request: Request, who: ViewerDep) -> HTMLResponse:
-    return render(request, "devices.html", await _devices_context(who), who=who)
-
-
-@router.get("/devices/part")
-async def devices_part(request: Request, who: ViewerDep) -> HTMLResponse:
-    return render(request, "_devices.html", await _devices_context(who), who=who)
+live_page("/", "/devices/part", "devices.html", "_devices.html", _devices_context)
 
 
 def _query(request: Request) -> MessageQuery:
@@ -44,7 +56,7 @@ def _query(request: Request) -> MessageQuery:
         limit=LIST_SIZE, offset=(page_number - 1) * LIST_SIZE)
 
 
-async def _messages_context(request: Request, who: Viewer) -> dict:
+async def _messages_context(request: Request, who: Viewer) -> dict[str, Any]:
     query = _query(request)
     return {"messages": await who.gateway.messages.list(who.user_id, query),
             "total": await who.gateway.messages.count(who.user_id, query),
@@ -53,15 +65,8 @@ async def _messages_context(request: Request, who: Viewer) -> dict:
             "states": [s.value for s in ProcessState]}
 
 
-@router.get("/messages")
-async def messages(request: Request, who: ViewerDep) -> HTMLResponse:
-    return render(request, "messages.html", await _messages_context(request, who), who=who)
-
-
-@router.get("/messages/rows")
-async def message_rows(request: Request, who: ViewerDep) -> HTMLResponse:
-    return render(request, "_message_rows.html", await _messages_context(request, who),
-                  who=who)
+live_page("/messages", "/messages/rows", "messages.html", "_message_rows.html",
+          _messages_context)  # before /messages/{message_id}
 
 
 async def _message(request: Request, who: Viewer, message_id: str,
@@ -93,18 +98,11 @@ async def send_form(request: Request, who: ViewerDep) -> HTMLResponse:
     return render(request, "send.html", {**await send_context(who), "form": {}}, who=who)
 
 
-async def _inbox_context(who: Viewer) -> dict:
+async def _inbox_context(_: Request, who: Viewer) -> dict[str, Any]:
     return {"received": await who.gateway.inbox.list(who.user_id, InboxQuery(limit=100))}
 
 
-@router.get("/inbox")
-async def inbox(request: Request, who: ViewerDep) -> HTMLResponse:
-    return render(request, "inbox.html", await _inbox_context(who), who=who)
-
-
-@router.get("/inbox/rows")
-async def inbox_rows(request: Request, who: ViewerDep) -> HTMLResponse:
-    return render(request, "_inbox_rows.html", await _inbox_context(who), who=who)
+live_page("/inbox", "/inbox/rows", "inbox.html", "_inbox_rows.html", _inbox_context)
 
 
 async def webhooks_context(who: Viewer) -> dict:
