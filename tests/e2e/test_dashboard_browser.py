@@ -89,6 +89,19 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def evidence_of_failure(request, browser) -> Iterator[None]:
+    """When a test fails, its page as the browser last showed it: a screenshot and the
+    HTML beside the others, named after the test."""
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        name = f"failed-{request.node.name}"
+        browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+        (ARTIFACTS / f"{name}.html").write_text(
+            f"<!-- {browser.current_url} -->\n{browser.page_source}")
+
+
 class Hook(ThreadingHTTPServer):
     """A webhook receiver on its own thread: answers `status`, records what arrived."""
 
