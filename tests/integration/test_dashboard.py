@@ -210,6 +210,7 @@ async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
     page = (await web.get("/")).text
     assert "today 0/50, month 0" in page  # SIM 1, with its usage against the limit
     assert "minute 0/3, " in page and "disabled in routing.sims" in page  # SIM 2
+    assert "settings changed" in (await web.get("/logs")).text  # and the log says so
     bad = await web.post("/settings", data={"csrf": token, "sim_selection_mode": "Nope",
                                             "max_attempts": "2"})
     assert bad.status_code == 400 and "sim_selection_mode" in bad.text
