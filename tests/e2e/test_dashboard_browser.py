@@ -249,6 +249,11 @@ def test_the_message_list_follows_states_without_reload(browser, gateway_run, ap
     assert browser.execute_script("return window.stayed === true")
     assert browser.find_element(By.CSS_SELECTOR, f"#{row} .sim-used").text == "1"
     _shot(browser, "messages-live")
+    browser.set_window_size(1280, 900)
+    try:
+        _shot(browser, "messages-desktop")
+    finally:
+        browser.set_window_size(412, 915)
 
 
 def test_the_inbox_shows_an_sms_as_it_arrives(browser, gateway_run, api):
