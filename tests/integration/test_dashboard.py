@@ -214,3 +214,19 @@ async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
     bad = await web.post("/settings", data={"csrf": token, "sim_selection_mode": "Nope",
                                             "max_attempts": "2"})
     assert bad.status_code == 400 and "sim_selection_mode" in bad.text
+
+
+async def test_a_pending_message_is_cancelled_from_its_page(web, gateway, api):
+    await register_device(api)  # no agent behind it: the message stays Pending
+    token = await log_in(web)
+    sent = await web.post("/send", data={"csrf": token, "recipients": "+12025550123",
+                                         "text": "never mind", "sim": ""})
+    page = sent.headers["location"]
+    assert "Cancel this message" in (await web.get(page)).text
+    response = await web.post(f"{page}/cancel", data={"csrf": token})
+    assert response.status_code == 303
+    message_id = page.rsplit("/", 1)[1]
+    state = (await api.get(f"/3rdparty/v1/messages/{message_id}")).json()["state"]
+    assert state == "Cancelling"  # its device is told, and confirms
+    again = await web.post(f"{page}/cancel", data={"csrf": token})
+    assert again.status_code == 303  # cancelling twice is no error
