@@ -122,9 +122,12 @@ async def test_forms_need_the_csrf_token(web, gateway, api):
     alice = await _id_of(gateway, USER)
     assert await gateway.messages.count(alice, _everything()) == 0
     assert await gateway.webhooks.list(alice) == []
-    response = await web.post("/send", data={**form, "csrf": token})
+    response = await web.post("/send", data={**form, "csrf": token,
+                                             "recipients": "+1 202 555 0123,\n+12025550124"})
     assert response.status_code == 303
     assert await gateway.messages.count(alice, _everything()) == 1
+    sent = await gateway.messages.get(alice, response.headers["location"].rsplit("/", 1)[1])
+    assert [r.phone_number for r in sent.recipients] == ["+12025550123", "+12025550124"]
     # the login form has its own token too
     web.cookies.clear()
     response = await web.post("/login", data={"username": USER, "password": PASSWORD})

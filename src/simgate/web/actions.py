@@ -24,13 +24,14 @@ from simgate.web.render import Form, FormDep, Viewer, ViewerDep, render
 
 router = APIRouter(include_in_schema=False)
 
-_SEPARATORS = re.compile(r"[\s,;]+")
+_SEPARATORS = re.compile(r"[,;\r\n]+")  # not spaces: "+1 202 555 0123" is one number
 
 
 def _send_request(form: Form) -> SendRequest:
     """The form as an API send request; `sim` is "" (automatic) or "<device>:<N>"."""
     body: dict[str, Any] = {
-        "phoneNumbers": [n for n in _SEPARATORS.split(form.get("recipients")) if n],
+        "phoneNumbers": [n.strip() for n in _SEPARATORS.split(form.get("recipients"))
+                         if n.strip()],
         "textMessage": {"text": form.get("text")},
         "withDeliveryReport": form.get("delivery_report", "on") == "on",
     }
