@@ -58,6 +58,14 @@ async def test_htmx_requests_without_a_session_lead_the_page_to_login(web):
     assert response.status_code == 401 and response.headers["hx-redirect"] == "/login"
 
 
+async def test_a_wrong_password_keeps_where_the_login_leads(web):
+    page = await web.get("/login", params={"next": "/webhooks"})
+    response = await web.post("/login", data={"csrf": _csrf(page.text), "username": USER,
+                                              "password": "wrong-password", "next": "/webhooks"})
+    assert response.status_code == 401
+    assert 'name="next" value="/webhooks"' in response.text
+
+
 async def test_login_leads_back_only_within_the_site(web):
     for target, landing in (("/inbox", "/inbox"), ("//evil.example/x", "/"),
                             ("https://evil.example/", "/"), ("/\\evil.example", "/")):

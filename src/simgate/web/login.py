@@ -20,15 +20,17 @@ def _safe_next(target: str) -> str:
     return "/"
 
 
-async def _login_page(request: Request, error: str = "", status_code: int = 200,
-                      username: str = "", retry_after: int | None = None) -> HTMLResponse:
-    """The form, with a fresh anonymous session holding its CSRF token."""
+async def _login_page(request: Request, next_page: str, error: str = "",
+                      status_code: int = 200, username: str = "",
+                      retry_after: int | None = None) -> HTMLResponse:
+    """The form, with an anonymous session holding its CSRF token; `next_page` is where
+    a successful login leads."""
     anonymous = await sessions.decode(request)
     if anonymous is None or anonymous.user_id is not None:
         anonymous = sessions.new_session()
     response = render(request, "login.html", {
         "error": error, "username": username,
-        "next": _safe_next(request.query_params.get("next", "/"))},
+        "next": _safe_next(next_page)},
         status_code=status_code, csrf=anonymous.csrf)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -40,7 +42,7 @@ async def _login_page(request: Request, error: str = "", status_code: int = 200,
 async def login_form(request: Request) -> Response:
     if await sessions.logged_in(request) is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next", "/")), 303)
-    return await _login_page(request)
+    return await _login_page(request, request.query_params.get("next", "/"))
 
 
 @router.post("/login")
@@ -49,14 +51,17 @@ async def login(request: Request) -> Response:
     address and the user (the same limiter), so the form is no way around it."""
     form = await checked_form(request, await sessions.decode(request))
     username, password = form.get("username").strip(), form.get("password")
+    next_page = form.get("next", "/")
     gateway = request.app.state.gateway
     try:
         user_id = await gateway.users.authenticate(username, password, client_address(request))
     except TooManyRequests as exc:
-        return await _login_page(request, exc.message, 429, username, exc.retry_after)
+        return await _login_page(request, next_page, exc.message, 429, username,
+                                 exc.retry_after)
     if user_id is None:
-        return await _login_page(request, "Invalid username or password.", 401, username)
-    response = RedirectResponse(_safe_next(form.get("next", "/")), 303)
+        return await _login_page(request, next_page, "Invalid username or password.", 401,
+                                 username)
+    response = RedirectResponse(_safe_next(next_page), 303)
     # a new session (and CSRF token) at login: nothing chosen before it carries over
     await sessions.attach(request, response, sessions.new_session(
         user_id, await sessions.password_stamp(request)))

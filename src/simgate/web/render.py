@@ -96,9 +96,6 @@ class Form:
         values = self.fields.get(name)
         return values[0] if values else default
 
-    def all(self, name: str) -> list[str]:
-        return self.fields.get(name, [])
-
 
 async def checked_form(request: Request, session: sessions.WebSession | None) -> Form:
     """The form if it carries the session's CSRF token (field or X-CSRF-Token header)."""
