@@ -28,7 +28,7 @@ class CuttingRelay:
         self._after: int | None = None
         self._sends = 0
         self._gate = asyncio.Event()
-        self._client = httpx.AsyncClient(base_url=upstream, timeout=30)
+        self._client = httpx.AsyncClient(base_url=upstream, timeout=120)
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
 

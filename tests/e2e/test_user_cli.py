@@ -50,7 +50,7 @@ def wait_sync(predicate, timeout: float):
 
 def ready(process) -> None:
     with api(process) as client:
-        wait_sync(lambda: (d := client.get("/devices").json()) and d[0]["simCards"], 30)
+        wait_sync(lambda: (d := client.get("/devices").json()) and d[0]["simCards"], 60)
 
 
 def spawn(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -246,7 +246,7 @@ def test_a_bulk_send_of_1000_rows_ends_with_every_message_sent_once(tmp_path):
                 assert client.get(f"/messages/{row['id']}").json()["state"] == "Sent"
             assert client.get("/messages").headers["X-Total-Count"] == "1000"
             received = wait_sync(lambda: (r := received_texts(client)).total() >= 1000 and r,
-                                 60)
+                                 120)
         assert received == Counter(texts)
     finally:
         process.stop()
@@ -261,7 +261,7 @@ async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path,
     try:
         async with httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1",
                                      auth=(USER, PASSWORD), timeout=10) as client:
-            await wait_until(lambda: _has_sims(client), timeout=30)
+            await wait_until(lambda: _has_sims(client), timeout=60)
             texts = write_csv(tmp_path / "list.csv", rows, "resumed")
             result = tmp_path / "list.result.csv"
             args = ["send", "--csv", str(tmp_path / "list.csv"), "--result", str(result),
@@ -270,9 +270,12 @@ async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path,
             for cut_after, stop in ((80, signal.SIGINT), (100, signal.SIGKILL)):
                 relay.cut(after=cut_after)  # answers that many sends, then holds the answers
                 bulk = spawn(tmp_path, *args, "--server", relay.url)
-                await wait_until(lambda: relay.held >= 8, timeout=60)  # all 8 in flight
+                # all 8 in flight (or the CLI ended early: its stderr says why)
+                await wait_until(lambda b=bulk: relay.held >= 8 or b.poll() is not None,
+                                 timeout=120)
+                assert bulk.poll() is None, bulk.stderr.read()
                 bulk.send_signal(stop)
-                _, stderr = await asyncio.to_thread(bulk.communicate, timeout=30)
+                _, stderr = await asyncio.to_thread(bulk.communicate, timeout=60)
                 if stop == signal.SIGINT:
                     assert bulk.returncode == 130, stderr
                     assert "run the same command again" in stderr
@@ -300,7 +303,7 @@ async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path,
                 found = received_texts_sync(process)
                 return found if found.total() >= rows else None
 
-            received = await wait_until(lambda: asyncio.to_thread(arrived), timeout=60)
+            received = await wait_until(lambda: asyncio.to_thread(arrived), timeout=120)
             assert received == Counter(texts)  # each SMS reached the network once
     finally:
         await relay.stop()
