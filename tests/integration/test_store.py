@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from simgate.config import Settings
-from simgate.domain.sims import SimSlot
+from simgate.domain.sims import SimSlot, SimStatus
 from simgate.domain.states import ProcessState
 from simgate.services import messages as messages_module
 from simgate.services import passwords
@@ -259,3 +259,43 @@ async def test_sim_counters_are_kept_in_the_store(store, store_url, tmp_path):
     assert first.known == {a, b}
     assert (second.day, second.recipients_month) == (1, 0)
     assert found.contacts == {a: 0, b: 0}
+
+
+async def test_a_message_no_sim_of_its_device_could_send_moves_to_another(store):
+    """A Failed report with failover hands the message to another device with a ready
+    SIM, attempts kept; not when simNumber or deviceId was pinned, nor once
+    routing.max_attempts are used, nor to a device whose SIMs cannot send."""
+    user_id, first = await _user_and_device(store)
+    down = (await store.devices.register(user_id, "down", None,
+                                         [SimSlot(0, SimStatus.NO_NETWORK)])).device.id
+    second = (await store.devices.register(user_id, "spare", None, [SimSlot(0)])).device.id
+    await store.device_settings.patch(user_id, {"routing": {"max_attempts": 3}})
+    await store.devices.touch(first)  # seen last: new messages go to it
+    tried = [{"sim_number": n, "device_id": first, "error": "CMS ERROR 38", "at": "x"}
+             for n in (1, 2)]
+    asks = {"free": {}, "sim": {"sim_number": 1}, "device": {"device_id": first}}
+    for name, pinned in asks.items():
+        await store.messages.enqueue(user_id, NewMessage(
+            phone_numbers=["+19162255887"], text=name, id=name, **pinned))
+    device = DeviceIdentity(first, user_id)
+    await store.messages.apply_updates(device, [
+        StateUpdate(id=name, state=ProcessState.PROCESSED, sim_number=1) for name in asks])
+    result = await store.messages.apply_updates(device, [StateUpdate(
+        id=name, state=ProcessState.FAILED, attempts=tried, failover=True,
+        recipients=[RecipientUpdate("+19162255887", ProcessState.FAILED, "CMS ERROR 38")])
+        for name in asks])
+    assert result == {"free": ProcessState.PENDING, "sim": ProcessState.FAILED,
+                      "device": ProcessState.FAILED}
+    moved = await store.messages.get(user_id, "free")
+    assert moved.device_id == second != down and moved.sim_used is None
+    assert [r.state for r in moved.recipients] == ["Pending"]
+    assert [a["device_id"] for a in moved.attempts] == [first, first]
+    assert [m.ext_id for m in await store.messages.pending(second)] == ["free"]
+
+    # the spare fails it too: three attempts used, it fails where it is
+    await store.messages.apply_updates(DeviceIdentity(second, user_id), [
+        StateUpdate(id="free", state=ProcessState.PROCESSED, sim_number=1)])
+    last = await store.messages.apply_updates(DeviceIdentity(second, user_id), [StateUpdate(
+        id="free", state=ProcessState.FAILED, failover=True, attempts=[
+            {"sim_number": 1, "device_id": second, "error": "CMS ERROR 38", "at": "y"}])])
+    assert last == {"free": ProcessState.FAILED}

@@ -824,12 +824,17 @@ class Agent:
     def health(self) -> dict[str, Any]:
         """Per-SIM checks as the health endpoints show them."""
         checks = {}
+        paused = self._paused_now()
         for slot in self.sims:
             status = ("pass" if slot.ready else "warn" if slot.status.value in ("Absent", "Unknown")
                       else "fail")
+            description = slot.detail or f"SIM {slot.sim_number} is {slot.status.value}"
+            if slot.slot_index in paused:
+                status = "warn" if status == "pass" else status
+                description += f"; {paused[slot.slot_index]}"
             checks[f"sim:{slot.sim_number}"] = {
                 "status": status,
-                "description": slot.detail or f"SIM {slot.sim_number} is {slot.status.value}",
+                "description": description,
                 "observedValue": slot.signal, "observedUnit": "csq",
             }
         statuses = {c["status"] for c in checks.values()}
