@@ -51,8 +51,9 @@ log = logging.getLogger("simgate.agent")
 
 FETCH_LIMIT = 100
 # How long the outbox lets reports gather before it sends them: under load one PATCH
-# then carries the sends of many milliseconds instead of one or two.
-REPORT_LINGER = 0.01
+# then carries the sends of many milliseconds instead of a few (the server's cost of a
+# PATCH is mostly the same for 1 message or 50).
+REPORT_LINGER = 0.05
 REPORT_BATCH = 500
 
 
@@ -130,6 +131,11 @@ class Agent:
         self.order = config.order
         self._messages_settings: dict[str, Any] = {}
         self._wake = asyncio.Event()
+        # pushed messages not yet claimed: claimed together, while a claim is in flight
+        # the next ones gather (one PATCH for many under load, none waited for when idle)
+        self._pushed: list[PendingMessage] = []
+        self._pushed_ready = asyncio.Event()
+        self._claiming: set[str] = set()  # ids whose claim is in flight
         self._outbox_wake = asyncio.Event()
         self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
         self._pacers: dict[int | None, Pacer] = {}
@@ -156,7 +162,8 @@ class Agent:
                 if not slot.ready:
                     await self._record_sim(slot)
             async with asyncio.TaskGroup() as group:
-                for loop in (self._event_loop, self._fetch_loop, self._outbox_loop,
+                for loop in (self._event_loop, self._push_loop, self._fetch_loop,
+                             self._outbox_loop,
                              self._sim_loop, self._backend_loop, self._heartbeat_loop,
                              self._ping_loop):
                     self._tasks.append(group.create_task(loop()))
@@ -214,16 +221,25 @@ class Agent:
     async def _event_loop(self) -> None:
         async for event, carried in self.client.events():
             if carried:
-                try:
-                    await self._take(carried)
-                except ServerError as exc:
-                    log.warning("claiming pushed messages failed: %s", exc)
-                    self._wake.set()
+                self._pushed.extend(carried)
+                self._pushed_ready.set()
             elif event in ("connected", "MessageEnqueued", "MessagesEnqueued",
                            "MessageCancelled"):
                 self._wake.set()  # a cancel is confirmed from the fetched list
             if event in ("connected", "SettingsUpdated"):
                 await self.load_settings()
+
+    async def _push_loop(self) -> None:
+        """Claim what the server pushed: all that arrived since the last claim at once."""
+        while True:
+            await self._pushed_ready.wait()
+            self._pushed_ready.clear()
+            pushed, self._pushed = self._pushed, []
+            try:
+                await self._take(pushed)
+            except ServerError as exc:
+                log.warning("claiming pushed messages failed: %s", exc)
+                self._wake.set()
 
     async def load_settings(self) -> None:
         """Apply the owner's settings; what they did not set keeps the local default."""
@@ -300,13 +316,21 @@ class Agent:
             in_flight = {i for i, m in held.items() if m.status == "claimed"}
             await self._confirm_cancel([m for m in cancelling if m.id not in in_flight])
             pending = [m for m in pending if m.state != ProcessState.CANCELLING.value]
+        # one being claimed by the other path (a push and a fetch at once) is left to it;
+        # one pushed twice is claimed once, as it was last said to be
+        pending = list({m.id: m for m in pending if m.id not in self._claiming}.values())
         if not pending or self._outside_work_hours(len(pending)):
             return
-        if not self._routing_active:
-            await self._route_and_claim(pending)
-            return
-        async with self._routing_lock:  # the counters read are those this batch raises
-            await self._route_and_claim(pending, refresh=True)
+        ids = {m.id for m in pending}
+        self._claiming |= ids
+        try:
+            if not self._routing_active:
+                await self._route_and_claim(pending)
+                return
+            async with self._routing_lock:  # the counters read are those this batch raises
+                await self._route_and_claim(pending, refresh=True)
+        finally:
+            self._claiming -= ids
 
     async def _route_and_claim(self, pending: list[PendingMessage],
                                refresh: bool = False) -> None:
