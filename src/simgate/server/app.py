@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simgate import __version__, web
 from simgate.config import Settings
 from simgate.server import errors
+from simgate.server.hotpath import SendFastPath
 from simgate.server.routers import (
     health,
     inbox,
@@ -169,6 +170,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(NoNulInUrl)
     app.add_middleware(LinkHeader)
+    app.add_middleware(SendFastPath, handler=thirdparty.send_message,
+                       max_bytes=settings.max_body_bytes, link=_LINK)
     app.state.sse_keepalive = settings.sse_keepalive_seconds
     _document(app, {"/3rdparty/v1/messages": {"post": thirdparty.SEND_OPERATION}},
               [SendRequest, ErrorOut])

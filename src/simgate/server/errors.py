@@ -93,23 +93,43 @@ def _error_data(error: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.data, exc.headers)
+
+
+async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    return error_response(400, describe_validation(errors),
+                          [_error_data(e) for e in errors[:MAX_ERRORS]])
+
+
+async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal error: see the server log")
+
+
+# By the class of the error, most specific first, as the app's handlers are chosen.
+HANDLERS: list[tuple[type[Exception], Any]] = [
+    (ServiceError, _service),
+    (RequestValidationError, _validation),
+    (StarletteHTTPException, _http),
+    (Exception, _unexpected),
+]
+
+
+async def response_for(request: Request, exc: Exception) -> JSONResponse:
+    """The answer the app's handlers give to `exc`, for a route served outside the app."""
+    for kind, handler in HANDLERS:
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    raise exc  # not reached: Exception is the last kind
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.data, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        return error_response(400, describe_validation(errors),
-                              [_error_data(e) for e in errors[:MAX_ERRORS]])
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, "internal error: see the server log")
+    for kind, handler in HANDLERS:
+        app.add_exception_handler(kind, handler)
