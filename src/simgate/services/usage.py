@@ -56,8 +56,35 @@ class DeviceUsage:
     contacts: dict[str, int]
 
 
-def _insert(connection: Connection, table):  # noqa: ANN202 - a dialect's Insert
-    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
+@dataclass(frozen=True)
+class _Upserts:
+    sends: Any
+    recipients: Any
+    contacts: Any
+
+
+_UPSERTS: dict[str, _Upserts] = {}
+
+
+def _statements(connection: Connection) -> _Upserts:
+    """The counting upserts of the connection's dialect, built once: building them cost
+    more than running them, on the path of every claim."""
+    name = connection.dialect.name
+    if name not in _UPSERTS:
+        dialect = postgresql if name == "postgresql" else sqlite
+        table = UsageRow.__table__
+        sends = dialect.insert(table)
+        contacts = dialect.insert(SimContact.__table__)
+        _UPSERTS[name] = _Upserts(
+            sends=sends.on_conflict_do_update(
+                index_elements=["device_id", "slot_index", "period"],
+                set_={"sends": table.c.sends + sends.excluded.sends}),
+            recipients=dialect.insert(SimRecipient.__table__).on_conflict_do_nothing(),
+            contacts=contacts.on_conflict_do_update(
+                index_elements=["user_id", "phone"],
+                set_={"device_id": contacts.excluded.device_id,
+                      "slot_index": contacts.excluded.slot_index}))
+    return _UPSERTS[name]
 
 
 def count(connection: Connection, claims: Iterable[Claim], at: datetime | None = None) -> None:
@@ -77,15 +104,12 @@ def count(connection: Connection, claims: Iterable[Claim], at: datetime | None =
             key = phone_key(phone)
             recipients.add((claim.device_id, claim.slot_index, month, key))
             contacts[(claim.user_id, key)] = (claim.device_id, claim.slot_index)
-    table = UsageRow.__table__
-    upsert = _insert(connection, table)
-    connection.execute(upsert.on_conflict_do_update(
-        index_elements=["device_id", "slot_index", "period"],
-        set_={"sends": table.c.sends + upsert.excluded.sends}),
-        [{"device_id": d, "slot_index": s, "period": p, "sends": n}
-         for (d, s, p), n in sorted(sends.items())])
+    statements = _statements(connection)
+    connection.execute(statements.sends,
+                       [{"device_id": d, "slot_index": s, "period": p, "sends": n}
+                        for (d, s, p), n in sorted(sends.items())])
     if recipients:
-        connection.execute(_insert(connection, SimRecipient.__table__).on_conflict_do_nothing(),
+        connection.execute(statements.recipients,
                            [{"device_id": d, "slot_index": s, "month": m, "phone": p}
                             for d, s, m, p in sorted(recipients)])
         _remember(connection, [(u, p, d, s) for (u, p), (d, s) in sorted(contacts.items())])
@@ -98,10 +122,8 @@ def exchanged(connection: Connection, user_id: int, device_id: str, slot_index: 
 
 
 def _remember(connection: Connection, rows: list[tuple[int, str, str, int]]) -> None:
-    upsert = _insert(connection, SimContact.__table__)
-    connection.execute(upsert.on_conflict_do_update(
-        index_elements=["user_id", "phone"],
-        set_={"device_id": upsert.excluded.device_id, "slot_index": upsert.excluded.slot_index}),
+    connection.execute(
+        _statements(connection).contacts,
         [{"user_id": u, "phone": p, "device_id": d, "slot_index": s} for u, p, d, s in rows])
 
 
