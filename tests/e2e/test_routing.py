@@ -114,19 +114,21 @@ async def test_a_sim_that_loses_its_network_raises_sim_changed_and_routing_follo
             with APIClient(USER, PASSWORD, base_url=f"{process.url}/3rdparty/v1") as official:
                 assert hook.json()["id"] not in [w.id for w in official.get_webhooks()]
 
-            # SIM 2 sends once, then its network is gone: the next send through it fails
-            # and the agent reports the change at once
+            # SIM 2 sends once, then its network is gone: the modem says so (+CREG: 0),
+            # and the agent reports the change at once, without a send failing first
             sent = await final_state(api, await send(api, "last one", OUTSIDE, sim=2), 30)
             assert sent["state"] in SENT
-            lost = await final_state(api, await send(api, "no network", OUTSIDE, sim=2), 30)
-            assert lost["state"] == "Failed"
-            await wait_until(lambda: receiver.events("sim:changed"), timeout=30)
+            await wait_until(lambda: receiver.events("sim:changed"), timeout=20)
             event = receiver.events("sim:changed")[0]
             assert event["deviceId"] == sent["deviceId"]
             assert event["payload"]["simNumber"] == 2
             assert event["payload"]["change"] == "network-lost"
             assert (event["payload"]["previousState"], event["payload"]["state"]) == (
                 "Ready", "NoNetwork")
+
+            lost = await final_state(api, await send(api, "no network", OUTSIDE, sim=2), 30)
+            assert lost["state"] == "Failed" and lost.get("attempts", []) == []
+            assert "SIM 2 is not ready (NoNetwork)" in lost["recipients"][0]["error"]
 
             # round robin now rotates over SIM 1 alone: no attempt on SIM 2
             for n in range(2):

@@ -24,6 +24,7 @@ from simgate.agent.backends.base import (
     SendError,
     SendResult,
     SimBackend,
+    SimChanged,
     SimInfo,
 )
 from simgate.agent.client import DeviceClient, PendingMessage, ServerError
@@ -123,6 +124,7 @@ class Agent:
         self._contacts: dict[str, int] = {}
         self._routing_lock = asyncio.Lock()  # one batch routed and claimed at a time
         self._refreshing = False  # a look at the SIMs is under way
+        self._refresh_again = False  # ... and another is wanted after it
         self._failures: dict[int, int] = {}  # failed sends in a row per slot (SIM reasons)
         self._paused: dict[int, tuple[datetime, str]] = {}  # cool-downs: until, why
         _forget_usage_file(config.journal_path)
@@ -451,8 +453,7 @@ class Agent:
         slot = self.backend.default_slot if slot is None else slot
         if slot is None or not worth_failover(exc.code, exc.permanent):
             return
-        if not self._refreshing:
-            self._spawn(self.refresh_sims())
+        self._spawn(self.refresh_sims())
         failures = self._failures[slot] = self._failures.get(slot, 0) + 1
         policy = self.policy
         if failures < policy.cooldown_failures or not policy.cooldown_seconds:
@@ -761,11 +762,23 @@ class Agent:
             await self.refresh_sims()
 
     async def refresh_sims(self) -> None:
+        """Read the SIMs; report and log what changed. Asked again while reading, it reads
+        once more after (what was asked about may have changed after the first read)."""
+        if self._refreshing:
+            self._refresh_again = True
+            return
         self._refreshing = True
         try:
-            sims = await self._read_sims()
+            while True:
+                self._refresh_again = False
+                await self._refresh_once()
+                if not self._refresh_again:
+                    return
         finally:
             self._refreshing = False
+
+    async def _refresh_once(self) -> None:
+        sims = await self._read_sims()
         if sims != self.sims:
             before = {s.slot_index: s.status for s in self.sims}
             for slot in sims:
@@ -784,6 +797,11 @@ class Agent:
 
     async def _backend_loop(self) -> None:
         async for event in self.backend.events():
+            if isinstance(event, SimChanged):  # nothing to acknowledge
+                log.info("SIM %s: the modem says %s; reading the SIMs",
+                         "?" if event.slot is None else event.slot + 1, event.said)
+                self._spawn(self.refresh_sims())
+                continue
             if isinstance(event, DeliveryReport):
                 await self._on_delivery(event)
             elif isinstance(event, IncomingSms):

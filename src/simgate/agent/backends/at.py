@@ -40,6 +40,7 @@ from simgate.agent.backends.base import (
     IncomingSms,
     SendError,
     SendResult,
+    SimChanged,
     SimInfo,
     SimState,
 )
@@ -51,6 +52,8 @@ OK = "OK"
 PROMPT = ">"  # "> " after AT+CMGS, with no line end
 LOST = "\x00lost"  # put on the line queue when the port goes away
 RESTARTED = "\x00restarted"  # put on the line queue when the modem says it restarted
+# numbered errors; AT+CREG=1: the modem says when its network registration changes
+LINK_SETUP = ("ATE0", "AT+CMEE=1", "AT+CREG=1")
 RESTART_URCS = ("RDY", "+CFUN: 1", "^SYSSTART", "SMS READY")  # said at power-on
 FINAL_ERRORS = ("ERROR", "+CMS ERROR:", "+CME ERROR:", "NO CARRIER", "COMMAND NOT SUPPORT",
                 "TOO MANY PARAMETERS")
@@ -209,7 +212,7 @@ class AtModem:
             except TimeoutError:
                 if attempt:
                     raise
-        for command in ("ATE0", "AT+CMEE=1"):
+        for command in LINK_SETUP:
             with contextlib.suppress(AtError):
                 await self.command(command)
         self.iccid = await self._read_iccid()
@@ -275,7 +278,7 @@ class AtModem:
             self._restart_pending = False  # set again if it restarts during the setup
             self._sms_ready = False
             try:
-                for command in ("ATE0", "AT+CMEE=1"):
+                for command in LINK_SETUP:
                     with contextlib.suppress(AtError):
                         await self.command(command)
                 await self._setup_sms()
@@ -338,6 +341,8 @@ class AtModem:
                 self._restart_task = asyncio.create_task(self._restarted())
                 self._tasks.add(self._restart_task)
                 self._restart_task.add_done_callback(self._tasks.discard)
+        elif line.startswith("+CREG:") and "," not in line:  # unsolicited: <stat> alone
+            self.events.put_nowait(SimChanged(self.slot, line))
         elif line.startswith(STORED_URCS):
             memory, _, index = line.partition(":")[2].rpartition(",")
             if index.strip().isdigit():

@@ -81,7 +81,16 @@ class DeliveryReport:
                                                              repr=False)  # as IncomingSms's
 
 
-BackendEvent = IncomingSms | DeliveryReport
+@dataclass(frozen=True)
+class SimChanged:
+    """The modem said a SIM's state changed (a +CREG registration code, say): the agent
+    reads its SIMs at once instead of at the next poll."""
+
+    slot: int | None
+    said: str
+
+
+BackendEvent = IncomingSms | DeliveryReport | SimChanged
 
 
 class SendError(Exception):

@@ -834,8 +834,11 @@ class EmulatedModem:
         self.reference = (self.reference + 1) % 256
         self.network.submit(self, hex_pdu, self.reference, number)
         self.sent += 1
-        if self.faults.lose_network and self.sent >= self.faults.lose_network:
+        if (self.faults.lose_network and self.sent >= self.faults.lose_network
+                and not self.faults.no_network):
             self.faults.no_network = True  # the next send, and +CREG?, find no network
+            if self.s.creg:
+                self.urc("+CREG: 0")  # after this command's answer
         return self.reference
 
     def _at_cmss(self, form: str, args: list[str]) -> list[str]:
