@@ -211,7 +211,9 @@ class SentCounter:
 def wait_for_sims(url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        devices = httpx.get(f"{url}/3rdparty/v1/devices", auth=(USER, PASSWORD)).json()
+        # the first check of the password is slow on purpose (Argon2): seconds when loaded
+        devices = httpx.get(f"{url}/3rdparty/v1/devices", auth=(USER, PASSWORD),
+                            timeout=60).json()
         if devices and any(d.get("simCards") for d in devices):
             time.sleep(1.0)  # the agent's event stream connects right after registering
             return
