@@ -90,13 +90,15 @@ class Api:
         return (await self.request("GET", f"/messages/{quote(message_id, safe='')}")).json()
 
     async def messages(self, **params: Any) -> Page:
-        response = await self.request(
-            "GET", "/messages", params={k: v for k, v in params.items() if v is not None})
-        return Page(response.json(), _total(response))
+        return await self._page("/messages", params)
 
     async def inbox(self, **params: Any) -> Page:
+        return await self._page("/inbox", params)
+
+    async def _page(self, path: str, params: dict[str, Any]) -> Page:
+        """One page of a list; a parameter given as None is left out of the query."""
         response = await self.request(
-            "GET", "/inbox", params={k: v for k, v in params.items() if v is not None})
+            "GET", path, params={k: v for k, v in params.items() if v is not None})
         return Page(response.json(), _total(response))
 
     async def webhooks(self) -> list[dict[str, Any]]:

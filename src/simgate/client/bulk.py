@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from simgate.client.api import Api, ApiError
+from simgate.domain.states import FINAL_STATES, ProcessState
 
 COLUMNS = ("phone", "text", "sim", "id")
-FINAL = ("Sent", "Delivered", "Failed", "Cancelled")
+# Where --wait stops: the server's final states, and Sent, since a delivery report may
+# never come (none was asked for, or the network does not send one).
+FINAL = frozenset({ProcessState.SENT, *FINAL_STATES})
 RESULT_FIELDS = ("row", "phone", "id", "status", "state", "error")
 MAX_ID = 36  # the API's longest message id
 PAGE = 100  # the API's longest list page

@@ -11,6 +11,7 @@ from rich.table import Column, Table
 
 from simgate.client.api import Api
 from simgate.client.bulk import FINAL
+from simgate.domain.states import ProcessState
 from simgate.usercli.common import (
     Exit,
     JsonOpt,
@@ -23,7 +24,7 @@ from simgate.usercli.common import (
     when,
 )
 
-STATES = ("Pending", "Processed", "Sent", "Delivered", "Failed", "Cancelling", "Cancelled")
+STATES = tuple(ProcessState)
 PAGE = 100  # the API's largest page
 
 
@@ -33,11 +34,14 @@ def _recipients(message: dict[str, Any]) -> str:
         for r in message.get("recipients", []))
 
 
+def _errors(message: dict[str, Any]) -> str:
+    return "; ".join(r["error"] for r in message.get("recipients", []) if r.get("error"))
+
+
 def _row(message: dict[str, Any]) -> list[str]:
     sim = message.get("simNumber")
-    errors = "; ".join(r["error"] for r in message.get("recipients", []) if r.get("error"))
     return [message["id"], message["state"], str(sim) if sim else "-", _recipients(message),
-            when(message.get("createdAt")), errors]
+            when(message.get("createdAt")), _errors(message)]
 
 
 async def _list(api: Api, limit: int, **query: Any) -> list[dict[str, Any]]:
@@ -148,7 +152,7 @@ def _show(message: dict[str, Any], json_output: bool, before: str | None) -> Non
         return
     change = f"{before} -> {message['state']}" if before else message["state"]
     sim = message.get("simNumber")
-    errors = "; ".join(r["error"] for r in message.get("recipients", []) if r.get("error"))
+    errors = _errors(message)
     out.print(f"{datetime.now():%H:%M:%S} [bold]{message['id']}[/] {change}"
               + (f" via SIM {sim}" if sim else "") + f" to {_recipients(message)}"
               + (f": {errors}" if errors else ""), highlight=False)

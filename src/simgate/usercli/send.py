@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import sys
@@ -14,7 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from simgate.client.api import Api
-from simgate.client.bulk import FINAL, Outcome, ResultFile, read_rows, send_rows, wait_final
+from simgate.client.bulk import (
+    FINAL,
+    Outcome,
+    ResultFile,
+    Row,
+    read_rows,
+    send_rows,
+    wait_final,
+)
+from simgate.domain.states import ProcessState
 from simgate.usercli.common import (
     Exit,
     JsonOpt,
@@ -117,8 +127,7 @@ def send(
 
 
 async def _one(api: Api, body: dict[str, Any], wait: bool) -> dict[str, Any]:
-    import asyncio
-
+    """POST the message; with `wait`, poll it until it reaches a state --wait stops at."""
     state = await api.send(body)
     while wait and state["state"] not in FINAL:
         await asyncio.sleep(0.5)
@@ -191,7 +200,7 @@ def _bulk(api: Api, csv_file: Path, result_path: Path, defaults: dict[str, Any],
     return _summary(rows, results, result_path, json_output)
 
 
-def _summary(rows: list, results: ResultFile, path: Path, json_output: bool) -> Exit:
+def _summary(rows: list[Row], results: ResultFile, path: Path, json_output: bool) -> Exit:
     outcomes = [results.outcomes[r.number] for r in rows if r.number in results.outcomes]
     statuses = Counter(o.status for o in outcomes)
     states = Counter(o.state for o in outcomes if o.status == "accepted")
@@ -204,12 +213,10 @@ def _summary(rows: list, results: ResultFile, path: Path, json_output: bool) -> 
                     "errors": [{"row": o.row, "phone": o.phone, "error": o.error}
                                for o in rejected][:100]})
     else:
-        table = Table("rows", "accepted", "rejected",
-                      *(s for s in ("Pending", "Processed", "Sent", "Delivered", "Failed",
-                                    "Cancelled") if states[s]), box=None)
+        reached = [s for s in ProcessState if states[s]]  # in the order of progress
+        table = Table("rows", "accepted", "rejected", *reached, box=None)
         table.add_row(str(len(rows)), str(statuses["accepted"]), str(len(rejected)),
-                      *(str(states[s]) for s in ("Pending", "Processed", "Sent", "Delivered",
-                                                 "Failed", "Cancelled") if states[s]))
+                      *(str(states[s]) for s in reached))
         out.print(table)
         for outcome in rejected[:10]:
             out.print(f"  row {outcome.row} ({outcome.phone}): {outcome.error}",
