@@ -20,7 +20,6 @@ from simgate.usercli.common import (
     fail,
     out,
     print_json,
-    run,
     when,
 )
 
@@ -77,15 +76,14 @@ def messages(
     With --json: a JSON array; with --follow --json: one JSON object a line, per change."""
     if state is not None and state not in STATES:
         raise fail(f"--state {state!r}: use one of {', '.join(STATES)}", Exit.BAD_INPUT)
-    api = connection()
     query = {"state": state, "deviceId": device}
     if follow:
         try:
-            run(api, lambda a: _follow(a, limit, interval, query, json_output))
+            connection.run(lambda a: _follow(a, limit, interval, query, json_output))
         except KeyboardInterrupt:
             raise typer.Exit(0) from None
         return
-    found = run(api, lambda a: _list(a, limit, **query))
+    found = connection.run(lambda a: _list(a, limit, **query))
     if json_output:
         print_json(found)
         return
@@ -166,8 +164,7 @@ def message(
     connection: LazyApi,  # given by @connected
 ) -> None:
     """One message in detail: its states over time, recipients and send attempts."""
-    api = connection()
-    found = run(api, lambda a: a.message(message_id))
+    found = connection.run(lambda a: a.message(message_id))
     if json_output:
         print_json(found)
         return
@@ -204,8 +201,7 @@ def inbox(
     connection: LazyApi,  # given by @connected
 ) -> None:
     """Received SMS, newest first, with the SIM that received each."""
-    api = connection()
-    page = run(api, lambda a: a.inbox(limit=limit, type=kind, deviceId=device))
+    page = connection.run(lambda a: a.inbox(limit=limit, type=kind, deviceId=device))
     if json_output:
         print_json(page.items)
         return

@@ -109,6 +109,10 @@ class LazyApi:
             self._api = self._make()
         return self._api
 
+    def run(self, work: Callable[[Api], Awaitable[T]]) -> T:
+        """Connect, and run `work` with the client open (see `run`)."""
+        return run(self(), work)
+
 
 def connect(server: str | None, username: str | None, password: str | None,
             token: str | None) -> Api:

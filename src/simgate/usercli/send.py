@@ -35,7 +35,6 @@ from simgate.usercli.common import (
     one_line_errors,
     out,
     print_json,
-    run,
 )
 
 
@@ -91,10 +90,10 @@ def send(
         if to or text is not None or message_id or data_port:
             raise fail("--csv takes the numbers and texts from the file: give no --to, text,"
                        " --id or --data-port with it", Exit.BAD_INPUT)
-        target = connection()
-        code = _bulk(target, csv_file, result or csv_file.with_name(csv_file.name + ".result"
-                                                                    ".csv"),
-                     defaults, wait, concurrency, json_output)
+        connection()  # credentials and server checked before a result file is made
+        result_path = result or csv_file.with_name(csv_file.name + ".result.csv")
+        code = _bulk(connection, csv_file, result_path, defaults, wait, concurrency,
+                     json_output)
         raise typer.Exit(int(code))
     if not to:
         raise fail("give at least one --to NUMBER (or --csv FILE)", Exit.BAD_INPUT)
@@ -116,8 +115,7 @@ def send(
         body["dataMessage"] = {"data": text, "port": data_port}
     else:
         body["textMessage"] = {"text": text}
-    api = connection()
-    state = run(api, lambda a: _one(a, body, wait))
+    state = connection.run(lambda a: _one(a, body, wait))
     if json_output:
         print_json(state)
     else:
@@ -144,8 +142,10 @@ def _print_state(state: dict[str, Any]) -> None:
         out.print(f"  {recipient['phoneNumber']}: {recipient['state']}{error}", highlight=False)
 
 
-def _bulk(api: Api, csv_file: Path, result_path: Path, defaults: dict[str, Any], wait: bool,
-          concurrency: int, json_output: bool) -> Exit:
+def _bulk(connection: LazyApi, csv_file: Path, result_path: Path, defaults: dict[str, Any],
+          wait: bool, concurrency: int, json_output: bool) -> Exit:
+    """Send the CSV's rows (those not yet accepted) and print the summary; the exit code
+    says whether every row went."""
     with one_line_errors():  # a bad CSV or result file: exit 2 before anything is sent
         rows = read_rows(csv_file)
         results = ResultFile(result_path)
@@ -188,7 +188,7 @@ def _bulk(api: Api, csv_file: Path, result_path: Path, defaults: dict[str, Any],
                 await wait_final(a, results, finished, concurrency=concurrency)
 
         try:
-            run(api, work)
+            connection.run(work)
         except KeyboardInterrupt:
             results.close()
             accepted = sum(o.status == "accepted" for o in results.outcomes.values())

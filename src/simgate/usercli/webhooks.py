@@ -13,7 +13,6 @@ from simgate.usercli.common import (
     connected,
     out,
     print_json,
-    run,
 )
 
 app = typer.Typer(help="Your webhooks: the URLs the server posts events to.",
@@ -42,8 +41,7 @@ def add(
         body["deviceId"] = device
     if webhook_id:
         body["id"] = webhook_id
-    api = connection()
-    hook = run(api, lambda a: a.add_webhook(body))
+    hook = connection.run(lambda a: a.add_webhook(body))
     if json_output:
         print_json(hook)
     else:
@@ -59,8 +57,7 @@ def list_(
     connection: LazyApi,  # given by @connected
 ) -> None:
     """List your webhooks."""
-    api = connection()
-    hooks = run(api, lambda a: a.webhooks())
+    hooks = connection.run(lambda a: a.webhooks())
     if json_output:
         print_json(hooks)
         return
@@ -78,6 +75,5 @@ def remove(
     connection: LazyApi,  # given by @connected
 ) -> None:
     """Remove a webhook (an id you do not have is no error, as with the API)."""
-    api = connection()
-    run(api, lambda a: a.remove_webhook(webhook_id))
+    connection.run(lambda a: a.remove_webhook(webhook_id))
     out.print(f"webhook {webhook_id} removed", highlight=False)
