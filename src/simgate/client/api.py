@@ -11,6 +11,7 @@ import httpx
 from simgate.client.config import Target
 
 API = "/3rdparty/v1"
+PAGE = 100  # the most messages GET /messages gives in one answer
 
 
 class ApiError(Exception):

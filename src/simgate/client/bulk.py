@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from simgate.client.api import Api, ApiError
+from simgate.client.api import PAGE, Api, ApiError
 from simgate.domain.states import FINAL_STATES, ProcessState
 
 COLUMNS = ("phone", "text", "sim", "id")
@@ -27,7 +27,6 @@ COLUMNS = ("phone", "text", "sim", "id")
 FINAL = frozenset({ProcessState.SENT, *FINAL_STATES})
 RESULT_FIELDS = ("row", "phone", "id", "status", "state", "error")
 MAX_ID = 36  # the API's longest message id
-PAGE = 100  # the API's longest list page
 
 
 class BulkInputError(Exception):

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from simgate.client.api import Api
+from simgate.client.api import PAGE, Api
 from simgate.client.bulk import FINAL
 from simgate.domain.states import ProcessState
 from simgate.usercli.common import (
@@ -24,7 +24,6 @@ from simgate.usercli.common import (
 )
 
 STATES = tuple(ProcessState)
-PAGE = 100  # the API's largest page
 
 
 def _recipients(message: dict[str, Any]) -> str:
