@@ -39,8 +39,9 @@ def cli(process, tmp_path, *args: str, **env: str):
 
 
 def api(process) -> httpx.Client:
+    """The test's own client; 30 s a request, as a loaded machine may take that long."""
     return httpx.Client(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
-                        timeout=10)
+                        timeout=30)
 
 
 def wait_sync(predicate, timeout: float):
