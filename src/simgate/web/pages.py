@@ -89,7 +89,7 @@ async def message_part(request: Request, message_id: str, who: ViewerDep) -> HTM
     return await _message(request, who, message_id, "_message.html")
 
 
-async def send_context(who: Viewer) -> dict:
+async def send_context(who: Viewer) -> dict[str, Any]:
     return {"choices": panels.sim_choices(await panels.devices(who.gateway, who.user_id))}
 
 
@@ -105,7 +105,7 @@ async def _inbox_context(_: Request, who: Viewer) -> dict[str, Any]:
 live_page("/inbox", "/inbox/rows", "inbox.html", "_inbox_rows.html", _inbox_context)
 
 
-async def webhooks_context(who: Viewer) -> dict:
+async def webhooks_context(who: Viewer) -> dict[str, Any]:
     return {"webhooks": await who.gateway.webhooks.list(who.user_id),
             "deliveries": await who.gateway.webhooks.deliveries(who.user_id, limit=50),
             "events": [e.value for e in WebhookEvent],
@@ -127,7 +127,7 @@ def _redriven(count: str) -> str:
     return f"{count} failed deliver{'y' if count == '1' else 'ies'} queued to be sent again."
 
 
-async def settings_context(who: Viewer) -> dict:
+async def settings_context(who: Viewer) -> dict[str, Any]:
     shown = public_view(await who.gateway.device_settings.get(who.user_id))
     numbers = sorted({sim.number for device in await panels.devices(who.gateway, who.user_id)
                       for sim in device.sims}
