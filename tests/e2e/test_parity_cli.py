@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,9 @@ from tests.conftest import wait_until
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a terminal wide enough for `simgate sims`'s ten columns unwrapped."""
     return subprocess.run([sys.executable, "-m", "simgate", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
 
 
 def test_users_list_on_a_fresh_directory_makes_no_store(tmp_path):

@@ -41,9 +41,13 @@ class SendFastPath:
                 or b"\x00" in scope["query_string"] or b"%00" in scope["query_string"]):
             return None
         declared = None  # the last one, as the app's body limit reads it
+        credentials = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
+            credentials |= name == b"authorization"
+        if not credentials:
+            return None  # the app refuses it at once, without waiting for a body
         if declared is None or not declared.isdigit() or int(declared) > self.max_bytes:
             return None  # chunked or too large: the app answers as it always does
         return int(declared)
