@@ -34,8 +34,9 @@ async def collect(backend, kind, count, within=WAIT):
         while sum(isinstance(e, kind) for e in seen) < count:
             event = await anext(events)
             seen.append(event)
-            if event.acknowledge is not None:  # taken, as the agent does once journaled
-                await event.acknowledge()
+            acknowledge = getattr(event, "acknowledge", None)  # SimChanged has none
+            if acknowledge is not None:  # taken, as the agent does once journaled
+                await acknowledge()
     found = [e for e in seen if isinstance(e, kind)][:count]
     for event in found:
         seen.remove(event)
