@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 
@@ -171,17 +172,24 @@ async def test_two_devices_one_failing_the_other_sends(tmp_path):
             assert [(a["deviceId"], a["simNumber"]) for a in pinned["attempts"]] == [
                 (failing, 1), (failing, 2)]
 
-            # a message without deviceId goes to the device seen last: until that is the
-            # failing one, it makes it call again
-            for _ in range(20):
-                seen = await both()
-                if seen[failing]["lastSeen"] > seen[other]["lastSeen"]:
-                    break
-                await pinned_to_failing()
-            else:
-                raise AssertionError("the failing device never became the one seen last")
-
-            moved = await final_state(api, await send(api, "handed on", OUTSIDE), 60)
+            # a message without deviceId goes to the device seen last. The healthy agent is
+            # paused (it would keep being seen) until the failing one, made to call again by
+            # pinned messages, is the one seen last; it takes the message, fails both SIMs,
+            # and the resumed healthy agent gets it handed on.
+            healthy.send_signal(signal.SIGSTOP)
+            try:
+                for _ in range(20):
+                    seen = await both()
+                    if seen[failing]["lastSeen"] > seen[other]["lastSeen"]:
+                        break
+                    await pinned_to_failing()
+                    await asyncio.sleep(1)
+                else:
+                    raise AssertionError("the failing device never became the one seen last")
+                handed_on = await send(api, "handed on", OUTSIDE)
+            finally:
+                healthy.send_signal(signal.SIGCONT)
+            moved = await final_state(api, handed_on, 60)
             assert moved["state"] in SENT and moved["deviceId"] == other, moved
             tried = [(a["deviceId"], a["simNumber"], bool(a.get("error")))
                      for a in moved["attempts"]]
