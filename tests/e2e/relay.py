@@ -28,7 +28,10 @@ class CuttingRelay:
         self._after: int | None = None
         self._sends = 0
         self._gate = asyncio.Event()
-        self._client = httpx.AsyncClient(base_url=upstream, timeout=120)
+        # a connection per request: a kept-alive one the server closes after its idle
+        # timeout, just as a POST goes out on it, fails that POST (the relay answered 500)
+        self._client = httpx.AsyncClient(base_url=upstream, timeout=120,
+                                         limits=httpx.Limits(max_keepalive_connections=0))
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
 

@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from simgate.cli import app
@@ -260,11 +259,7 @@ def test_a_bulk_send_of_1000_rows_ends_with_every_message_sent_once(tmp_path):
         process.stop()
 
 
-async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path, request):
-    if request.config.getoption("--db") == "postgresql":  # known bug, kept visible
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "on PostgreSQL a resumed row's re-sent id was answered 500, not 409 (seen once "
-            "in CI): to fix in the accept path's duplicate-id handling")))
+async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path):
     """Ctrl-C, then kill -9, each while requests are on the wire (the server took them,
     the CLI never heard): the third run finishes, and every row went out once."""
     rows = 200  # at most 80 + 100 accepted before the third run: it has rows left to send
