@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from typing import Literal
 
@@ -226,6 +227,48 @@ async def test_a_batch_that_clashes_is_judged_again_request_by_request(store_url
             return_exceptions=True)
         assert isinstance(answers[0], Conflict)
         assert [a.state for a in answers[1:]] == ["Pending", "Pending"]  # 1 + 2 = the limit
+    finally:
+        await gateway.close()
+
+
+async def test_a_request_failing_when_judged_again_fails_alone(store_url, tmp_path,
+                                                               monkeypatch):
+    """In the request-by-request pass after a clash, a store error answers its own caller:
+    the requests after it are still stored, and the next send is still taken."""
+    from simgate.services.accept import AcceptBatcher
+
+    gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url),
+                                 background=False)
+    try:
+        user_id, _ = await _user_and_device(gateway)
+
+        def new(ident=None):
+            return NewMessage(phone_numbers=["+19162255887"], text="hi", id=ident)
+
+        await gateway.messages.enqueue(user_id, new("clash"))
+
+        async def blind(session, batch):
+            return set()
+
+        monkeypatch.setattr(AcceptBatcher, "_taken_ids", staticmethod(blind))
+        batcher = gateway.messages._batcher
+        build, built = batcher._build, Counter()
+
+        async def failing_when_alone(session, request):
+            built[request.ext_id] += 1
+            if request.ext_id == "boom" and built["boom"] > 1:
+                raise RuntimeError("the store went away")
+            return await build(session, request)
+
+        monkeypatch.setattr(batcher, "_build", failing_when_alone)
+        answers = await asyncio.wait_for(asyncio.gather(
+            *[gateway.messages.enqueue(user_id, new(i)) for i in ("clash", "boom", "after")],
+            return_exceptions=True), timeout=10)
+        assert isinstance(answers[0], Conflict)
+        assert isinstance(answers[1], RuntimeError)
+        assert answers[2].state == "Pending"
+        later = await asyncio.wait_for(gateway.messages.enqueue(user_id, new("later")), 10)
+        assert later.ext_id == "later"
     finally:
         await gateway.close()
 

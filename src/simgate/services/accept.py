@@ -81,6 +81,12 @@ class Request:
     future: asyncio.Future[AcceptedMessage]
 
 
+def _fail(batch: list[Request], exc: Exception) -> None:
+    for request in batch:
+        if not request.future.done():
+            request.future.set_exception(exc)
+
+
 def _conflict(ext_id: str) -> Conflict:
     return Conflict(f"message id {ext_id!r} is already used: choose another id")
 
@@ -118,11 +124,17 @@ class AcceptBatcher:
                 await self._store(batch)
             except IntegrityError:
                 for request in batch:  # a race on an id: settle them one by one
-                    await self._store([request])
-            except Exception as exc:  # the store failed: every caller hears it
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+                    await self._settle(request)
+            except Exception as exc:  # noqa: BLE001 - the store failed: every caller hears it
+                _fail(batch, exc)
+
+    async def _settle(self, request: Request) -> None:
+        """Store one request; whatever fails it is its caller's answer (the worker goes
+        on: callers after it left without an answer would wait forever)."""
+        try:
+            await self._store([request])
+        except Exception as exc:  # noqa: BLE001
+            _fail([request], exc)
 
     async def _store(self, batch: list[Request]) -> None:
         """Check and build the batch with reads, then store it in one write transaction.
