@@ -11,6 +11,8 @@ reached its SIMs or its SMSC:
 - Kannel from the Debian packages `kannel` and `kannel-extras`: bearerbox with
   `store-type = file`, an SMSC of type `fake` fed to `fakesmsc -m 0`, and smsbox with a
   sendsms-user, configured in a temporary directory and started and stopped by PID;
+- simgate accepting only (`serve` with 1 and N workers, its device paused): the ceiling
+  of the rows that also deliver;
 - a bare ASGI echo under one uvicorn process (httptools, uvloop): the ceiling of the
   HTTP stack simgate serves on.
 
@@ -23,7 +25,7 @@ On a shared machine the rates follow the share of the cores each system got; the
 message does much less. The load asks for no delivery reports on either side.
 
     python bench/peers.py [--seconds 8] [--connections 32] [--workers 2]
-                          [--systems run,serve,serve-pg,kannel,echo]
+                          [--systems run,serve,serve-pg,accept-1,accept,kannel,echo]
 
 Needs `apt-get install -y wrk kannel kannel-extras`, and PostgreSQL at
 SIMGATE_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test) for serve-pg.
@@ -287,6 +289,29 @@ def simgate_split(args: argparse.Namespace, workdir: Path, postgres: bool) -> Ro
             server.stop()
 
 
+def simgate_accepting(args: argparse.Namespace, workdir: Path, workers: int) -> Row:
+    """Accepting alone: `serve` with its agent paused once registered (SIGSTOP), so no
+    delivery competes for the cores; messages stay Pending (no queue limit). The ceiling
+    of each delivering row above it."""
+    env = {**SIMGATE_ENV, "SIMGATE_WORKERS": str(workers), "SIMGATE_MAX_QUEUED_PER_DEVICE": "0"}
+    server = SimgateProcess(["serve"], workdir / "server", env=env).start()
+    agent = start_agent(server, workdir / "agent", USER, PASSWORD)
+    try:
+        wait_for_sims(server.url)
+        agent.send_signal(signal.SIGSTOP)
+        cpu = tree_cpu([server.process.pid])
+        runs, _ = load("accepting", f"{server.url}/3rdparty/v1/messages", SIMGATE_REQUEST,
+                       args, workdir, headers=auth_header())
+        row = Row(f"simgate serve --workers {workers}, accepting only (its device paused)",
+                  runs, accepted(runs))
+        row.cpu_seconds = tree_cpu([server.process.pid]) - cpu
+        return row
+    finally:
+        agent.send_signal(signal.SIGCONT)
+        stop(agent)
+        server.stop()
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
@@ -415,6 +440,8 @@ SYSTEMS: dict[str, Callable[[argparse.Namespace, Path], Row]] = {
     "run": simgate_run,
     "serve": lambda args, workdir: simgate_split(args, workdir, postgres=False),
     "serve-pg": lambda args, workdir: simgate_split(args, workdir, postgres=True),
+    "accept-1": lambda args, workdir: simgate_accepting(args, workdir, 1),
+    "accept": lambda args, workdir: simgate_accepting(args, workdir, args.workers),
     "kannel": kannel,
     "echo": echo,
 }

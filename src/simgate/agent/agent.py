@@ -56,6 +56,9 @@ FETCH_LIMIT = 100
 # PATCH is mostly the same for 1 message or 50).
 REPORT_LINGER = 0.05
 REPORT_BATCH = 500
+# How long a busy agent lets pushed messages gather before its next claim (an idle one
+# claims at once): one PATCH then claims many.
+CLAIM_LINGER = 0.02
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,8 @@ class Agent:
             except ServerError as exc:
                 log.warning("claiming pushed messages failed: %s", exc)
                 self._wake.set()
+            if self._pushed_ready.is_set():  # busy: pushes came during that claim
+                await asyncio.sleep(CLAIM_LINGER)
 
     async def load_settings(self) -> None:
         """Apply the owner's settings; what they did not set keeps the local default."""
@@ -741,7 +746,12 @@ class Agent:
             await asyncio.sleep(REPORT_LINGER)
             self._outbox_wake.clear()
             for kind, send in senders.items():
-                while batch := await self.journal.unsent(kind, REPORT_BATCH):
+                # what comes while a batch is on the wire wakes the loop and waits for the
+                # next linger (else under load the loop sends a few reports a PATCH, back
+                # to back); only a full batch is followed at once
+                full = True
+                while full and (batch := await self.journal.unsent(kind, REPORT_BATCH)):
+                    full = len(batch) == REPORT_BATCH
                     try:
                         await send([body for _, body in batch])
                     except ServerError as exc:
