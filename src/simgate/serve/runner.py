@@ -224,7 +224,8 @@ class AgentProcess:
         context = multiprocessing.get_context("spawn")  # no copy of the server's loop
         ours, theirs = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_agent_main, args=(self._config, self._backend, theirs, os.getpid()),
+            target=_agent_main, args=(self._config, self._backend, theirs, os.getpid(),
+                                      logging.getLogger().getEffectiveLevel()),
             name="simgate agent")
         self._process.start()  # from the main thread: the child's death signal follows it
         theirs.close()
@@ -258,11 +259,13 @@ class AgentProcess:
 
 
 def _agent_main(config: AgentConfig, backend: Callable[[], SimBackend], ready: Connection,
-                parent: int) -> None:
-    """Entry point of the agent's process."""
+                parent: int, log_level: int) -> None:
+    """Entry point of the agent's process; it logs at the server's level
+    (SIMGATE_LOG_LEVEL), so `warning` spares it a line per send too."""
     _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, with SIGTERM
     configure_logging()
+    logging.getLogger().setLevel(log_level)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_agent_serve(Agent(config, backend()), ready, parent))
