@@ -18,7 +18,7 @@ from simgate.domain.states import ProcessState
 from simgate.services import messages as messages_module
 from simgate.services import passwords
 from simgate.services.devices import DeviceIdentity
-from simgate.services.errors import BadRequest, Conflict
+from simgate.services.errors import BadRequest, Conflict, Unavailable
 from simgate.services.gateway import Gateway
 from simgate.services.ids import sha256_hex
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
@@ -342,3 +342,41 @@ async def test_a_message_no_sim_of_its_device_could_send_moves_to_another(store)
         id="free", state=ProcessState.FAILED, failover=True, attempts=[
             {"sim_number": 1, "device_id": second, "error": "CMS ERROR 38", "at": "y"}])])
     assert last == {"free": ProcessState.FAILED}
+
+
+async def test_the_queue_limit_counts_again_near_the_limit_and_estimates_well_below(
+        store_url, tmp_path):
+    """Well below the limit a count stands for a second, plus what this process accepted;
+    messages another process queued meanwhile are seen once the count is due or the
+    limit is near, so the limit itself holds."""
+    from simgate.services.queue_limit import QueueLimit
+
+    gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url),
+                                 background=False)
+    try:
+        user_id, device_id = await _user_and_device(gateway)
+
+        async def place(limit: QueueLimit) -> int:
+            async with gateway.sessions() as session:
+                await limit.take_place(session, device_id)
+                return session.info["queued"][device_id]
+
+        async def queue(count: int) -> None:  # "another process"
+            for _ in range(count):
+                await gateway.messages.enqueue(
+                    user_id, NewMessage(phone_numbers=["+19162255887"], text="q"))
+
+        await queue(3)
+        far = QueueLimit(10_000)
+        assert await place(far) == 4  # counted: 3 waiting, and this one
+        far.accepted([device_id])
+        await queue(2)
+        assert await place(far) == 5  # the estimate: 3 counted + 1 accepted, and this one
+
+        near = QueueLimit(6)
+        assert await place(near) == 6  # counted every time near the limit: 5 + this one
+        await queue(1)
+        with pytest.raises(Unavailable, match="already has 6 messages waiting"):
+            await place(near)
+    finally:
+        await gateway.close()

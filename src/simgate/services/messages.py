@@ -25,8 +25,9 @@ from simgate.services.accept import (
 )
 from simgate.services.accept import Request as AcceptRequest
 from simgate.services.devices import DeviceIdentity, Devices
-from simgate.services.errors import BadRequest, Conflict, NotFound, Unavailable
+from simgate.services.errors import BadRequest, Conflict, NotFound
 from simgate.services.ids import new_id, sha256_hex
+from simgate.services.queue_limit import QueueLimit
 from simgate.sms.pdu import TooLong, check_fits
 from simgate.store.db import Sessions
 from simgate.store.models import Message, Recipient, utcnow
@@ -291,7 +292,8 @@ class Messages:
         self._sessions = sessions
         self._devices = devices
         self._notify = notify
-        self._max_queued = max_queued  # Pending messages a device may have; 0: no limit
+        # Pending messages a device may have; 0: no limit
+        self._queue_limit = QueueLimit(max_queued) if max_queued else None
         self._batcher = AcceptBatcher(sessions, self._build, self._accepted)
         self.listeners: list[StateListener] = []
         self.committed: list[Callable[[], None]] = []
@@ -327,8 +329,8 @@ class Messages:
                 check_sim_number(new.sim_number, target.slots, target.device_id)
             except InvalidSimNumber as exc:
                 raise BadRequest(str(exc)) from None
-        if self._max_queued:
-            await self._take_queue_place(session, target.device_id)
+        if self._queue_limit:
+            await self._queue_limit.take_place(session, target.device_id)
         now = utcnow()
         return AcceptedMessage(
             ext_id=request.ext_id,
@@ -360,6 +362,8 @@ class Messages:
             ids = ", ".join(m.ext_id for m in messages[:5]) + (", ..." if len(messages) > 5
                                                                else "")
             log.info("accepted %d message(s) as Pending: %s", len(messages), ids)
+        if self._queue_limit:
+            self._queue_limit.accepted(m.device_id for m in messages)
         by_device: dict[str, list[Message]] = {}
         now = utcnow()
         later = False
@@ -382,21 +386,6 @@ class Messages:
     async def get(self, user_id: int, ext_id: str) -> Message:
         async with self._sessions() as session:
             return await self._get(session, user_id, ext_id)
-
-    async def _take_queue_place(self, session: AsyncSession, device_id: str) -> None:
-        """A 503 when the device already has the most Pending messages it may: it is most
-        likely offline. Counted once per batch (up to the limit, on an index) and kept."""
-        queued: dict[str, int] = session.info.setdefault("queued", {})
-        if device_id not in queued:
-            waiting = select(Message.pk).where(
-                Message.device_id == device_id, Message.state == ProcessState.PENDING.value
-            ).limit(self._max_queued).subquery()
-            queued[device_id] = await session.scalar(select(func.count()).select_from(waiting))
-        if queued[device_id] >= self._max_queued:
-            raise Unavailable(
-                f"device {device_id} already has {self._max_queued} messages waiting: it seems"
-                " offline; bring it online, or raise SIMGATE_MAX_QUEUED_PER_DEVICE")
-        queued[device_id] += 1
 
     async def list(self, user_id: int, query: MessageQuery) -> list[Message]:
         order = Message.pk.desc() if query.newest_first else Message.pk.asc()
