@@ -18,7 +18,7 @@ from simgate.domain.states import ProcessState
 from simgate.services import messages as messages_module
 from simgate.services import passwords
 from simgate.services.devices import DeviceIdentity
-from simgate.services.errors import BadRequest, Conflict, Unavailable
+from simgate.services.errors import BadRequest, Conflict, QueueFull
 from simgate.services.gateway import Gateway
 from simgate.services.ids import sha256_hex
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
@@ -376,7 +376,7 @@ async def test_the_queue_limit_counts_again_near_the_limit_and_estimates_well_be
         near = QueueLimit(6)
         assert await place(near) == 6  # counted every time near the limit: 5 + this one
         await queue(1)
-        with pytest.raises(Unavailable, match="already has 6 messages waiting"):
+        with pytest.raises(QueueFull, match="already has 6 messages waiting"):
             await place(near)
     finally:
         await gateway.close()

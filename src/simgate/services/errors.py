@@ -42,6 +42,10 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class QueueFull(Unavailable):
+    """A device already has as many waiting messages as it may: most likely offline."""
+
+
 class TooManyRequests(ServiceError):
     """Too many tries lately: the caller waits `retry_after` seconds (whole, at least 1)."""
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.domain.states import ProcessState
 from simgate.services.accept import MAX_BATCH
-from simgate.services.errors import Unavailable
+from simgate.services.errors import QueueFull
 from simgate.store.models import Message
 
 # How long a count stands while the device is well below its limit
@@ -30,12 +30,12 @@ class QueueLimit:
         self._counted: dict[str, tuple[float, int]] = {}  # device -> (when, how many)
 
     async def take_place(self, session: AsyncSession, device_id: str) -> None:
-        """One more message for the device in this batch, or Unavailable (503)."""
+        """One more message for the device in this batch, or QueueFull (a 503)."""
         queued: dict[str, int] = session.info.setdefault("queued", {})
         if device_id not in queued:
             queued[device_id] = await self._waiting(session, device_id)
         if queued[device_id] >= self.limit:
-            raise Unavailable(
+            raise QueueFull(
                 f"device {device_id} already has {self.limit} messages waiting: it seems"
                 " offline; bring it online, or raise SIMGATE_MAX_QUEUED_PER_DEVICE")
         queued[device_id] += 1
