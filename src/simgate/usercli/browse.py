@@ -129,9 +129,12 @@ async def _follow(api: Api, limit: int, interval: float, query: dict[str, Any],
 
     for message in reversed(await _list(api, limit, **query)):
         note(message)
-    # the rest of the first look's window is known already: only its changes are news
-    for message in await _list(api, 10 * PAGE, **query, **window()):
-        note(message, quiet=True)
+    # the rest of the first look's window is known already: only its changes are news;
+    # a message made since the first look is news itself
+    shown = newest
+    for message in reversed(await _list(api, 10 * PAGE, **query, **window())):
+        note(message, quiet=shown is not None
+             and datetime.fromisoformat(message["createdAt"]) <= shown)
     while True:
         await asyncio.sleep(interval)
         recent = await _list(api, PAGE if query.get("state") else 10 * PAGE, **query,
