@@ -68,11 +68,13 @@ class AcceptedMessage:
     device_pinned: bool = False  # the caller chose the device: no failover to another
 
 
-Build = Callable[[AsyncSession, "Request"], Awaitable[AcceptedMessage]]
+Build = Callable[[AsyncSession, "AcceptJob"], Awaitable[AcceptedMessage]]
 
 
 @dataclass
-class Request:
+class AcceptJob:
+    """One send waiting for its batch: what to build, and where its caller waits."""
+
     user_id: int
     payload: object
     active_within_hours: int
@@ -81,7 +83,7 @@ class Request:
     future: asyncio.Future[AcceptedMessage]
 
 
-def _fail(batch: list[Request], exc: Exception) -> None:
+def _fail(batch: list[AcceptJob], exc: Exception) -> None:
     for request in batch:
         if not request.future.done():
             request.future.set_exception(exc)
@@ -97,7 +99,7 @@ class AcceptBatcher:
         self._sessions = sessions
         self._build = build
         self._committed = committed
-        self._queue: asyncio.Queue[Request] = asyncio.Queue()
+        self._queue: asyncio.Queue[AcceptJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, user_id: int, payload: object, ext_id: str,
@@ -105,8 +107,8 @@ class AcceptBatcher:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run())
         future: asyncio.Future[AcceptedMessage] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Request(user_id, payload, active_within_hours, ext_id, client_id,
-                                       future))
+        self._queue.put_nowait(AcceptJob(user_id, payload, active_within_hours, ext_id,
+                                         client_id, future))
         return await future
 
     async def close(self) -> None:
@@ -128,7 +130,7 @@ class AcceptBatcher:
             except Exception as exc:  # noqa: BLE001 - the store failed: every caller hears it
                 _fail(batch, exc)
 
-    async def _settle(self, request: Request) -> None:
+    async def _settle(self, request: AcceptJob) -> None:
         """Store one request; whatever fails it is its caller's answer (the worker goes
         on: callers after it left without an answer would wait forever)."""
         try:
@@ -136,15 +138,15 @@ class AcceptBatcher:
         except Exception as exc:  # noqa: BLE001
             _fail([request], exc)
 
-    async def _store(self, batch: list[Request]) -> None:
+    async def _store(self, batch: list[AcceptJob]) -> None:
         """Check and build the batch with reads, then store it in one write transaction.
 
         An id taken meanwhile by another process fails the write (IntegrityError), and the
         batch is then stored request by request. So refusals (a bad SIM, a full queue) are
         answered only once the write holds: built again alone, a request may fare otherwise.
         """
-        stored: list[tuple[Request, AcceptedMessage]] = []
-        refused: list[tuple[Request, ServiceError]] = []
+        stored: list[tuple[AcceptJob, AcceptedMessage]] = []
+        refused: list[tuple[AcceptJob, ServiceError]] = []
         async with self._sessions() as session:
             taken = await self._taken_ids(session, batch)
             for request in batch:
@@ -177,7 +179,7 @@ class AcceptBatcher:
         self._committed(messages)
 
     @staticmethod
-    async def _taken_ids(session: AsyncSession, batch: list[Request]) -> set[tuple[int, str]]:
+    async def _taken_ids(session: AsyncSession, batch: list[AcceptJob]) -> set[tuple[int, str]]:
         taken: set[tuple[int, str]] = set()
         for user_id in {r.user_id for r in batch if r.client_id}:
             ids = [r.ext_id for r in batch if r.user_id == user_id and r.client_id]

@@ -22,8 +22,8 @@ from simgate.services.accept import (
     AcceptBatcher,
     AcceptedMessage,
     AcceptedRecipient,
+    AcceptJob,
 )
-from simgate.services.accept import Request as AcceptRequest
 from simgate.services.devices import DeviceIdentity, Devices
 from simgate.services.errors import BadRequest, Conflict, NotFound
 from simgate.services.ids import new_id, sha256_hex
@@ -319,7 +319,7 @@ class Messages:
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _build(self, session: AsyncSession, request: AcceptRequest) -> AcceptedMessage:
+    async def _build(self, session: AsyncSession, request: AcceptJob) -> AcceptedMessage:
         """The Message row for one accepted request (device chosen, SIM checked)."""
         new: NewMessage = request.payload  # type: ignore[assignment]
         target = await self._devices.target(session, request.user_id, new.device_id,
