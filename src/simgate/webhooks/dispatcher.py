@@ -127,7 +127,11 @@ class Dispatcher:
                     # for all of them at once
                     await asyncio.sleep(GATHER_SECONDS)
         finally:
+            # the recorder stops first (a flush of its own may be under way, and gives its
+            # outcomes back when cancelled): then one last flush writes them all
             recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
             await self._flush_results()
 
     def _start(self, item: _Leased) -> None:
@@ -290,7 +294,7 @@ class Dispatcher:
         try:
             async with self._sessions.begin() as session:
                 await session.execute(update(WebhookDelivery), batch)
-        except Exception:
+        except BaseException:  # cancelled too: the outcomes stay for the next flush
             self._results = batch + self._results
             raise
         if any(row["status"] == "pending" for row in batch):
