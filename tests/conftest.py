@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -40,6 +42,44 @@ STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
 # test_deploy.py checks files against a server's /metrics, the same on either store.
 SQLITE_ONLY = {"test_private_files.py", "test_parity_cli.py", "test_logins.py",
                "test_auth.py", "test_dashboard_browser.py", "test_deploy.py"}
+
+
+@pytest.hookimpl(hookwrapper=True, optionalhook=True)
+def pytest_timeout_set_timer(item, settings):
+    """At a timeout, print the asyncio tasks still waiting before the threads' stacks: a
+    test hung in an event loop shows only `select` in those."""
+    yield
+    timed_out = signal.getsignal(signal.SIGALRM)
+    if not callable(timed_out):
+        return
+
+    def handler(signum, frame):
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            terminal = item.config.get_terminal_writer()
+            terminal.sep("+", title="what the event loop awaits at the timeout")
+            waiting = [t.get_coro() for t in asyncio.all_tasks(loop)] + [
+                g for g in gc.get_objects()  # async fixtures: driven by no task of theirs
+                if inspect.isasyncgen(g) and g.ag_frame and "/tests/" in g.ag_frame.f_code.co_filename]
+            for coroutine in waiting:
+                terminal.write("".join(_await_chain(coroutine)) + "\n")
+        timed_out(signum, frame)
+
+    signal.signal(signal.SIGALRM, handler)
+
+
+def _await_chain(coroutine: object) -> list[str]:
+    """Where a suspended coroutine (or async generator) waits, down its awaits."""
+    lines = []
+    while coroutine is not None:
+        frame = next((f for a in ("cr_frame", "ag_frame", "gi_frame")
+                      if (f := getattr(coroutine, a, None)) is not None), None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in "
+                         f"{frame.f_code.co_name}\n")
+        coroutine = next((c for a in ("cr_await", "ag_await", "gi_yieldfrom")
+                          if (c := getattr(coroutine, a, None)) is not None), None)
+    return lines
 
 
 def pytest_addoption(parser):
