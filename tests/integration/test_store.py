@@ -202,6 +202,16 @@ async def test_a_user_code_joins_one_device_even_when_several_try_at_once(store)
     assert await store.enrolment.redeem(newer.code, "10.0.1.1") == user.id
 
 
+def _message(ident: str | None = None) -> NewMessage:
+    return NewMessage(phone_numbers=["+19162255887"], text="hi", id=ident)
+
+
+async def _blind(session, batch) -> set:
+    """In place of AcceptBatcher._taken_ids: the batch does not see an id taken by
+    another process."""
+    return set()
+
+
 async def test_a_batch_that_clashes_is_judged_again_request_by_request(store_url, tmp_path,
                                                                        monkeypatch):
     """Another process takes a client id after the batch looked: the write fails, and each
@@ -212,18 +222,10 @@ async def test_a_batch_that_clashes_is_judged_again_request_by_request(store_url
                                           max_queued_per_device=3), background=False)
     try:
         user_id, _ = await _user_and_device(gateway)
-
-        def new(ident=None):
-            return NewMessage(phone_numbers=["+19162255887"], text="hi", id=ident)
-
-        await gateway.messages.enqueue(user_id, new("clash"))  # "the other process"
-
-        async def blind(session, batch):
-            return set()  # the batch does not see that id taken
-
-        monkeypatch.setattr(AcceptBatcher, "_taken_ids", staticmethod(blind))
+        await gateway.messages.enqueue(user_id, _message("clash"))  # "the other process"
+        monkeypatch.setattr(AcceptBatcher, "_taken_ids", staticmethod(_blind))
         answers = await asyncio.gather(
-            *[gateway.messages.enqueue(user_id, new(ident)) for ident in ("clash", None, None)],
+            *[gateway.messages.enqueue(user_id, _message(i)) for i in ("clash", None, None)],
             return_exceptions=True)
         assert isinstance(answers[0], Conflict)
         assert [a.state for a in answers[1:]] == ["Pending", "Pending"]  # 1 + 2 = the limit
@@ -241,16 +243,8 @@ async def test_a_request_failing_when_judged_again_fails_alone(store_url, tmp_pa
                                  background=False)
     try:
         user_id, _ = await _user_and_device(gateway)
-
-        def new(ident=None):
-            return NewMessage(phone_numbers=["+19162255887"], text="hi", id=ident)
-
-        await gateway.messages.enqueue(user_id, new("clash"))
-
-        async def blind(session, batch):
-            return set()
-
-        monkeypatch.setattr(AcceptBatcher, "_taken_ids", staticmethod(blind))
+        await gateway.messages.enqueue(user_id, _message("clash"))
+        monkeypatch.setattr(AcceptBatcher, "_taken_ids", staticmethod(_blind))
         batcher = gateway.messages._batcher
         build, built = batcher._build, Counter()
 
@@ -262,12 +256,12 @@ async def test_a_request_failing_when_judged_again_fails_alone(store_url, tmp_pa
 
         monkeypatch.setattr(batcher, "_build", failing_when_alone)
         answers = await asyncio.wait_for(asyncio.gather(
-            *[gateway.messages.enqueue(user_id, new(i)) for i in ("clash", "boom", "after")],
+            *[gateway.messages.enqueue(user_id, _message(i)) for i in ("clash", "boom", "after")],
             return_exceptions=True), timeout=10)
         assert isinstance(answers[0], Conflict)
         assert isinstance(answers[1], RuntimeError)
         assert answers[2].state == "Pending"
-        later = await asyncio.wait_for(gateway.messages.enqueue(user_id, new("later")), 10)
+        later = await asyncio.wait_for(gateway.messages.enqueue(user_id, _message("later")), 10)
         assert later.ext_id == "later"
     finally:
         await gateway.close()
@@ -363,8 +357,7 @@ async def test_the_queue_limit_counts_again_near_the_limit_and_estimates_well_be
 
         async def queue(count: int) -> None:  # "another process"
             for _ in range(count):
-                await gateway.messages.enqueue(
-                    user_id, NewMessage(phone_numbers=["+19162255887"], text="q"))
+                await gateway.messages.enqueue(user_id, _message())
 
         await queue(3)
         far = QueueLimit(10_000)
