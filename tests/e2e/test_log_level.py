@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from simgate.testing import SimgateProcess
+from tests.e2e.gateway import (
+    OUTSIDE,
+    client,
+    final_state,
+    ready_device,
+    send,
+    start_run,
+)
 
 USER, PASSWORD = "quiet", "quiet-secret"
 
@@ -29,26 +35,13 @@ def test_at_warning_no_info_line_is_written_per_accepted_batch(tmp_path):
         server.stop()
 
 
-def test_at_warning_the_agent_of_run_writes_no_info_line_per_send(tmp_path):
-    run = SimgateProcess(["run"], tmp_path, env={
-        "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
-        "SIMGATE_LOG_LEVEL": "warning"}).start()
+async def test_at_warning_the_agent_of_run_writes_no_info_line_per_send(tmp_path):
+    run = start_run(tmp_path, env={"SIMGATE_LOG_LEVEL": "warning"})
     try:
-        with httpx.Client(base_url=f"{run.url}/3rdparty/v1", auth=(USER, PASSWORD),
-                          timeout=30) as http:
-            deadline = time.monotonic() + 60
-            while not any(d["simCards"] for d in http.get("/devices").json()):
-                assert time.monotonic() < deadline, "the agent did not register in 60 s"
-                time.sleep(0.1)
-            sent = http.post("/messages", json={
-                "textMessage": {"text": "hush"}, "phoneNumbers": ["+19162255887"]})
-            assert sent.status_code == 202, sent.text
-            message_id = sent.json()["id"]
-            deadline = time.monotonic() + 30
-            while http.get(f"/messages/{message_id}").json()["state"] not in ("Sent",
-                                                                            "Delivered"):
-                assert time.monotonic() < deadline, "the message was not Sent in 30 s"
-                time.sleep(0.1)
+        async with client(run) as api:
+            await ready_device(api)
+            message_id = await send(api, "hush", OUTSIDE)
+            assert (await final_state(api, message_id, 30))["state"] in ("Sent", "Delivered")
         assert f"message {message_id} through SIM" not in run.output()
     finally:
         run.stop()
