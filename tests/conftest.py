@@ -28,6 +28,7 @@ USER, PASSWORD = "alice", "alice-secret"
 PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 # Suites whose gateway (in-process or spawned) runs on the store chosen with --db.
 ON_CHOSEN_STORE = ("integration", "e2e")
+LOG_TAIL_LINES = 60  # of each log a failed test shows
 
 
 # Modules of those suites that open no gateway (drivers, the bus, field tools), or that
@@ -80,6 +81,20 @@ def _await_chain(coroutine: object) -> list[str]:
         coroutine = next((c for a in ("cr_await", "ag_await", "gi_yieldfrom")
                           if (c := getattr(coroutine, a, None)) is not None), None)
     return lines
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows the end of the logs its spawned servers and agents wrote in
+    its tmp_path: on a loaded CI machine they are all there is to go on."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if not report.failed or tmp_path is None:
+        return
+    for log in sorted(tmp_path.rglob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append((f"end of {log.relative_to(tmp_path)}", "\n".join(lines)))
 
 
 def pytest_addoption(parser):
