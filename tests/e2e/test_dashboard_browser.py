@@ -298,7 +298,8 @@ def test_redrive_a_failed_webhook(browser, gateway_run, api):
         _shot(browser, "webhook-failed")
         hook.status = 200
         browser.find_element(By.CSS_SELECTOR, "#webhooks button.redrive").click()
-        notice = browser.find_element(By.CSS_SELECTOR, ".notice").text
+        notice = _until(lambda: browser.find_element(By.CSS_SELECTOR, ".notice").text,
+                        "the page the redrive leads to")
         assert notice == "1 failed delivery queued to be sent again.", notice
         _until(lambda: [s for s, _ in hook.received] == [500, 200], "the redriven delivery")
         assert hook.received[1][1]["payload"]["messageId"] == sent.json()["id"]

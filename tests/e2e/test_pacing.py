@@ -10,7 +10,7 @@ import pytest
 
 from simgate.testing import start_agent
 from tests.conftest import wait_until
-from tests.e2e.gateway import FINAL, SIM2, final_state, start_serve
+from tests.e2e.gateway import FINAL, SIM2, final_state, ready_device, start_serve
 
 USER, PASSWORD = "pacing-user", "pacing-secret"
 
@@ -29,7 +29,10 @@ async def test_priority_skips_the_send_limit_and_an_expired_ttl_fails(server, tm
     async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1", auth=(USER, PASSWORD),
                                  timeout=30) as api:
         try:
-            await wait_until(lambda: _registered(api), timeout=60)
+            await ready_device(api)
+            # and the agent has stored its token, or back it would register a new device
+            log = tmp_path / "agent" / "agent.log"
+            await wait_until(lambda: "registered as device" in log.read_text(), timeout=30)
             agent.kill()  # away: what follows is fetched together when it is back
             agent.wait(10)
             await api.patch("/settings", json={"messages": {"limit_period": "PerMinute",
@@ -62,8 +65,3 @@ async def test_priority_skips_the_send_limit_and_an_expired_ttl_fails(server, tm
         finally:
             agent.kill()
             agent.wait(10)
-
-
-async def _registered(api: httpx.AsyncClient):
-    devices = (await api.get("/devices")).json()
-    return devices and devices[0]["simCards"]
