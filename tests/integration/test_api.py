@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -68,7 +70,7 @@ async def test_bad_sim_number_is_a_clear_400(api, sims, sim_number, expected):
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == 400
-    assert __import__("re").search(expected, body["message"]), body["message"]
+    assert re.search(expected, body["message"]), body["message"]
     assert (await api.get("/3rdparty/v1/messages")).json() == []  # nothing stored
 
 
@@ -251,8 +253,7 @@ async def test_openapi_docs(api):
                                                        "deviceActiveWithin"}
     send_schema = spec["components"]["schemas"]["SendRequest"]
     assert {"phoneNumbers", "simNumber", "textMessage"} <= set(send_schema["properties"])
-    refs = set(__import__("re").findall(r'"#/components/schemas/([^"]+)"',
-                                        __import__("json").dumps(spec)))
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
     assert refs <= set(spec["components"]["schemas"]), "every $ref resolves"
     # bad input is documented as it answers: 400 with {code, message}, never 422
     responses = [op["responses"] for ops in spec["paths"].values() for op in ops.values()]
