@@ -196,6 +196,33 @@ async def test_list_filters_sort_and_pages(api):
     assert bad.status_code == 400 and "limit" in bad.json()["message"]
 
 
+async def test_list_by_sim_keeps_the_sim_that_sent_or_the_one_asked(api):
+    """simNumber filters by the SIM that sent a message; one not sent yet counts for the
+    SIM it asks for. Out of range is a 400 that names the parameter."""
+    device = await register_device(api)
+    for i, sim in enumerate((2, 1, None)):
+        body = {"message": f"m{i}", "phoneNumbers": ["+19162255887"], "id": f"m{i}"}
+        assert (await send(api, body if sim is None else {**body, "simNumber": sim})
+                ).status_code == 202
+    # the device sends m2 (no SIM asked) through SIM 2
+    reported = await api.patch("/mobile/v1/message", auth=None,
+                               headers={"Authorization": f"Bearer {device['token']}"},
+                               json=[{"id": "m2", "state": "Sent", "simNumber": 2}])
+    assert reported.status_code == 200, reported.text
+
+    async def listed(sim: int) -> list[str]:
+        response = await api.get("/3rdparty/v1/messages", params={"simNumber": sim})
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Total-Count"] == str(len(response.json()))
+        return sorted(m["id"] for m in response.json())
+
+    assert await listed(2) == ["m0", "m2"]
+    assert await listed(1) == ["m1"]
+    assert await listed(3) == []
+    bad = await api.get("/3rdparty/v1/messages", params={"simNumber": 0})
+    assert bad.status_code == 400 and "simNumber" in bad.json()["message"], bad.text
+
+
 async def test_cancel_ends_when_the_device_confirms(api):
     device = await register_device(api)
     message_id = (await send(api)).json()["id"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -86,6 +86,8 @@ class MessageQuery:
     until: datetime | None = None
     state: ProcessState | None = None
     device_id: str | None = None
+    # the SIM that sent it, or for one not sent yet, the SIM it asks for (1-based)
+    sim_number: int | None = None
     limit: int = 50
     offset: int = 0
     newest_first: bool = True
@@ -101,6 +103,10 @@ def _matching(user_id: int, query: MessageQuery) -> list[ColumnElement[bool]]:
         conditions.append(Message.state == query.state.value)
     if query.device_id:
         conditions.append(Message.device_id == query.device_id)
+    if query.sim_number:
+        conditions.append(or_(Message.sim_used == query.sim_number,
+                              and_(Message.sim_used.is_(None),
+                                   Message.sim_number == query.sim_number)))
     return conditions
 
 

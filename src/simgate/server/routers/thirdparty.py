@@ -165,6 +165,7 @@ async def list_messages(
     until: Annotated[datetime | None, Query(alias="to")] = None,
     state: ProcessState | None = None,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
+    sim_number: Annotated[int | None, Query(alias="simNumber", ge=1, le=64)] = None,
     limit: Annotated[Int64, Query()] = 50,
     offset: Annotated[Int64, Query()] = 0,
     sort: Literal["created_at", "-created_at"] = "-created_at",
@@ -172,10 +173,12 @@ async def list_messages(
 ) -> list[MessageStateOut]:
     """Messages, newest first unless `sort=created_at`; X-Total-Count tells how many match
     across all pages. As the original, `limit` is brought into 1..100 (not refused) and
-    the text or data (or its hash) comes only with `includeContent=true`."""
+    the text or data (or its hash) comes only with `includeContent=true`. `simNumber`
+    (simgate's own) keeps those sent through that SIM, or, not sent yet, asking for it."""
     query = MessageQuery(since=aware(since), until=aware(until), state=state,
-                         device_id=device_id, limit=max(min(limit, MAX_LIST_LIMIT), 1),
-                         offset=max(offset, 0), newest_first=sort == "-created_at")
+                         device_id=device_id, sim_number=sim_number,
+                         limit=max(min(limit, MAX_LIST_LIMIT), 1), offset=max(offset, 0),
+                         newest_first=sort == "-created_at")
     response.headers["X-Total-Count"] = str(await gateway.messages.count(user_id, query))
     return [MessageStateOut.of(m, content=include_content)
             for m in await gateway.messages.list(user_id, query)]
