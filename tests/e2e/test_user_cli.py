@@ -111,6 +111,9 @@ def test_send_through_sim_2_and_read_it_back_as_tables_and_json(tmp_path):
 
         listed = cli(process, tmp_path, "messages", "--json", "--state", state["state"])
         assert [m["id"] for m in json.loads(listed.stdout)] == [state["id"]]
+        for sim, expected in ((2, [state["id"]]), (1, [])):
+            by_sim = cli(process, tmp_path, "messages", "--json", "--sim", str(sim))
+            assert [m["id"] for m in json.loads(by_sim.stdout)] == expected, (sim, by_sim.output)
         table = cli(process, tmp_path, "messages")
         assert state["id"] in table.stdout
 

@@ -59,6 +59,9 @@ def messages(
     state: Annotated[str | None, typer.Option(
         "--state", help=f"Only messages in this state: {', '.join(STATES)}.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
+    sim: Annotated[int | None, typer.Option(
+        "--sim", min=1, max=64, help="Only those sent through this SIM (1-based), and those"
+                                     " not sent yet that ask for it.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")]
     = 20,
     follow: Annotated[bool, typer.Option(
@@ -75,7 +78,7 @@ def messages(
     With --json: a JSON array; with --follow --json: one JSON object a line, per change."""
     if state is not None and state not in STATES:
         raise fail(f"--state {state!r}: use one of {', '.join(STATES)}", Exit.BAD_INPUT)
-    query = {"state": state, "deviceId": device}
+    query = {"state": state, "deviceId": device, "simNumber": sim}
     if follow:
         try:
             connection.run(lambda a: _follow(a, limit, interval, query, json_output))
@@ -198,6 +201,9 @@ def inbox(
     kind: Annotated[str | None, typer.Option(
         "--type", help="Only SMS, DATA_SMS, MMS or MMS_DOWNLOADED.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
+    sim: Annotated[int | None, typer.Option(
+        "--sim", min=1, max=64, help="Only those sent through this SIM (1-based), and those"
+                                     " not sent yet that ask for it.")] = None,
     json_output: JsonOpt = False,
     *,
     connection: LazyApi,  # given by @connected
