@@ -241,3 +241,29 @@ async def test_a_pending_message_is_cancelled_from_its_page(web, gateway, api):
     assert state == "Cancelling"  # its device is told, and confirms
     again = await web.post(f"{page}/cancel", data={"csrf": token})
     assert again.status_code == 303  # cancelling twice is no error
+
+
+async def test_the_message_list_filters_by_sim_and_device_and_keeps_them_live(web, api):
+    """With two devices, the list offers each SIM number and each device; a filter holds in
+    the live rows' address and in the rows themselves."""
+    phone = await register_device(api)
+    await register_device(api, name="modem pool",
+                          sims=[{"slotIndex": i, "phoneNumber": f"+1202555020{i}"}
+                                for i in range(3)])
+    for sim in (1, 2):
+        sent = await api.post("/3rdparty/v1/messages", json={
+            "textMessage": {"text": f"asks SIM {sim}"}, "phoneNumbers": ["+19162255887"],
+            "simNumber": sim, "deviceId": phone["id"]})
+        assert sent.status_code == 202, sent.text
+    await log_in(web)
+    page = (await web.get("/messages")).text
+    assert re.findall(r'<option value="(\d)"', page) == ["1", "2", "3"]  # pool's 3 slots
+    assert "modem pool" in page and f'<option value="{phone["id"]}"' in page
+    filtered = (await web.get("/messages", params={"sim": "2", "device": phone["id"]})).text
+    assert "asks SIM 2" in filtered and "asks SIM 1" not in filtered
+    assert f'data-live="/messages/rows?device={phone["id"]}&amp;sim=2&amp;page=1"' in filtered
+    assert '<option value="2" selected>' in filtered
+    rows = (await web.get("/messages/rows", params={"sim": "3"})).text
+    assert "asks SIM" not in rows and "No messages through SIM 3." in rows
+    everything = (await web.get("/messages", params={"sim": "not a number"})).text
+    assert "asks SIM 1" in everything and "asks SIM 2" in everything

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -27,11 +28,14 @@ LIST_SIZE = 50  # messages on the live list; older ones by ?page=
 Context = Callable[[Request, Viewer], Awaitable[dict[str, Any]]]
 
 
-def live_page(path: str, fragment: str, template: str, part: str, context: Context) -> None:
-    """A page, and at `fragment` the part of it that its live updates fetch again."""
+def live_page(path: str, fragment: str, template: str, part: str, context: Context,
+              around: Context | None = None) -> None:
+    """A page, and at `fragment` the part of it that its live updates fetch again;
+    `around` adds what only the whole page shows (its filters' choices)."""
 
     async def whole(request: Request, who: ViewerDep) -> HTMLResponse:
-        return render(request, template, await context(request, who), who=who)
+        extra = await around(request, who) if around else {}
+        return render(request, template, {**await context(request, who), **extra}, who=who)
 
     async def piece(request: Request, who: ViewerDep) -> HTMLResponse:
         return render(request, part, await context(request, who), who=who)
@@ -48,25 +52,39 @@ live_page("/", "/devices/part", "devices.html", "_devices.html", _devices_contex
 
 
 def _query(request: Request) -> MessageQuery:
-    state = request.query_params.get("state")
-    page = request.query_params.get("page", "1")
+    """The list's filters from the address; a value that cannot be one is no filter."""
+    params = request.query_params
+    state, sim, page = params.get("state"), params.get("sim", ""), params.get("page", "1")
     page_number = max(int(page), 1) if page.isdigit() else 1
     return MessageQuery(
         state=ProcessState(state) if state in ProcessState._value2member_map_ else None,
+        device_id=params.get("device") or None,
+        sim_number=int(sim) if sim.isdigit() and 1 <= int(sim) <= 64 else None,
         limit=LIST_SIZE, offset=(page_number - 1) * LIST_SIZE)
 
 
 async def _messages_context(request: Request, who: Viewer) -> dict[str, Any]:
     query = _query(request)
+    filters = {"state": query.state.value if query.state else "",
+               "device": query.device_id or "", "sim": query.sim_number or ""}
     return {"messages": await who.gateway.messages.list(who.user_id, query),
             "total": await who.gateway.messages.count(who.user_id, query),
             "page": query.offset // LIST_SIZE + 1, "page_size": LIST_SIZE,
-            "state": query.state.value if query.state else "",
-            "states": [s.value for s in ProcessState]}
+            "filtered": urlencode({k: v for k, v in filters.items() if v}),
+            **filters}
+
+
+async def _message_filters(_: Request, who: Viewer) -> dict[str, Any]:
+    """The choices of the list's filters: states, the user's devices, their SIM numbers."""
+    found = await who.gateway.devices.list(who.user_id)
+    slots = max((len(d.sims) for d in found), default=0)
+    return {"states": [s.value for s in ProcessState],
+            "devices": [(d.id, d.name) for d in found] if len(found) > 1 else [],
+            "sims": list(range(1, slots + 1))}
 
 
 live_page("/messages", "/messages/rows", "messages.html", "_message_rows.html",
-          _messages_context)  # before /messages/{message_id}
+          _messages_context, _message_filters)  # before /messages/{message_id}
 
 
 async def _message(request: Request, who: Viewer, message_id: str,
