@@ -201,9 +201,6 @@ def inbox(
     kind: Annotated[str | None, typer.Option(
         "--type", help="Only SMS, DATA_SMS, MMS or MMS_DOWNLOADED.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
-    sim: Annotated[int | None, typer.Option(
-        "--sim", min=1, max=64, help="Only those sent through this SIM (1-based), and those"
-                                     " not sent yet that ask for it.")] = None,
     json_output: JsonOpt = False,
     *,
     connection: LazyApi,  # given by @connected
