@@ -53,3 +53,18 @@ async def test_high_priority_skips_the_interval():
     await pacer.wait(priority=0)
     assert pacer.delay(time.monotonic()) > 50
     await asyncio.wait_for(pacer.wait(priority=BYPASS_PRIORITY), timeout=5)
+
+
+async def test_a_wait_cancelled_as_new_settings_wake_it_ends():
+    """Cancelled in the very loop iteration that new settings wake it, a waiting send
+    ends (on Python 3.11, asyncio.wait_for would drop that cancel and wait again)."""
+    pacer = Pacer()
+    pacer.configure({"limit_period": "PerMinute", "limit_value": 1})
+    await pacer.wait(priority=0)  # the minute's one send: the next one waits
+    waiting = asyncio.create_task(pacer.wait(priority=0))
+    for _ in range(3):
+        await asyncio.sleep(0)  # until it waits for the settings to change
+    pacer.configure({"limit_period": "PerMinute", "limit_value": 1})  # the limit holds
+    waiting.cancel()
+    done, _ = await asyncio.wait({waiting}, timeout=5)
+    assert done and waiting.cancelled()

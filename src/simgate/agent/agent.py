@@ -289,9 +289,9 @@ class Agent:
     async def _fetch_loop(self) -> None:
         while True:
             closed = self.work_hours.wait()  # look again when the work hours begin
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(),
-                                       min(self.config.poll_interval, closed or math.inf))
+            with contextlib.suppress(TimeoutError):  # wait_for (3.11) may drop a cancel
+                async with asyncio.timeout(min(self.config.poll_interval, closed or math.inf)):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while await self._fetch_once() >= FETCH_LIMIT and not self.work_hours.wait():
@@ -561,7 +561,8 @@ class Agent:
                 log.info("outside work hours (%s): %s waits %.0f s", self.work_hours.describe(),
                          message.id, closed)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._settings_changed.wait(), min(closed, 60.0))
+                    async with asyncio.timeout(min(closed, 60.0)):
+                        await self._settings_changed.wait()
             await pacer.wait(message.body.get("priority", 0))
             rate = self._sim_rate(message.slot)
             await rate.wait(message.body.get("priority", 0))
@@ -864,7 +865,8 @@ class Agent:
                 await changed.wait()
                 continue
             try:
-                await asyncio.wait_for(changed.wait(), self.ping_interval)
+                async with asyncio.timeout(self.ping_interval):
+                    await changed.wait()
                 continue  # settings changed: start over with the new interval
             except TimeoutError:
                 pass

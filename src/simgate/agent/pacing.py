@@ -67,8 +67,9 @@ class Pacer:
             if self.limit:
                 log.info("send limit of %d message(s) per %.0f s: the next waits %.0f s",
                          self.limit[1], self.limit[0], pause)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), pause)
+            with contextlib.suppress(TimeoutError):  # wait_for (3.11) may drop a cancel
+                async with asyncio.timeout(pause):
+                    await self._changed.wait()
         now = time.monotonic()
         self._last = now
         self._pause = random.randint(*self.interval) if self.interval else 0.0

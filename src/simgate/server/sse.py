@@ -27,7 +27,8 @@ def stream(request: Request, bus: LocalBus, channel: str, keepalive: float,
             yield hello
             while not await request.is_disconnected():
                 try:
-                    item = await asyncio.wait_for(queue.get(), keepalive)
+                    async with asyncio.timeout(keepalive):  # wait_for (3.11) may drop a cancel
+                        item = await queue.get()
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue

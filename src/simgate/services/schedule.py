@@ -51,8 +51,11 @@ class DueTimer:
             delay = self._longest
             if upcoming is not None:
                 delay = min(delay, max((upcoming - utcnow()).total_seconds(), 0.0))
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancel that
+            # comes as the event is set, and the loop would outlive the gateway's close
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._changed.wait()
             self._changed.clear()
 
     async def _due_between(self, after: datetime, until: datetime) -> list[str]:

@@ -121,8 +121,10 @@ class Dispatcher:
                     self._start(item)
                 if not leased or len(self._inflight) >= self._concurrency:
                     # woken by new events, by a finished delivery, or the poll
+                    # wait_for (3.11) may drop a cancel
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                        async with asyncio.timeout(self._poll_interval):
+                            await self._wake.wait()
                     # let the deliveries finishing together free their slots, and lease
                     # for all of them at once
                     await asyncio.sleep(GATHER_SECONDS)
