@@ -131,10 +131,13 @@ def _python_gsmmodem_round_trip(sender_port: str, receiver_port: str) -> tuple:
     from gsmmodem.modem import GsmModem
 
     received: list = []
-    arrived = threading.Event()
+    arrived, reported = threading.Event(), threading.Event()
+    reports: list = []
     receiver = GsmModem(receiver_port, 115200,
                         smsReceivedCallbackFunc=lambda sms: (received.append(sms), arrived.set()))
-    sender = GsmModem(sender_port, 115200)
+    # the sender hears its status report: closed before, its reading thread would time out
+    sender = GsmModem(sender_port, 115200, smsStatusReportCallback=lambda report: (
+        reports.append(report), reported.set()))
     receiver.connect()
     sender.connect()
     try:
@@ -142,16 +145,21 @@ def _python_gsmmodem_round_trip(sender_port: str, receiver_port: str) -> tuple:
         sent = sender.sendSms("+12025550102", "Hello via python-gsmmodem: ünïcode ✓",
                               waitForDeliveryReport=False)
         arrived.wait(15)
-        return identity, sent.reference, [(sms.number, sms.text) for sms in received]
+        reported.wait(15)
+        return (identity, sent.reference, [(sms.number, sms.text) for sms in received],
+                [(r.reference, r.status) for r in reports])
     finally:
         sender.close()
         receiver.close()
 
 
 async def test_python_gsmmodem_works_unchanged():
+    from gsmmodem.modem import StatusReport
+
     async with EmulatedNetwork(2) as network:
-        identity, reference, received = await asyncio.to_thread(
+        identity, reference, received, reports = await asyncio.to_thread(
             _python_gsmmodem_round_trip, *network.ports)
     assert identity == ("simgate", "simgate emulated GSM modem", "simgate Mobile", 21)
     assert reference == 1
     assert received == [("+12025550101", "Hello via python-gsmmodem: ünïcode ✓")]
+    assert reports == [(1, StatusReport.DELIVERED)]
