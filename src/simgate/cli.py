@@ -23,6 +23,7 @@ from simgate import __version__
 from simgate.client.config import SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
+from simgate.domain.sims import MAX_SIM_SLOTS
 from simgate.files import write_private
 from simgate.usercli import register as register_user_commands
 
@@ -192,7 +193,7 @@ def run(
     host: HostOpt = None,
     port: PortOpt = None,
     data_dir: DataDirOpt = None,
-    sims: Annotated[int, typer.Option("--sims", min=1, max=64,
+    sims: Annotated[int, typer.Option("--sims", min=1, max=MAX_SIM_SLOTS,
                                       help="Number of emulated SIM slots.")] = 2,
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help=FAULT_HELP)] = None,
@@ -250,7 +251,7 @@ def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bo
 
 @app.command()
 def emulator(
-    sims: Annotated[int, typer.Option("--sims", min=1, max=64,
+    sims: Annotated[int, typer.Option("--sims", min=1, max=MAX_SIM_SLOTS,
                                       help="Number of emulated SIM slots.")] = 2,
     fault: Annotated[list[str] | None, typer.Option("--fault", help=FAULT_HELP)] = None,
 ) -> None:
@@ -288,7 +289,7 @@ def agent(
         "--modem", help="Serial port of a GSM modem, one SIM slot each, in order.")] = None,
     termux: Annotated[bool, typer.Option("--termux", help="Use this Android phone's SIMs "
                                          "through Termux:API.")] = False,
-    emulator: Annotated[int, typer.Option("--emulator", min=0, max=64,
+    emulator: Annotated[int, typer.Option("--emulator", min=0, max=MAX_SIM_SLOTS,
                                           help="Emulate this many SIM slots.")] = 0,
     username: Annotated[str | None, typer.Option(
         "--username", envvar="SIMGATE_USERNAME", help="User to register the device with.")] = None,
@@ -396,7 +397,7 @@ def doctor(
     modem: Annotated[list[str] | None, typer.Option("--modem", help="Serial port to check.")]
     = None,
     termux: Annotated[bool, typer.Option("--termux", help="Check Termux:API.")] = False,
-    emulator: Annotated[int, typer.Option("--emulator", min=0, max=64)] = 0,
+    emulator: Annotated[int, typer.Option("--emulator", min=0, max=MAX_SIM_SLOTS)] = 0,
     username: UserOpt = None,
     password: PasswordOpt = None,
     data_dir: DataDirOpt = None,

@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+# SIM slots a device may have, so simNumber is 1..MAX_SIM_SLOTS (modem pools have many)
+MAX_SIM_SLOTS = 64
+
 
 class SimStatus(enum.StrEnum):
     """Readiness of a SIM slot as the agent reports it."""

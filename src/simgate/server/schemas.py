@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from simgate.domain.dates import millis
-from simgate.domain.sims import SimSlot, SimStatus
+from simgate.domain.sims import MAX_SIM_SLOTS, SimSlot, SimStatus
 from simgate.domain.states import ProcessState
 from simgate.services.accept import AcceptedMessage
 from simgate.services.usage import SimReport
@@ -53,6 +53,7 @@ class StrictWire(Wire):
 INT64_MAX = 2**63 - 1
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 Offset = Annotated[int, Field(ge=0, le=INT64_MAX)]
+SimNumber = Annotated[int | None, Field(ge=1, le=MAX_SIM_SLOTS)]  # 1-based
 # The longest ttl and activity window the original turns into a time (Go nanoseconds)
 MAX_TTL_SECONDS = INT64_MAX // 10**9  # about 292 years
 MAX_ACTIVE_WITHIN_HOURS = INT64_MAX // (3600 * 10**9)
@@ -94,7 +95,7 @@ class SendRequest(StrictWire):
     data_message: DataMessageIn | None = None
     phone_numbers: Annotated[list[Annotated[str, Field(max_length=512)]],
                              Field(min_length=1, max_length=100)]
-    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    sim_number: SimNumber = None
     with_delivery_report: bool | None = True
     is_encrypted: bool | None = False
     priority: Annotated[int | None, Field(ge=-128, le=127)] = 0
@@ -146,7 +147,7 @@ class AttemptWire(Wire):
     """One try at sending a message (simgate extension): which SIM of which device, the
     error if it failed, and when."""
 
-    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    sim_number: SimNumber = None
     device_id: Annotated[str | None, Field(max_length=64)] = None
     error: Annotated[str | None, Field(max_length=4096)] = None
     at: datetime
@@ -208,8 +209,8 @@ class MessageStateOut(Wire):
 class SimCardWire(Wire):
     """A SIM slot: the fields of the Go client's SimCard plus simgate's health fields."""
 
-    slot_index: Annotated[int, Field(ge=0, le=63)]
-    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    slot_index: Annotated[int, Field(ge=0, le=MAX_SIM_SLOTS - 1)]
+    sim_number: SimNumber = None
     phone_number: str | None = None
     carrier_name: str | None = None
     iccid: str | None = None
@@ -383,7 +384,7 @@ class PatchMessageItem(Wire):
     state: ProcessState
     recipients: list[PatchRecipient] = []
     states: dict[str, datetime] = {}
-    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    sim_number: SimNumber = None
     attempts: Annotated[list[AttemptWire], Field(max_length=20)] = []  # simgate extension
     reason: Annotated[str | None, Field(max_length=1024)] = None  # why it waits (simgate)
     failover: bool = False  # no SIM of the device could send it: to another (simgate)
@@ -488,7 +489,7 @@ class IncomingIn(Wire):
     id: Annotated[str, Field(min_length=1, max_length=255)]
     sender: Annotated[str, Field(min_length=1, max_length=64)]
     recipient: Annotated[str | None, Field(max_length=64)] = None
-    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    sim_number: SimNumber = None
     message: Annotated[str | None, Field(max_length=65535)] = None
     data_message: DataMessageIn | None = None
     received_at: datetime | None = None
@@ -544,7 +545,7 @@ class AppReceivedIn(Wire):
     message_id: Annotated[str, Field(min_length=1, max_length=255)]
     sender: Annotated[str, Field(min_length=1, max_length=64)]
     recipient: Annotated[str | None, Field(max_length=64)] = None
-    sim_number: Annotated[int | None, Field(ge=1, le=64)] = None
+    sim_number: SimNumber = None
     message: Annotated[str | None, Field(max_length=65535)] = None
     data: Annotated[str | None, Field(max_length=65535)] = None
     transaction_id: Annotated[str | None, Field(max_length=255)] = None

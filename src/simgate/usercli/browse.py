@@ -11,6 +11,7 @@ from rich.table import Column, Table
 
 from simgate.client.api import PAGE, Api
 from simgate.client.bulk import FINAL
+from simgate.domain.sims import MAX_SIM_SLOTS
 from simgate.domain.states import ProcessState
 from simgate.usercli.common import (
     Exit,
@@ -60,8 +61,9 @@ def messages(
         "--state", help=f"Only messages in this state: {', '.join(STATES)}.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Only this device's.")] = None,
     sim: Annotated[int | None, typer.Option(
-        "--sim", min=1, max=64, help="Only those sent through this SIM (1-based), and those"
-                                     " not sent yet that ask for it.")] = None,
+        "--sim", min=1, max=MAX_SIM_SLOTS,
+        help="Only those sent through this SIM (1-based), and those not sent yet that ask"
+             " for it.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")]
     = 20,
     follow: Annotated[bool, typer.Option(

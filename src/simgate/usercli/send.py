@@ -24,6 +24,7 @@ from simgate.client.bulk import (
     send_rows,
     wait_final,
 )
+from simgate.domain.sims import MAX_SIM_SLOTS
 from simgate.domain.states import ProcessState
 from simgate.usercli.common import (
     Exit,
@@ -53,8 +54,9 @@ def send(
                          " and state [default: CSV.result.csv]; running again with it sends"
                          " only the rows not yet accepted.")] = None,
     sim: Annotated[int | None, typer.Option(
-        "--sim", min=1, max=64, help="SIM slot to send through (1-based) [default: the"
-                                     " server's SIM selection].")] = None,
+        "--sim", min=1, max=MAX_SIM_SLOTS,
+        help="SIM slot to send through (1-based) [default: the server's SIM selection].")]
+    = None,
     device: Annotated[str | None, typer.Option("--device", help="Device id to send from.")]
     = None,
     ttl: Annotated[int | None, typer.Option(

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from simgate.domain.routing import SimSelectionMode, Strategy
 from simgate.domain.settings import public_view
+from simgate.domain.sims import MAX_SIM_SLOTS
 from simgate.domain.states import ProcessState
 from simgate.services.errors import NotFound
 from simgate.services.inbox import InboxQuery
@@ -59,7 +60,7 @@ def _query(request: Request) -> MessageQuery:
     return MessageQuery(
         state=ProcessState(state) if state in ProcessState._value2member_map_ else None,
         device_id=params.get("device") or None,
-        sim_number=int(sim) if sim.isdigit() and 1 <= int(sim) <= 64 else None,
+        sim_number=int(sim) if sim.isdigit() and 1 <= int(sim) <= MAX_SIM_SLOTS else None,
         limit=LIST_SIZE, offset=(page_number - 1) * LIST_SIZE)
 
 

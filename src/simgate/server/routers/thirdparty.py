@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 
 from simgate.domain.phones import InvalidPhoneNumber, normalize
+from simgate.domain.sims import MAX_SIM_SLOTS
 from simgate.domain.states import ProcessState
 from simgate.server import wirejson
 from simgate.server.auth import authorize
@@ -165,7 +166,7 @@ async def list_messages(
     until: Annotated[datetime | None, Query(alias="to")] = None,
     state: ProcessState | None = None,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
-    sim_number: Annotated[int | None, Query(alias="simNumber", ge=1, le=64)] = None,
+    sim_number: Annotated[int | None, Query(alias="simNumber", ge=1, le=MAX_SIM_SLOTS)] = None,
     limit: Annotated[Int64, Query()] = 50,
     offset: Annotated[Int64, Query()] = 0,
     sort: Literal["created_at", "-created_at"] = "-created_at",
