@@ -23,6 +23,7 @@ from simgate.services.gateway import Gateway
 from simgate.services.ids import sha256_hex
 from simgate.services.messages import MessageQuery, NewMessage, RecipientUpdate, StateUpdate
 from simgate.services.passwords import Passwords
+from simgate.services.queue_limit import QueueLimit
 from simgate.services.tokens import InvalidToken
 from simgate.services.users import Users
 from simgate.store.db import alembic_config
@@ -343,8 +344,6 @@ async def test_the_queue_limit_counts_again_near_the_limit_and_estimates_well_be
     """Well below the limit a count stands for a second, plus what this process accepted;
     messages another process queued meanwhile are seen once the count is due or the
     limit is near, so the limit itself holds."""
-    from simgate.services.queue_limit import QueueLimit
-
     gateway = await Gateway.open(Settings(data_dir=tmp_path, database_url=store_url),
                                  background=False)
     try:
