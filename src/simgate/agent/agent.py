@@ -29,10 +29,11 @@ from simgate.agent.backends.base import (
 )
 from simgate.agent.client import DeviceClient, PendingMessage, ServerError
 from simgate.agent.crypto import DecryptionError, decrypt
-from simgate.agent.hours import WorkHours
 from simgate.agent.journal import Journal, JournalMessage
-from simgate.agent.pacing import BYPASS_PRIORITY, Pacer
+from simgate.agent.pacing import Pacer
+from simgate.domain.hours import WorkHours
 from simgate.domain.routing import (
+    BYPASS_PRIORITY,
     Choice,
     LimitsReached,
     NoSimAvailable,
@@ -40,6 +41,7 @@ from simgate.domain.routing import (
     SimSelectionMode,
     SimsPaused,
     SimUsage,
+    counted,
     limit_reached,
     policy_from_settings,
     route,
@@ -901,13 +903,6 @@ class Agent:
                 "delivered": report.delivered, "status": report.status,
                 "at": report.at.isoformat()}, delivery_items):
             self._outbox_wake.set()
-
-
-def counted(usage: SimUsage, phones: list[str]) -> SimUsage:
-    """`usage` after one more message to `phones`."""
-    new = set(phones) - usage.known
-    return SimUsage(usage.minute + 1, usage.day + 1, usage.month + 1,
-                    usage.recipients_month + len(new), usage.known | new)
 
 
 def _forget_usage_file(journal: Path) -> None:

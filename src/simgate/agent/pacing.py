@@ -9,6 +9,7 @@ import random
 import time
 from collections import deque
 
+from simgate.domain.routing import BYPASS_PRIORITY
 from simgate.domain.settings import LimitPeriod
 
 PERIOD_SECONDS = {
@@ -20,8 +21,7 @@ PERIOD_SECONDS = {
 
 log = logging.getLogger(__name__)
 
-# Messages at or above this priority skip pauses and limits (as on sms-gate.app).
-BYPASS_PRIORITY = 100
+__all__ = ["BYPASS_PRIORITY", "Pacer"]
 
 
 class Pacer:

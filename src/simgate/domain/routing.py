@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from simgate.domain.sims import SimSlot
+
+# Messages at or above this priority skip pauses and limits (as on sms-gate.app).
+BYPASS_PRIORITY = 100
 
 
 class SimSelectionMode(enum.StrEnum):
@@ -162,6 +166,13 @@ def policy_from_settings(messages: Mapping[str, Any], routing: Mapping[str, Any]
     )
 
 
+def counted(usage: SimUsage, phones: Sequence[str]) -> SimUsage:
+    """`usage` after one more message to `phones`."""
+    new = set(phones) - usage.known
+    return SimUsage(usage.minute + 1, usage.day + 1, usage.month + 1,
+                    usage.recipients_month + len(new), usage.known | new)
+
+
 def limit_reached(rule: SimRule, usage: SimUsage, phones: Sequence[str]) -> str | None:
     """Why the SIM may not take this message now (None: it may)."""
     if rule.rate_per_minute is not None and usage.minute >= rule.rate_per_minute:
@@ -284,3 +295,27 @@ def worth_failover(code: int | None, permanent: bool) -> bool:
     if not permanent:
         return code not in BAD_NUMBER_CODES
     return code is not None and code not in BAD_NUMBER_CODES
+
+
+# The Android app's failure texts ("Send result: RESULT_ERROR_NO_SERVICE (...)", from
+# SmsManager's result codes) that name the SIM, the radio or the network: another SIM or
+# phone may well send. The others (a full queue, FDN, a short code refused, a bad PDU or
+# number, an encoding error, TTL expired) would fail the same way anywhere.
+APP_SIM_FAILURES = frozenset({
+    "RESULT_ERROR_GENERIC_FAILURE", "RESULT_ERROR_RADIO_OFF", "RESULT_ERROR_NO_SERVICE",
+    "RESULT_RADIO_NOT_AVAILABLE", "RESULT_NETWORK_REJECT", "RESULT_NETWORK_ERROR",
+    "RESULT_MODEM_ERROR", "RESULT_INVALID_SMSC_ADDRESS", "RESULT_SMS_SEND_RETRY_FAILED",
+    "RESULT_RIL_RADIO_NOT_AVAILABLE", "RESULT_RIL_SMS_SEND_FAIL_RETRY",
+    "RESULT_RIL_NETWORK_REJECT", "RESULT_RIL_MODEM_ERR", "RESULT_RIL_NETWORK_ERR",
+    "RESULT_RIL_NETWORK_NOT_READY", "RESULT_RIL_INVALID_MODEM_STATE", "RESULT_RIL_SIM_ABSENT",
+    "RESULT_RIL_ACCESS_BARRED", "RESULT_RIL_INVALID_SMSC_ADDRESS", "RESULT_RIL_GENERIC_ERROR",
+    "RESULT_RIL_BLOCKED_DUE_TO_CALL",
+})
+_APP_RESULT = re.compile(r"\b(RESULT_[A-Z_]+)\b")
+
+
+def app_failure_worth_failover(error: str | None) -> bool:
+    """Whether a send the Android app reports failed may go through another SIM: its
+    text names a SIM, radio or network result."""
+    found = _APP_RESULT.search(error or "")
+    return found is not None and found.group(1) in APP_SIM_FAILURES

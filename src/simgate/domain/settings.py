@@ -9,6 +9,7 @@ import copy
 import enum
 import re
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -145,6 +146,20 @@ class RoutingSettings(BaseModel):
     cooldown_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     # "N": SIM N of every device; a device id: that device's SIMs, {"N": {...}}, over those
     sims: dict[str, SimOrDevice] = {}
+    # the zone of messages.work_hours_* for the phones the server routes (IANA, e.g.
+    # "Europe/Berlin"; None: UTC); simgate's agent keeps them in its host's time
+    timezone: Annotated[str | None, Field(max_length=64)] = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not a time zone: give an IANA name such as "
+                                 "\"Europe/Berlin\" or \"UTC\"") from None
+        return value
 
     @field_validator("sims", mode="before")
     @classmethod

@@ -66,6 +66,8 @@ class AcceptedMessage:
     attempts: list[dict[str, Any]] | None = None
     reason: str | None = None  # why it waits, once its device says
     device_pinned: bool = False  # the caller chose the device: no failover to another
+    handout_id: str | None = None  # see Message.handout_id
+    phone_chooses_sim: bool = False
 
 
 Build = Callable[[AsyncSession, "AcceptJob"], Awaitable[AcceptedMessage]]

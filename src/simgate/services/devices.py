@@ -115,7 +115,8 @@ class Devices:
         return Registration(device=device, token=token)
 
     async def update(self, identity: DeviceIdentity, *, push_token: str | None = None,
-                     sims: list[SimSlot] | None = None, name: str | None = None) -> Device:
+                     sims: list[SimSlot] | None = None, name: str | None = None,
+                     own_pauses: bool = True) -> Device:
         """Change what the device reports; a SIM change (inserted, removed, PIN, network)
         is told to `sim_listeners` in the same transaction (the sim:changed event)."""
         changes: list[SimChange] = []
@@ -127,7 +128,7 @@ class Devices:
                 device.name = name
             device.last_seen = utcnow()
             if sims is not None:
-                changes = await self._replace_sims(session, device, sims)
+                changes = await self._replace_sims(session, device, sims, own_pauses)
             device.updated_at = utcnow()
             if changes:
                 await session.run_sync(lambda s: [listener(s, identity, changes)
@@ -145,8 +146,10 @@ class Devices:
             raise BadRequest("simCards: slotIndex values must be distinct and in 0..63")
 
     async def _replace_sims(self, session: AsyncSession, device: Device,
-                            sims: list[SimSlot]) -> list[SimChange]:
-        """Store the reported slots; returns what changed in them that routing heeds."""
+                            sims: list[SimSlot], own_pauses: bool = True) -> list[SimChange]:
+        """Store the reported slots; returns what changed in them that routing heeds.
+        `own_pauses`: the device reports its SIMs' cool-downs (simgate's agent); else
+        they are the server's and stay as they are."""
         self.check_slots(sims)
         await session.refresh(device, ["sims"])
         current = {s.slot_index: s for s in device.sims}
@@ -162,7 +165,8 @@ class Devices:
             kind = sim_change(before, slot)
             if kind is not None:
                 changes.append(SimChange(slot, kind, before.status if before else None))
-            card.paused_until, card.pause_reason = slot.paused_until, slot.pause_reason
+            if own_pauses:
+                card.paused_until, card.pause_reason = slot.paused_until, slot.pause_reason
             card.status = slot.status.value
             card.phone_number = slot.phone_number
             card.carrier_name = slot.carrier_name

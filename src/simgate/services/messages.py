@@ -6,7 +6,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,10 @@ from simgate.services.accept import (
 from simgate.services.devices import DeviceIdentity, Devices
 from simgate.services.errors import BadRequest, Conflict, NotFound
 from simgate.services.ids import new_id, sha256_hex
+from simgate.services.logs import Entry, Logs, Priority
 from simgate.services.queue_limit import QueueLimit
+from simgate.services.router import PhoneRouter
+from simgate.services.webhooks import Webhooks
 from simgate.sms.pdu import TooLong, check_fits
 from simgate.store.db import Sessions
 from simgate.store.models import Message, Recipient, utcnow
@@ -180,6 +183,8 @@ class MessageRow:
     reason: str | None
     device_pinned: bool
     sim_number: int | None
+    handout_id: str | None
+    phone_chooses_sim: bool
     recipients: list[RecipientRow] = field(default_factory=list)
 
 
@@ -198,19 +203,36 @@ _SELECT_RECIPIENTS = select(
 ).where(
     _RECIPIENTS.c.message_pk.in_(bindparam("pks", expanding=True))
 ).order_by(_RECIPIENTS.c.message_pk, _RECIPIENTS.c.position)
+# A phone reports a message by the id it was handed: the message's own, or the one it got
+# when the message came back to it for another SIM.
+_SELECT_HANDED_ROWS = select(*[_MESSAGES.c[k] for k in _ROW_COLUMNS]).where(
+    _MESSAGES.c.device_id == bindparam("device_id"),
+    or_(_MESSAGES.c.handout_id.in_(bindparam("wire_ids", expanding=True)),
+        and_(_MESSAGES.c.user_id == bindparam("user_id"), _MESSAGES.c.handout_id.is_(None),
+             _MESSAGES.c.ext_id.in_(bindparam("ext_ids", expanding=True)))))
 _UPDATE_MESSAGES = update(_MESSAGES).where(_MESSAGES.c.pk == bindparam("row_pk"))
 _UPDATE_RECIPIENTS = update(_RECIPIENTS).where(
     _RECIPIENTS.c.message_pk == bindparam("row_pk"),
     _RECIPIENTS.c.position == bindparam("row_position"))
 
 
-def _read_rows(connection: Connection, device: DeviceIdentity,
-               ext_ids: list[str]) -> dict[str, MessageRow]:
+def wire_id(message: Message | MessageRow) -> str:
+    """The id a device knows the message by."""
+    return message.handout_id or message.ext_id
+
+
+def _read_rows(connection: Connection, device: DeviceIdentity, ext_ids: list[str],
+               handed: bool = False) -> dict[str, MessageRow]:
     """The device's messages of these ids with their recipients: two SELECTs. By (user,
-    id), the unique index: by device, SQLite would walk all the device's messages."""
-    rows = connection.execute(_SELECT_ROWS, {"user_id": device.user_id, "ext_ids": ext_ids,
-                                             "device_id": device.device_id})
-    found = {row[1]: MessageRow(*row) for row in rows}
+    id), the unique index: by device, SQLite would walk all the device's messages.
+    `handed`: the ids are those a phone was handed (`wire_id`); a report under an id the
+    phone held before the message came back to it is stale, and finds nothing."""
+    params = {"user_id": device.user_id, "ext_ids": ext_ids, "device_id": device.device_id}
+    if handed:
+        rows = connection.execute(_SELECT_HANDED_ROWS, {**params, "wire_ids": ext_ids})
+    else:
+        rows = connection.execute(_SELECT_ROWS, params)
+    found = {wire_id(m): m for m in (MessageRow(*row) for row in rows)}
     by_pk = {m.pk: m for m in found.values()}
     if by_pk:
         for row in connection.execute(_SELECT_RECIPIENTS, {"pks": list(by_pk)}):
@@ -226,6 +248,7 @@ def _write_rows(connection: Connection, messages: list[MessageRow],
             _UPDATE_MESSAGES,
             [{"row_pk": m.pk, "state": m.state, "states": m.states, "sim_used": m.sim_used,
               "attempts": m.attempts, "reason": m.reason, "device_id": m.device_id,
+              "handout_id": m.handout_id, "phone_chooses_sim": m.phone_chooses_sim,
               "updated_at": m.updated_at} for m in messages])
     if recipients:
         connection.execute(
@@ -270,12 +293,16 @@ def _failover_target(connection: Connection, device: DeviceIdentity, message: Me
     return failover.next_device(connection, message.user_id, tried)
 
 
-def _move(message: MessageRow, report: StateUpdate, target: str) -> list[RecipientRow]:
-    """The message Pending again, on `target`, with the attempts so far; its recipients."""
+def _move(message: MessageRow, report: StateUpdate, target: str,
+          handout_id: str | None = None) -> list[RecipientRow]:
+    """The message Pending again, on `target`, with the attempts so far; its recipients.
+    `handout_id`: the new id a phone that held it already gets it under."""
     message.device_id = target
     message.state = ProcessState.PENDING.value
     message.sim_used = None
     message.reason = None
+    message.handout_id = handout_id
+    message.phone_chooses_sim = False
     message.attempts = [*(message.attempts or []), *report.attempts][-50:]
     message.updated_at = utcnow()
     for recipient in message.recipients:
@@ -296,6 +323,7 @@ class Messages:
                  notify: Callable[[str, list[AcceptedMessage]], None],
                  max_queued: int = 0) -> None:
         self._sessions = sessions
+        self.router = PhoneRouter()
         self._devices = devices
         self._notify = notify
         # Pending messages a device may have; 0: no limit
@@ -439,7 +467,7 @@ class Messages:
         self._after_commit(session.info)
         if held:
             for callback in self.cancelling:
-                callback(message.device_id, message.ext_id)
+                callback(message.device_id, wire_id(message))
         return message
 
     async def pending(self, device_id: str, newest_first: bool = True,
@@ -462,12 +490,14 @@ class Messages:
             )
             return list(result)
 
-    async def apply_updates(self, device: DeviceIdentity,
-                            updates: Iterable[StateUpdate]) -> dict[str, ProcessState]:
+    async def apply_updates(self, device: DeviceIdentity, updates: Iterable[StateUpdate],
+                            routes_itself: bool = True) -> dict[str, ProcessState]:
         """Record device reports in one transaction; returns each message's new state.
 
         Reports never move a state backwards and never overwrite Failed/Cancelled, so a
         repeated or late report is harmless; unknown ids (and other devices') are skipped.
+        For a device the server routes (`routes_itself` false: the Android app), a send
+        failed for a SIM or network reason goes to its next SIM or another device.
         """
         updates = list(updates)
         if not updates:
@@ -475,15 +505,17 @@ class Messages:
         # One write transaction in a few statements of Core, that never waits for the
         # event loop: on SQLite the write lock is held for the rows, not loop iterations.
         result, info = await self._sessions.write(
-            lambda connection: self._apply_all(connection, device, updates))
+            lambda connection: self._apply_all(connection, device, updates, routes_itself))
         self._after_commit(info)
         for target in dict.fromkeys(info.get("moved", ())):
             self._notify(target, [])  # it fetches what it was given
         return result
 
     def _apply_all(self, connection: Connection, device: DeviceIdentity,
-                   updates: list[StateUpdate]) -> tuple[dict[str, ProcessState], dict]:
-        messages = _read_rows(connection, device, [u.id for u in updates])
+                   updates: list[StateUpdate],
+                   routes_itself: bool = True) -> tuple[dict[str, ProcessState], dict]:
+        messages = _read_rows(connection, device, [u.id for u in updates],
+                              handed=not routes_itself)
         result: dict[str, ProcessState] = {}
         touched: dict[int, MessageRow] = {}
         recipients: list[RecipientRow] = []
@@ -495,7 +527,21 @@ class Messages:
             if message is None:
                 continue
             was, first_sim = message.state, message.sim_used
-            target = _failover_target(connection, device, message, report)
+            target = None
+            if not routes_itself:
+                report, target, note = self._phone_report(connection, device, message, report)
+                if note:
+                    session = session or Session(bind=connection)
+                    Logs.add(session, device.user_id, device.device_id,
+                             Entry(Priority.WARN, "routing", note))
+                if target == device.device_id:  # back to this phone, for its next SIM
+                    recipients.extend(_move(message, report, target, handout_id=new_id()))
+                    touched[message.pk] = message
+                    moved.append(target)
+                    result[report.id] = ProcessState.PENDING
+                    continue
+            else:
+                target = _failover_target(connection, device, message, report)
             if target is not None:
                 recipients.extend(_move(message, report, target))
                 touched[message.pk] = message
@@ -523,6 +569,122 @@ class Messages:
         if moved:
             info["moved"] = moved
         return result, info
+
+    def _phone_report(self, connection: Connection, device: DeviceIdentity,
+                      message: MessageRow, report: StateUpdate
+                      ) -> tuple[StateUpdate, str | None, str | None]:
+        """What the server's routing makes of a phone's report: the report with the send
+        attempt it records, the device the message goes to next (this one: through its
+        next SIM), and a log line when a SIM was paused."""
+        if report.state is ProcessState.SENT:
+            self.router.sent(connection, device.device_id, message.sim_used)
+        failed = (report.state is ProcessState.FAILED and not message.is_hashed
+                  and message.state in (ProcessState.PENDING.value,
+                                        ProcessState.PROCESSED.value)
+                  and all(r.state is ProcessState.FAILED for r in report.recipients))
+        if not failed:
+            return report, None, None
+        errors = [r.error for r in report.recipients] or [None]
+        attempt, target, note = self.router.failed(
+            connection, device.user_id, device.device_id, message, errors,
+            report.states.get(ProcessState.FAILED.value) or utcnow())
+        report = replace(report, attempts=[*report.attempts, attempt])
+        return report, target, note
+
+    async def hand_out(self, device: DeviceIdentity, newest_first: bool = True,
+                       limit: int = MAX_PENDING_FETCH) -> list[tuple[Message, int | None]]:
+        """What a phone that does not route itself gets from GET /mobile/v1/message: the
+        due Pending messages, each with the SIM the server chose for it (None: the phone
+        picks), and those being cancelled. What no SIM may take now stays Pending with
+        its reason; what no SIM can ever take fails. One write transaction: two workers
+        never hand one message to two SIMs."""
+        result, info = await self._sessions.write(
+            lambda connection: self._hand_out(connection, device, newest_first, limit))
+        self._after_commit(info)
+        for target in dict.fromkeys(info.get("moved", ())):
+            self._notify(target, [])
+        return result
+
+    def _hand_out(self, connection: Connection, device: DeviceIdentity, newest_first: bool,
+                  limit: int) -> tuple[list[tuple[Message, int | None]], dict]:
+        session = Session(bind=connection)
+        order = Message.pk.desc() if newest_first else Message.pk.asc()
+        now = utcnow()
+        found = list(session.scalars(
+            select(Message).where(
+                Message.device_id == device.device_id,
+                Message.state.in_([ProcessState.PENDING.value, ProcessState.CANCELLING.value]),
+                or_(Message.schedule_at.is_(None), Message.schedule_at <= now))
+            .order_by(Message.priority.desc(), order).limit(limit)))
+        pending = [m for m in found if m.state == ProcessState.PENDING.value]
+        closed = self.router.closed(connection, device.user_id, device.device_id)
+        fresh = [m for m in pending if m.sim_used is None and not m.phone_chooses_sim]
+        decisions = {} if closed else self.router.hand_out(
+            connection, device.user_id, device.device_id, fresh)
+        handed: list[tuple[Message, int | None]] = []
+        moved: list[str] = []
+        for message in found:
+            if message.state == ProcessState.CANCELLING.value:
+                handed.append((message, message.sim_used or message.sim_number))
+                continue
+            decision = decisions.get(message.ext_id)
+            if closed or (decision is not None and decision.hold):
+                why = closed or decision.hold  # type: ignore[union-attr]
+                if message.reason != why:
+                    message.reason = why
+                    Logs.add(session, device.user_id, device.device_id, Entry(
+                        Priority.WARN, "routing", f"message {message.ext_id} waits: {why}",
+                        {"messageId": message.ext_id, "reason": why}))
+                continue
+            if decision is not None and decision.fail:
+                changed = self._apply(message, StateUpdate(  # type: ignore[arg-type]
+                    message.ext_id, ProcessState.FAILED, recipients=[
+                        RecipientUpdate(r.phone_number, ProcessState.FAILED, decision.fail)
+                        for r in message.recipients]))
+                self._emit(session, message, changed)  # type: ignore[arg-type]
+                continue
+            if decision is not None and decision.move_to:
+                message.device_id, message.handout_id = decision.move_to, None
+                message.reason = None
+                moved.append(decision.move_to)
+                continue
+            if decision is not None:
+                message.reason = None
+                message.sim_used = decision.sim_number
+                message.phone_chooses_sim = decision.sim_number is None
+                message.updated_at = now
+            handed.append((message, message.sim_used))
+        session.flush()
+        info = session.info
+        if moved:
+            info["moved"] = moved
+        session.close()
+        return handed, info
+
+    async def phone_event(self, device: DeviceIdentity, handed_id: str, phone: str | None,
+                          sim_number: int | None) -> None:
+        """The app's own sms:sent/delivered/failed for a message it was handed without a
+        SIM: the SIM it says it used becomes the message's (and is counted), and the
+        user's events held for it go out now, with it."""
+        info = await self._sessions.write(
+            lambda connection: self._phone_event(connection, device, handed_id, phone,
+                                                 sim_number))
+        self._after_commit(info)
+
+    def _phone_event(self, connection: Connection, device: DeviceIdentity, handed_id: str,
+                     phone: str | None, sim_number: int | None) -> dict:
+        message = _read_rows(connection, device, [handed_id], handed=True).get(handed_id)
+        if message is None or not message.phone_chooses_sim:
+            return {}
+        if sim_number is not None and message.sim_used is None:
+            message.sim_used = sim_number
+            phones = [] if message.is_encrypted else [r.phone_number for r in message.recipients]
+            usage.count(connection, [usage.Claim(device.user_id, device.device_id,
+                                                 sim_number - 1, phones)])
+            _write_rows(connection, [message], [])
+        released = Webhooks.release_held(connection, device.user_id, message.ext_id, phone,
+                                         message.sim_used)
+        return {"webhook_events": True} if released else {}
 
     async def run_hashing(self, interval: float) -> None:
         """Hash finished messages every `interval` seconds, as the original's hashing worker

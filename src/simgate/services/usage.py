@@ -127,6 +127,57 @@ def _remember(connection: Connection, rows: list[tuple[int, str, str, int]]) -> 
         [{"user_id": u, "phone": p, "device_id": d, "slot_index": s} for u, p, d, s in rows])
 
 
+def read_usage(connection: Connection, device_ids: Sequence[str],
+               at: datetime | None = None) -> dict[tuple[str, int], SimUsage]:
+    """Each SIM's usage now, by (device id, slot index), in the caller's transaction."""
+    if not device_ids:
+        return {}
+    minute, day, month = periods(at or utcnow())
+    found: dict[tuple[str, int], dict[str, int]] = {}
+    rows = connection.execute(
+        select(UsageRow.device_id, UsageRow.slot_index, UsageRow.period, UsageRow.sends)
+        .where(UsageRow.device_id.in_(device_ids),
+               UsageRow.period.in_([minute, day, month])))
+    for device_id, slot, period, sends in rows:
+        kind = {minute: "minute", day: "day", month: "month"}[period]
+        found.setdefault((device_id, slot), {})[kind] = sends
+    rows = connection.execute(
+        select(SimRecipient.device_id, SimRecipient.slot_index, func.count())
+        .where(SimRecipient.device_id.in_(device_ids), SimRecipient.month == month)
+        .group_by(SimRecipient.device_id, SimRecipient.slot_index))
+    for device_id, slot, distinct in rows:
+        found.setdefault((device_id, slot), {})["recipients_month"] = distinct
+    return {key: SimUsage(**values) for key, values in found.items()}
+
+
+def read_for_routing(connection: Connection, user_id: int, device_id: str,
+                     phones: Sequence[str]) -> DeviceUsage:
+    """A device's usage, with which of `phones` each SIM already counts this month and
+    the SIM of the last exchange with each of them on this device, in the caller's
+    transaction (the server's router reads and counts in one)."""
+    month = periods(utcnow())[2]
+    usage = {slot: u for (_, slot), u in read_usage(connection, [device_id]).items()}
+    keys = {phone_key(p): p for p in phones}
+    known: dict[int, set[str]] = {}
+    contacts: dict[str, int] = {}
+    if keys:
+        for slot, key in connection.execute(
+                select(SimRecipient.slot_index, SimRecipient.phone).where(
+                    SimRecipient.device_id == device_id, SimRecipient.month == month,
+                    SimRecipient.phone.in_(list(keys)))):
+            known.setdefault(slot, set()).add(keys[key])
+        for key, slot in connection.execute(
+                select(SimContact.phone, SimContact.slot_index).where(
+                    SimContact.user_id == user_id, SimContact.device_id == device_id,
+                    SimContact.phone.in_(list(keys)))):
+            contacts[keys[key]] = slot
+    for slot, phones_known in known.items():
+        base = usage.get(slot) or SimUsage()
+        usage[slot] = SimUsage(base.minute, base.day, base.month, base.recipients_month,
+                               frozenset(phones_known))
+    return DeviceUsage(usage, contacts)
+
+
 class UsageStore:
     """Reads of the counters, for routing, health, the CLI and the dashboard."""
 
@@ -138,50 +189,16 @@ class UsageStore:
         """Each SIM's usage now, by (device id, slot index)."""
         if not device_ids:
             return {}
-        minute, day, month = periods(at or utcnow())
-        found: dict[tuple[str, int], dict[str, int]] = {}
         async with self._sessions() as session:
-            rows = await session.execute(
-                select(UsageRow.device_id, UsageRow.slot_index, UsageRow.period, UsageRow.sends)
-                .where(UsageRow.device_id.in_(device_ids),
-                       UsageRow.period.in_([minute, day, month])))
-            for device_id, slot, period, sends in rows:
-                kind = {minute: "minute", day: "day", month: "month"}[period]
-                found.setdefault((device_id, slot), {})[kind] = sends
-            rows = await session.execute(
-                select(SimRecipient.device_id, SimRecipient.slot_index, func.count())
-                .where(SimRecipient.device_id.in_(device_ids), SimRecipient.month == month)
-                .group_by(SimRecipient.device_id, SimRecipient.slot_index))
-            for device_id, slot, distinct in rows:
-                found.setdefault((device_id, slot), {})["recipients_month"] = distinct
-        return {key: SimUsage(**values) for key, values in found.items()}
+            return await session.run_sync(
+                lambda s: read_usage(s.connection(), device_ids, at))
 
     async def for_routing(self, user_id: int, device_id: str,
                           phones: Sequence[str]) -> DeviceUsage:
-        """A device's usage, with which of `phones` each SIM already counts this month
-        and the SIM of the last exchange with each of them on this device."""
-        month = periods(utcnow())[2]
-        usage = {slot: u for (_, slot), u in (await self.of_devices([device_id])).items()}
-        keys = {phone_key(p): p for p in phones}
-        known: dict[int, set[str]] = {}
-        contacts: dict[str, int] = {}
-        if keys:
-            async with self._sessions() as session:
-                for slot, key in await session.execute(
-                        select(SimRecipient.slot_index, SimRecipient.phone).where(
-                            SimRecipient.device_id == device_id, SimRecipient.month == month,
-                            SimRecipient.phone.in_(list(keys)))):
-                    known.setdefault(slot, set()).add(keys[key])
-                for key, slot in await session.execute(
-                        select(SimContact.phone, SimContact.slot_index).where(
-                            SimContact.user_id == user_id, SimContact.device_id == device_id,
-                            SimContact.phone.in_(list(keys)))):
-                    contacts[keys[key]] = slot
-        for slot, phones_known in known.items():
-            base = usage.get(slot) or SimUsage()
-            usage[slot] = SimUsage(base.minute, base.day, base.month, base.recipients_month,
-                                   frozenset(phones_known))
-        return DeviceUsage(usage, contacts)
+        """`read_for_routing` in a transaction of its own (simgate's agent asks it)."""
+        async with self._sessions() as session:
+            return await session.run_sync(
+                lambda s: read_for_routing(s.connection(), user_id, device_id, phones))
 
     async def prune(self, at: datetime | None = None) -> None:
         """Drop counters no limit reads any more: other months, and minutes of other days."""

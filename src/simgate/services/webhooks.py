@@ -5,9 +5,11 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -62,6 +64,11 @@ _STATE_EVENTS = {
     ProcessState.FAILED: (WebhookEvent.SMS_FAILED, "failedAt"),
     ProcessState.CANCELLED: (WebhookEvent.SMS_CANCELLED, "cancelledAt"),
 }
+_STATE_EVENT_NAMES = [event for event, _ in _STATE_EVENTS.values()]
+# A phone handed a message without a SIM says which it used in its own event: the user's
+# event waits this long for it (it goes out with simNumber null past that), and says so.
+PHONE_SIM_WAIT = timedelta(seconds=30)
+HELD_FOR_SIM = "waiting for the phone to say which SIM sent it"
 
 
 def _parts(text: str) -> int | None:
@@ -159,17 +166,22 @@ class Webhooks:
 
     @staticmethod
     def emit_in(session: Session, user_id: int, device_id: str | None,
-                event: WebhookEvent, payload: dict[str, Any]) -> int:
-        """`emit` for a plain (sync) session: state reports write in one stretch."""
+                event: WebhookEvent, payload: dict[str, Any], held: bool = False) -> int:
+        """`emit` for a plain (sync) session: state reports write in one stretch.
+        `held`: the event waits (up to PHONE_SIM_WAIT) for the phone to say which SIM
+        sent, see `release_held`."""
         hooks = Webhooks._hooks(session, user_id, event)
         event_id = new_id()
         count = 0
+        now = utcnow()
         for hook in hooks:
             if hook.device_id and hook.device_id != device_id:
                 continue
             session.add(WebhookDelivery(
                 event_id=event_id, webhook_id=hook.id, user_id=user_id, device_id=device_id,
-                event=event.value, payload=payload, next_attempt_at=utcnow(),
+                event=event.value, payload=payload,
+                next_attempt_at=now + PHONE_SIM_WAIT if held else now,
+                last_error=HELD_FOR_SIM if held else None,
             ))
             count += 1
         if count:
@@ -244,7 +256,36 @@ class Webhooks:
                     payload["partsCount"] = parts
             if state is ProcessState.FAILED:
                 payload["reason"] = recipient.error or "Failed"
-            self.emit_in(session, message.user_id, message.device_id, event, payload)
+            self.emit_in(session, message.user_id, message.device_id, event, payload,
+                         held=message.sim_used is None and message.phone_chooses_sim)
+
+    @staticmethod
+    def release_held(connection: Connection, user_id: int, message_id: str,
+                     phone: str | None, sim_number: int | None) -> int:
+        """The events of a message held for its SIM go out now, with the SIM the phone
+        said (None: it does not know either). Returns how many were released."""
+        now = utcnow()
+        held = connection.execute(
+            select(WebhookDelivery.pk, WebhookDelivery.payload, WebhookDelivery.device_id)
+            .where(WebhookDelivery.user_id == user_id, WebhookDelivery.status == "pending",
+                   WebhookDelivery.last_error == HELD_FOR_SIM, WebhookDelivery.attempts == 0,
+                   WebhookDelivery.created_at > now - PHONE_SIM_WAIT,
+                   WebhookDelivery.event.in_([e.value for e in _STATE_EVENT_NAMES]))).all()
+        rows = [(pk, payload, device) for pk, payload, device in held
+                if payload.get("messageId") == message_id
+                and (phone is None or payload.get("phoneNumber") == phone)]
+        senders: dict[int, str | None] = {}
+        if rows and sim_number is not None:
+            senders = {slot + 1: number for slot, number in connection.execute(
+                select(SimCard.slot_index, SimCard.phone_number)
+                .where(SimCard.device_id == rows[0][2]))}
+        for pk, payload, _ in rows:
+            payload = {**payload, "simNumber": sim_number}
+            if senders.get(sim_number):
+                payload["sender"] = senders[sim_number]
+            connection.execute(update(WebhookDelivery).where(WebhookDelivery.pk == pk).values(
+                payload=payload, next_attempt_at=now, last_error=None))
+        return len(rows)
 
     async def ping(self, device: DeviceIdentity, health: dict[str, Any]) -> None:
         """A device heartbeat: the system:ping event with its health."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -71,6 +72,8 @@ class Device(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # where the server's round robin goes on for a device it routes (a phone)
+    routing_cursor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     sims: Mapped[list[SimCard]] = relationship(
         back_populates="device",
@@ -98,6 +101,9 @@ class SimCard(Base):
     # routing skips the SIM until then: its sends kept failing (a cool-down)
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     pause_reason: Mapped[str | None] = mapped_column(Text)
+    # sends failed in a row for SIM or network reasons, as a phone reported them (the
+    # server pauses the SIM at routing.cooldown_failures)
+    failures: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     device: Mapped[Device] = relationship(back_populates="sims")
@@ -151,6 +157,7 @@ class Message(Base):
         UniqueConstraint("user_id", "ext_id", name="uq_messages_user_ext_id"),
         Index("ix_messages_device_state", "device_id", "state"),
         Index("ix_messages_user_created", "user_id", "created_at"),
+        Index("ix_messages_device_handout", "device_id", "handout_id"),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -175,6 +182,12 @@ class Message(Base):
     # why a Pending message waits (its SIMs at their limits), as its device said
     reason: Mapped[str | None] = mapped_column(Text)
     device_pinned: Mapped[bool] = mapped_column(Boolean, default=False)  # deviceId given
+    # the id a phone knows the message by when it is handed to it again for another SIM
+    # (the app skips ids it holds); None: the message's own id
+    handout_id: Mapped[str | None] = mapped_column(String(36))
+    # handed to a phone without a SIM: the phone picks one and says which in its events
+    phone_chooses_sim: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                    server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

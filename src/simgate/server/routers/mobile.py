@@ -38,7 +38,7 @@ from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
 from simgate.services.ingest import AGENT_USER_AGENT, signed
 from simgate.services.logs import Entry, Priority
-from simgate.services.messages import RecipientUpdate, StateUpdate
+from simgate.services.messages import RecipientUpdate, StateUpdate, wire_id
 from simgate.services.tokens import ALL
 from simgate.services.webhooks import WebhookEvent
 
@@ -46,6 +46,8 @@ router = APIRouter(tags=["device"], route_class=StrictJSONRoute)
 
 # The app's received events and the inbox type each is stored as.
 RECEIVED_TYPES = {"sms:received": "SMS", "sms:data-received": "DATA_SMS", "mms:received": "MMS"}
+# The app's own events of a message's states: they say which SIM it chose.
+SENT_EVENTS = ("sms:sent", "sms:delivered", "sms:failed")
 
 Device = Annotated[DeviceIdentity, Depends(current_device)]
 
@@ -102,28 +104,37 @@ async def change_password(body: PasswordChange, device: Device, request: Request
 
 
 @router.patch("/device", status_code=status.HTTP_204_NO_CONTENT)
-async def update_device(body: DeviceUpdateRequest, device: Device,
+async def update_device(body: DeviceUpdateRequest, device: Device, request: Request,
                         gateway: GatewayDep) -> Response:
-    """Update the push token, name or SIM slots (the agent reports SIM changes here)."""
+    """Update the push token, name or SIM slots (the agent reports SIM changes here, with
+    its own cool-downs; a phone's cool-downs are the server's, and stay)."""
     sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
-    await gateway.devices.update(device, push_token=body.push_token, sims=sims, name=body.name)
+    await gateway.devices.update(device, push_token=body.push_token, sims=sims, name=body.name,
+                                 own_pauses=_is_simgate_agent(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/message", response_model=list[MobileMessageOut], response_model_exclude_none=True)
 async def pending_messages(
+    request: Request,
     device: Device,
     gateway: GatewayDep,
     order: Literal["lifo", "fifo"] = "lifo",
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> list[MobileMessageOut]:
-    """Pending messages for this device; they stay Pending until reported Processed."""
-    messages = await gateway.messages.pending(device.device_id, order == "lifo", limit)
-    return [MobileMessageOut.of(m) for m in messages]
+    """Pending messages for this device; they stay Pending until reported Processed.
+    simgate's agent routes them itself; a phone gets each with the SIM the server's
+    routing chose for it (what no SIM may take now is held back, with its reason)."""
+    if _is_simgate_agent(request):
+        messages = await gateway.messages.pending(device.device_id, order == "lifo", limit)
+        return [MobileMessageOut.of(m) for m in messages]
+    handed = await gateway.messages.hand_out(device, order == "lifo", limit)
+    return [MobileMessageOut.of(m).model_copy(update={"id": wire_id(m), "sim_number": sim})
+            for m, sim in handed]
 
 
 @router.patch("/message", response_model=list[PatchResultItem])
-async def report_states(body: list[PatchMessageItem], device: Device,
+async def report_states(body: list[PatchMessageItem], device: Device, request: Request,
                         gateway: GatewayDep) -> list[PatchResultItem]:
     """Per-message and per-recipient states; answers each message's resulting state.
 
@@ -144,7 +155,8 @@ async def report_states(body: list[PatchMessageItem], device: Device,
         )
         for item in body
     ]
-    result = await gateway.messages.apply_updates(device, updates)
+    result = await gateway.messages.apply_updates(device, updates,
+                                                  routes_itself=_is_simgate_agent(request))
     return [PatchResultItem(id=i, state=s) for i, s in result.items()]
 
 
@@ -255,6 +267,13 @@ async def ingest(device_id: str, secret: str, request: Request,
             data=(received.mms_headers() if kind == "MMS"
                   else received.data or "" if kind == "DATA_SMS" else None),
             type=kind)])
+    elif post.event in SENT_EVENTS:  # the SIM it chose; the user's event is simgate's
+        payload = post.payload
+        sim = payload.get("simNumber")
+        await gateway.messages.phone_event(
+            device, str(payload.get("messageId") or ""), payload.get("phoneNumber"),
+            sim if isinstance(sim, int) and not isinstance(sim, bool) and 0 < sim <= 64
+            else None)
     elif post.event == "system:ping":
         await gateway.webhooks.ping(device, post.payload.get("health") or {})
     elif post.event == "app:started":

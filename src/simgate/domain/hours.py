@@ -1,9 +1,14 @@
-"""Work hours from the messages settings: no sends outside the window, in local time."""
+"""Work hours from the messages settings: no sends outside the window.
+
+The agent keeps them in its host's local time; the server keeps them for the phones it
+routes in `routing.timezone` (UTC when unset), since the app has no work hours of its own.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 def _minutes(clock: str) -> int:
@@ -15,8 +20,16 @@ class WorkHours:
     """`work_hours_enabled/start/end` as the original documents them: sends only within
     [start, end) of the device's local time; an end before the start spans midnight."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: tzinfo | None = None) -> None:
         self.window: tuple[int, int] | None = None  # minutes after midnight
+        self.zone = zone  # None: the local time of this host
+
+    @classmethod
+    def of(cls, messages: dict[str, Any], timezone: str | None) -> WorkHours:
+        """The window of the settings, kept in the zone named (IANA), else UTC."""
+        hours = cls(ZoneInfo(timezone or "UTC"))
+        hours.configure(messages)
+        return hours
 
     def configure(self, messages: dict[str, Any]) -> None:
         if not messages.get("work_hours_enabled"):
@@ -30,13 +43,14 @@ class WorkHours:
         if self.window is None:
             return "any time"
         start, end = self.window
-        return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+        zone = f" {self.zone}" if self.zone is not None else ""
+        return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}{zone}"
 
     def wait(self, now: datetime | None = None) -> float:
         """Seconds until sends may go (0: now)."""
         if self.window is None:
             return 0.0
-        now = now or datetime.now().astimezone()
+        now = (now or datetime.now().astimezone()).astimezone(self.zone)
         start, end = self.window
         minute = now.hour * 60 + now.minute
         inside = start <= minute < end if start < end else (minute >= start or minute < end)
