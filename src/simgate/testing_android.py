@@ -92,6 +92,34 @@ class Sim:
     iccid: str | None = None
 
 
+# SmsManager result texts as the app writes them into a recipient's error
+# (MessagesService.resultToErrorMessage, after "Send result: ").
+APP_ERRORS = {
+    "RESULT_ERROR_NO_SERVICE": "Failed because service is currently unavailable",
+    "RESULT_ERROR_RADIO_OFF": "Failed because radio was explicitly turned off",
+    "RESULT_ERROR_GENERIC_FAILURE": "Generic failure cause",
+    "RESULT_ERROR_LIMIT_EXCEEDED": "Failed because we reached the sending queue limit",
+    "RESULT_ERROR_FDN_CHECK_FAILURE": "Failed because FDN is enabled",
+}
+
+
+def app_error(code: str) -> str:
+    """A recipient's error as the app reports a failed send."""
+    return f"Send result: {code} ({APP_ERRORS[code]})"
+
+
+@dataclass
+class Sent:
+    """One send the stand-in made: the id it was handed, the number, the SIM (1-based;
+    None: the OS default, which the app does not know) and the outcome."""
+
+    id: str
+    phone: str
+    sim_number: int | None
+    state: str
+    error: str | None = None
+
+
 @dataclass
 class Phone:
     """The app, signed in to `api_url` (".../mobile/v1", as typed in its settings)."""
@@ -110,6 +138,12 @@ class Phone:
     settings: dict[str, Any] = field(default_factory=dict)
     answers: list[httpx.Response] = field(default_factory=list)  # of the last webhook fired
     comments: int = 0  # SSE comment lines read (keep-alives), which the app skips
+    # how the app picks a SIM for a message handed without one (its own setting:
+    # MessagesService.selectSimNumber): OSDefault leaves it to Android, unknown to the app
+    local_mode: str = "OSDefault"
+    failing: dict[int, str] = field(default_factory=dict)  # SIM number -> RESULT_ code
+    held: set[str] = field(default_factory=set)  # ids it holds: handed again, skipped
+    sent: list[Sent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.http = httpx.AsyncClient(verify=self.verify, timeout=30,
@@ -185,6 +219,41 @@ class Phone:
         response = await self.http.patch(f"{self.api_url}/message", json=body,
                                          headers=self._bearer())
         response.raise_for_status()
+
+    async def process(self, order: str = "lifo") -> list[Sent]:
+        """Fetch and send as the app does (getNewMessages, then SendMessagesWorker): each
+        new id once, through the simNumber it came with, else its own choice; report the
+        states with PATCH /message and fire its own sms:sent/sms:failed events (with the
+        SIM it knows: none under OSDefault). Returns the sends made now."""
+        made = []
+        for item in await self.messages(order):
+            if item["id"] in self.held or item.get("state") == "Cancelling":
+                continue
+            self.held.add(item["id"])
+            sim = item.get("simNumber") or self._own_choice(item["id"])
+            await self.report(item["id"], item["phoneNumbers"], "Processed")
+            code = self.failing.get(sim or 1)
+            state, error = ("Failed", app_error(code)) if code else ("Sent", None)
+            for phone in item["phoneNumbers"]:
+                made.append(Sent(item["id"], phone, sim, state, error))
+            await self.report(item["id"], item["phoneNumbers"], state, error)
+            for phone in item["phoneNumbers"]:
+                await self.fire("sms:failed" if error else "sms:sent", {
+                    "messageId": item["id"], "phoneNumber": phone, "simNumber": sim,
+                    **({"failedAt": format_app_date(datetime.now(UTC)), "reason": error}
+                       if error else {"sentAt": format_app_date(datetime.now(UTC))})})
+        self.sent.extend(made)
+        return made
+
+    def _own_choice(self, message_id: str) -> int | None:
+        """selectSimNumber without a simNumber: Android's default under OSDefault (the
+        app writes no SIM), else its own rotation over its SIMs."""
+        if self.local_mode == "OSDefault":
+            return None
+        slots = sorted(s.slot_index for s in self.sims)
+        if self.local_mode == "Random":
+            return secrets.choice(slots) + 1
+        return slots[len(self.held) % len(slots)] + 1
 
     # -- push ------------------------------------------------------------------------
 

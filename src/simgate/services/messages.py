@@ -576,8 +576,13 @@ class Messages:
         """What the server's routing makes of a phone's report: the report with the send
         attempt it records, the device the message goes to next (this one: through its
         next SIM), and a log line when a SIM was paused."""
-        if report.state is ProcessState.SENT:
+        if report.state is ProcessState.SENT and message.state in (
+                ProcessState.PENDING.value, ProcessState.PROCESSED.value):
             self.router.sent(connection, device.device_id, message.sim_used)
+            attempt = {"sim_number": message.sim_used, "device_id": device.device_id,
+                       "error": None, "at": (report.states.get(ProcessState.SENT.value)
+                                             or utcnow()).isoformat()}
+            return replace(report, attempts=[*report.attempts, attempt]), None, None
         failed = (report.state is ProcessState.FAILED and not message.is_hashed
                   and message.state in (ProcessState.PENDING.value,
                                         ProcessState.PROCESSED.value)
