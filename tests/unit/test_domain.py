@@ -3,11 +3,18 @@
 import random
 import re
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
+from simgate.domain.hours import WorkHours
 from simgate.domain.phones import InvalidPhoneNumber, normalize
-from simgate.domain.routing import NoSimAvailable, SimSelectionMode, choose_sim
+from simgate.domain.routing import (
+    NoSimAvailable,
+    SimSelectionMode,
+    app_failure_worth_failover,
+    choose_sim,
+)
 from simgate.domain.sims import InvalidSimNumber, SimSlot, SimStatus, check_sim_number
 from simgate.domain.states import ProcessState as S
 from simgate.domain.states import advance, aggregate
@@ -116,3 +123,29 @@ def test_a_cancel_waits_for_the_device_and_a_send_it_reports_wins():
     assert advance(cancelling, S.CANCELLED) is S.CANCELLED
     assert advance(cancelling, S.SENT) is S.SENT
     assert advance(cancelling, S.FAILED) is S.FAILED
+
+
+def test_the_apps_sim_and_network_failures_fail_over_and_the_others_do_not():
+    worth = ["Send result: RESULT_ERROR_NO_SERVICE (Failed because service is currently "
+             "unavailable)", "Send result: RESULT_ERROR_RADIO_OFF (Failed because radio was "
+             "explicitly turned off)", "Send result: RESULT_ERROR_GENERIC_FAILURE (Generic "
+             "failure cause)", "Send result: RESULT_RIL_NETWORK_ERR (x)"]
+    not_worth = ["Send result: RESULT_ERROR_LIMIT_EXCEEDED (Failed because we reached the "
+                 "sending queue limit)", "Send result: RESULT_ERROR_FDN_CHECK_FAILURE (x)",
+                 "Send result: RESULT_ERROR_SHORT_CODE_NOT_ALLOWED (x)",
+                 "Send result: RESULT_ERROR_NULL_PDU (x)", "TTL expired",
+                 "Can't send message: No SIMs found", "", None]
+    assert [app_failure_worth_failover(e) for e in worth] == [True] * len(worth)
+    assert [app_failure_worth_failover(e) for e in not_worth] == [False] * len(not_worth)
+
+
+def test_work_hours_kept_in_a_named_zone():
+    hours = WorkHours.of({"work_hours_enabled": True, "work_hours_start": "09:00",
+                          "work_hours_end": "17:00"}, "Asia/Tokyo")
+    # 01:30 UTC is 10:30 in Tokyo: open; 09:30 UTC is 18:30 there: closed until 00:00 UTC
+    assert hours.wait(datetime(2026, 12, 8, 1, 30, tzinfo=UTC)) == 0
+    assert hours.wait(datetime(2026, 12, 8, 9, 30, tzinfo=UTC)) == 14.5 * 3600
+    assert "Asia/Tokyo" in hours.describe()
+    assert WorkHours.of({"work_hours_enabled": True, "work_hours_start": "09:00",
+                         "work_hours_end": "17:00"}, None).wait(
+        datetime(2026, 12, 8, 10, 0, tzinfo=UTC)) == 0  # UTC when none is named

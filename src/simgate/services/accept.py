@@ -68,6 +68,7 @@ class AcceptedMessage:
     device_pinned: bool = False  # the caller chose the device: no failover to another
     handout_id: str | None = None  # see Message.handout_id
     phone_chooses_sim: bool = False
+    handed_at: datetime | None = None
 
 
 Build = Callable[[AsyncSession, "AcceptJob"], Awaitable[AcceptedMessage]]

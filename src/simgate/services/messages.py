@@ -657,7 +657,7 @@ class Messages:
                 message.reason = None
                 message.sim_used = decision.sim_number
                 message.phone_chooses_sim = decision.sim_number is None
-                message.updated_at = now
+                message.handed_at = message.updated_at = now
             handed.append((message, message.sim_used))
         session.flush()
         info = session.info

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from simgate.domain.hours import WorkHours
@@ -39,7 +39,7 @@ from simgate.domain.routing import (
 )
 from simgate.domain.sims import SimSlot, SimStatus
 from simgate.services import failover, usage
-from simgate.store.models import Device, SimCard, UserSettings, utcnow
+from simgate.store.models import Device, Message, SimCard, UserSettings, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,27 @@ def _load(connection: Connection, user_id: int, device_id: str,
     if state.rules_apply:
         found = usage.read_for_routing(connection, user_id, device_id, phones)
         state.usage, state.contacts = found.sims, found.contacts
+        if any(r.rate_per_minute is not None for r in state.policy.sims.values()):
+            _last_minute(connection, state)
     return state
+
+
+# A phone sends what it is handed at once: its rate per minute is held over the hand-outs
+# of a sliding window a little longer than a minute, so its own latency cannot squeeze
+# more than the rate into any 60 s.
+RATE_WINDOW = timedelta(seconds=61)
+
+
+def _last_minute(connection: Connection, state: _Device) -> None:
+    """Each SIM's minute count as the hand-outs of the last RATE_WINDOW (not only those
+    of this calendar minute)."""
+    rows = connection.execute(
+        select(Message.sim_used, func.count()).where(
+            Message.device_id == state.device_id, Message.sim_used.is_not(None),
+            Message.handed_at > utcnow() - RATE_WINDOW).group_by(Message.sim_used))
+    for sim, handed in rows:
+        base = state.usage.get(sim - 1) or SimUsage()
+        state.usage[sim - 1] = replace(base, minute=max(base.minute, handed))
 
 
 def _tried_here(attempts: Sequence[dict[str, Any]] | None, device_id: str) -> frozenset[int]:

@@ -158,6 +158,7 @@ class Message(Base):
         Index("ix_messages_device_state", "device_id", "state"),
         Index("ix_messages_user_created", "user_id", "created_at"),
         Index("ix_messages_device_handout", "device_id", "handout_id"),
+        Index("ix_messages_device_handed", "device_id", "handed_at"),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -188,6 +189,9 @@ class Message(Base):
     # handed to a phone without a SIM: the phone picks one and says which in its events
     phone_chooses_sim: Mapped[bool] = mapped_column(Boolean, default=False,
                                                     server_default=false())
+    # when the server handed it to a phone through `sim_used` (a phone's rate per minute
+    # is held over the hand-outs of the last minute)
+    handed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
