@@ -199,3 +199,16 @@ async def test_outside_work_hours_nothing_is_handed_out(api, phone):
     await settings(api, {"messages": {"work_hours_enabled": False}})
     [handed] = await phone.messages()
     assert handed["id"] == message_id
+
+
+async def test_a_rate_per_minute_holds_what_the_phone_may_not_send_yet(api, phone):
+    await settings(api, {"messages": {"sim_selection_mode": "RoundRobin"},
+                         "routing": {"sims": {"1": {"rate_per_minute": 2},
+                                              "2": {"rate_per_minute": 1}}}})
+    ids = [await send(api) for _ in range(4)]
+    handed = await phone.messages("fifo")
+    assert sorted(m["simNumber"] for m in handed) == [1, 1, 2]
+    [waiting] = [i for i in ids if i not in {m["id"] for m in handed}]
+    state = await message(api, waiting)
+    assert state["state"] == "Pending" and "at a limit" in state["reason"]
+    assert "SIM 1: reached its rate of 2 per minute" in state["reason"]
