@@ -478,6 +478,7 @@ class AtModem:
                               port=first.port, recipient=self.number, acknowledge=acknowledge)
         else:
             text, replaced = pdu.whole_text("".join(d.text or "" for d, _ in parts))
+            replaced += sum(d.replaced for d, _ in parts)  # an SMS of one part: decoded whole
             if replaced:
                 log.warning("SMS from %s on SIM %d held %d character(s) that no text can "
                             "hold (UTF-16 half pairs): each replaced with U+FFFD",
