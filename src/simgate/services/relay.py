@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -53,6 +54,15 @@ def relay_data(data: dict[str, Any]) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
+
+
+def _unsendable(item: dict[str, Any]) -> str | None:
+    """Why `item` cannot go as JSON (text no UTF-8 can hold), or None."""
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError) as exc:
+        return f"it holds what no JSON can carry ({exc!r})"
+    return None
 
 
 class PushRelay:
@@ -117,8 +127,13 @@ class PushRelay:
             token = tokens.get(key[0])
             if token is None or self._blocked.get(token, 0) > now:
                 continue
+            item = {"token": token, "event": key[1], "data": data}
+            why = _unsendable(item)
+            if why is not None:  # set aside alone: the others still go
+                log.warning("push relay: left out %s for device %s: %s", key[1], key[0], why)
+                continue
             keys.append((key, token))
-            items.append({"token": token, "event": key[1], "data": data})
+            items.append(item)
         if not items:
             return
         self._sent.append(now)
@@ -130,7 +145,7 @@ class PushRelay:
             if response.status_code == 429:
                 with contextlib.suppress(ValueError):
                     retry_after = float(response.headers.get("Retry-After", "60"))
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, then rested
             failure = repr(exc)
         if failure is None:
             for key, _ in keys:
