@@ -451,7 +451,9 @@ class AtModem:
                 at=datetime.now(UTC), recipient=decoded.number or None,
                 acknowledge=self._delete([place]) if place else direct_ack))
         elif decoded.kind != "SMS-DELIVER":
-            return
+            if place is None:  # passed on as received: it cannot be a draft of the SIM's
+                raise ValueError(f"an {decoded.kind} where a received SMS was due")
+            return  # stored: a draft or a sent SMS of the SIM's own, left as it is
         elif decoded.concat is None or decoded.concat[1] <= 1:
             self._emit([(decoded, place)], direct_ack)
         else:
