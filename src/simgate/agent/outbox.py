@@ -19,6 +19,7 @@ from typing import Any
 
 from simgate.agent.client import ServerError
 from simgate.agent.journal import Journal
+from simgate.domain.text import printable, unsendable
 
 log = logging.getLogger("simgate.agent.outbox")
 
@@ -39,20 +40,6 @@ WHAT = {"states": "a state report", "incoming": "an incoming SMS", "logs": "a lo
 
 class _Later(Exception):
     """The server cannot take anything now: the batch waits for the next round."""
-
-
-def printable(text: str) -> str:
-    """`text` with what no UTF-8 can hold (a UTF-16 half pair) written as an escape."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def unsendable(body: dict[str, Any]) -> str | None:
-    """Why `body` cannot go as JSON (as the HTTP client would encode it), or None."""
-    try:
-        json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
-        return f"it holds what no JSON can carry ({printable(str(exc))})"
-    return None
 
 
 class Outbox:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate import __version__
 from simgate.domain.dates import millis
+from simgate.domain.text import unsendable
 from simgate.store.models import Device
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,6 @@ def relay_data(data: dict[str, Any]) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
-
-
-def _unsendable(item: dict[str, Any]) -> str | None:
-    """Why `item` cannot go as JSON (text no UTF-8 can hold), or None."""
-    try:
-        json.dumps(item, ensure_ascii=False).encode("utf-8")
-    except (ValueError, TypeError) as exc:
-        return f"it holds what no JSON can carry ({exc!r})"
-    return None
 
 
 class PushRelay:
@@ -128,7 +119,7 @@ class PushRelay:
             if token is None or self._blocked.get(token, 0) > now:
                 continue
             item = {"token": token, "event": key[1], "data": data}
-            why = _unsendable(item)
+            why = unsendable(item)
             if why is not None:  # set aside alone: the others still go
                 log.warning("push relay: left out %s for device %s: %s", key[1], key[0], why)
                 continue

@@ -253,13 +253,11 @@ class Dispatcher:
                 error = f"receiver answered {status}"
         except ForbiddenUrl as exc:
             error = str(exc)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - the HTTP client's errors, and any other
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        except Exception as exc:  # noqa: BLE001 - one delivery must not end the task
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if not delivery.attempts:  # logged once, with what is wrong
+            if not isinstance(exc, httpx.HTTPError) and not delivery.attempts:
                 log.warning("webhook event %s to %s cannot be delivered: %s",
-                            delivery.event_id, delivery.webhook_id, error)
+                            delivery.event_id, delivery.webhook_id, error)  # logged once
         self._results.append(self._outcome(delivery, item.settings["retry_count"], error,
                                            status))
         self._recorded.set()
