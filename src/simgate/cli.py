@@ -402,7 +402,8 @@ def doctor(
     password: PasswordOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check ports, modems, SIMs, network, Termux:API, server and webhooks; say what to do.
+    """Check ports, modems, SIMs, network, Termux:API, server, webhooks and the agent's
+    journal; say what to do.
 
     With no option, checks the local gateway: the server started on the data directory
     (./simgate-data, or --data-dir), with the credentials `simgate run` keeps there.
@@ -424,6 +425,8 @@ def doctor(
         if server:
             user, secret = _stored_credentials(username, password, data_dir)
             found += await checks.server_findings(server, user, secret)
+        found += checks.journal_findings(
+            settings_from(data_dir=data_dir).data_dir / "agent" / "journal.db")
         return found
 
     findings = run_async(examine())

@@ -163,3 +163,14 @@ async def test_python_gsmmodem_works_unchanged():
     assert reference == 1
     assert received == [("+12025550101", "Hello via python-gsmmodem: ünïcode ✓")]
     assert reports == [(1, StatusReport.DELIVERED)]
+
+
+async def test_a_crafted_ucs2_sms_with_a_half_pair_arrives_with_u_fffd(modem):
+    from simgate.sms import pdu
+    from tests.crafted import POISON_TEXT, POISON_UD, ucs2_submit
+
+    await modem.at.modems[0].send_pdu(pdu.Part(*ucs2_submit("+12025550102", POISON_UD)))
+    sms = await next_event(modem, IncomingSms)
+    assert (sms.slot, sms.sender, sms.text) == (1, "+12025550101", POISON_TEXT)
+    await modem.send(0, "+12025550102", text="and the next one", delivery_report=False)
+    assert (await next_event(modem, IncomingSms)).text == "and the next one"

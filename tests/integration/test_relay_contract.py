@@ -91,3 +91,16 @@ async def test_no_more_requests_than_the_upstream_allows_in_its_window(api, gate
     # the second went within the window; the third waited for the first send to leave it
     assert upstream.arrivals[1] - first_enqueued < 1.0
     assert upstream.arrivals[2] - first_enqueued >= 1.0
+
+
+async def test_an_event_that_cannot_be_encoded_is_left_out_and_the_others_go(api, gateway,
+                                                                              upstream):
+    first, second = await phone(api, "tok-1"), await phone(api, "tok-2")
+    relay = PushRelay(gateway.sessions, f"http://127.0.0.1:{upstream.port}/upstream/v1",
+                      debounce=0.05)
+    async with running(relay):
+        relay.enqueue(first, "MessageCancelled", {"messageId": "half \ud800 pair"})
+        relay.enqueue(second, "MessageEnqueued", {})
+        await wait_until(lambda: upstream.received, timeout=10)
+    assert upstream.received[0].json == [{"token": "tok-2", "event": "MessageEnqueued",
+                                          "data": {}}]

@@ -39,6 +39,9 @@ REFUSED_UNDER_SERVE = [
     ("https://exa mple.org/hook", "not a valid host name"),
     ("http://example.org/hook", "must use https"),
     ("http://127.0.0.1:8080/hook", "private or loopback"),
+    # forms only the HTTP client refuses: each died at delivery, never counted as tried
+    ("https://0177.0.0.1:18999/", "not one an HTTP client can use"),  # octal 127.0.0.1
+    ("https://\u24dbocalhost:18999/", "not one an HTTP client can use"),  # circled l
 ]
 
 
@@ -65,6 +68,12 @@ def test_public_forms_pass_and_local_ones_only_when_allowed():
     check_form("http://[::ffff:127.0.0.1]:8080/hook", allow_private=True)
     with pytest.raises(ForbiddenUrl, match="must use https"):
         check_form("http://8.8.8.8/hook", allow_private=True)
+
+
+@pytest.mark.parametrize("url", ["http://0177.0.0.1:18999/", "http://\u24dbocalhost:18999/"])
+def test_forms_the_http_client_refuses_are_refused_with_local_receivers_too(url):
+    with pytest.raises(ForbiddenUrl, match="not one an HTTP client can use"):
+        check_form(url, allow_private=True)
 
 
 async def test_registration_does_not_ask_dns(api):
@@ -165,3 +174,24 @@ async def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(tmp_
         await dispatcher.close()
         await gateway.close()
         await receiver.stop()
+
+
+async def test_any_error_of_a_delivery_is_a_failed_attempt(tmp_path):
+    """Not only the HTTP client's own errors: whatever a delivery raises is counted,
+    retried and in the end given up on, never a task that dies with its delivery pending."""
+    async def resolver(host: str, port: int) -> list[str]:
+        raise RuntimeError("the resolver broke")
+
+    gateway = await Gateway.open(Settings(data_dir=tmp_path, username=USER, password=PASSWORD),
+                                 background=False)
+    dispatcher = await _dispatching(gateway, allow_private=False, resolver=resolver)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        user_id = await _hook_and_event(gateway, "https://hooks.example.org/hook")
+        attempt = await _first_attempt(gateway, user_id)
+        assert attempt.status == "pending" and attempt.attempts == 1
+        assert attempt.last_error == "RuntimeError: the resolver broke"
+    finally:
+        task.cancel()
+        await dispatcher.close()
+        await gateway.close()

@@ -110,3 +110,25 @@ def test_texts_the_codec_library_got_wrong_come_back_unchanged(text):
     deliver = [pdu.decode(h) for h in pdu.encode_deliver("+12025550101", text=text,
                                                          at=datetime.now(UTC))]
     assert _join(deliver) == text
+
+
+def test_a_lone_half_pair_in_ucs2_reads_as_u_fffd_and_says_so():
+    from tests.crafted import POISON_TEXT, POISON_UD, ucs2_submit
+
+    submit, _ = ucs2_submit("+12025550102", POISON_UD)
+    deliver = pdu.decode(pdu.submit_to_deliver(submit, "+12025550101"))
+    assert (deliver.kind, deliver.text, deliver.replaced) == ("SMS-DELIVER", POISON_TEXT, 1)
+    deliver.text.encode("utf-8")  # any text holds it now: JSON, UTF-8, the store
+
+
+def test_whole_text_joins_pairs_and_replaces_only_half_pairs():
+    assert pdu.whole_text("\ud83d\udc4b hi") == ("👋 hi", 0)
+    assert pdu.whole_text("a\udc4b\ud83d") == ("a\ufffd\ufffd", 2)
+    assert pdu.whole_text("plain") == ("plain", 0)
+
+
+def test_a_pair_split_across_parts_is_joined_after_reassembly():
+    text = "x" * 66 + "👋" + "y" * 10  # the emoji's two units fall in two parts
+    parts = [pdu.decode(h) for h in pdu.encode_deliver("+12025550101", text=text)]
+    assert len(parts) == 2 and all(p.replaced == 0 for p in parts)
+    assert pdu.whole_text("".join(p.text for p in parts)) == (text, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import math
 import socket
@@ -26,10 +27,12 @@ from simgate.agent.backends.base import (
     SimBackend,
     SimChanged,
     SimInfo,
+    Unreadable,
 )
 from simgate.agent.client import DeviceClient, PendingMessage, ServerError
 from simgate.agent.crypto import DecryptionError, decrypt
 from simgate.agent.journal import Journal, JournalMessage
+from simgate.agent.outbox import Outbox
 from simgate.agent.pacing import Pacer
 from simgate.domain.hours import WorkHours
 from simgate.domain.routing import (
@@ -53,11 +56,6 @@ from simgate.domain.states import ProcessState
 log = logging.getLogger("simgate.agent")
 
 FETCH_LIMIT = 100
-# How long the outbox lets reports gather before it sends them: under load one PATCH
-# then carries the sends of many milliseconds instead of a few (the server's cost of a
-# PATCH is mostly the same for 1 message or 50).
-REPORT_LINGER = 0.05
-REPORT_BATCH = 500
 # How long a busy agent lets pushed messages gather before its next claim (an idle one
 # claims at once): one PATCH then claims many.
 CLAIM_LINGER = 0.02
@@ -144,6 +142,9 @@ class Agent:
         self._pushed_ready = asyncio.Event()
         self._claiming: set[str] = set()  # ids whose claim is in flight
         self._outbox_wake = asyncio.Event()
+        self.outbox = Outbox(self.journal, {
+            "states": self.client.report, "incoming": self.client.forward_incoming,
+            "logs": self.client.send_logs}, self._outbox_wake)
         self._queues: dict[int | None, asyncio.Queue[JournalMessage]] = {}
         self._pacers: dict[int | None, Pacer] = {}
         self._passphrase: str | None = None
@@ -742,30 +743,9 @@ class Agent:
         self._outbox_wake.set()
 
     async def _outbox_loop(self) -> None:
-        senders = {"states": self.client.report, "incoming": self.client.forward_incoming,
-                   "logs": self.client.send_logs}
-        while True:
-            await self._outbox_wake.wait()
-            await asyncio.sleep(REPORT_LINGER)
-            self._outbox_wake.clear()
-            for kind, send in senders.items():
-                # what comes while a batch is on the wire wakes the loop and waits for the
-                # next linger (else under load the loop sends a few reports a PATCH, back
-                # to back); only a full batch is followed at once
-                full = True
-                while full and (batch := await self.journal.unsent(kind, REPORT_BATCH)):
-                    full = len(batch) == REPORT_BATCH
-                    try:
-                        await send([body for _, body in batch])
-                    except ServerError as exc:
-                        if exc.status is None or exc.status in (401, 429) or exc.status >= 500:
-                            log.warning("sending %s to the server failed, will retry: %s",
-                                        kind, exc)
-                            await asyncio.sleep(1.0)
-                            self._outbox_wake.set()
-                            break
-                        log.error("server refused %s, dropping them: %s", kind, exc)
-                    await self.journal.drop(kind, batch[-1][0])
+        """Reports, incoming SMS and logs to the server; an item it cannot take is set
+        aside, never the end of the loop (see `simgate.agent.outbox`)."""
+        await self.outbox.run()
 
     # -- SIM health and backend events ----------------------------------------------
 
@@ -815,12 +795,20 @@ class Agent:
                          "?" if event.slot is None else event.slot + 1, event.said)
                 self._spawn(self.refresh_sims())
                 continue
-            if isinstance(event, DeliveryReport):
-                await self._on_delivery(event)
-            elif isinstance(event, IncomingSms):
-                await self._on_sms(event)
-                if self._on_incoming is not None:
-                    self._on_incoming(event)
+            try:
+                if isinstance(event, DeliveryReport):
+                    await self._on_delivery(event)
+                elif isinstance(event, IncomingSms):
+                    await self._on_sms(event)
+                    if self._on_incoming is not None:
+                        self._on_incoming(event)
+                elif isinstance(event, Unreadable):
+                    await self.outbox.keep("incoming", json.dumps({
+                        "simNumber": None if event.slot is None else event.slot + 1,
+                        "pdu": event.raw}), event.reason)
+            except Exception:  # not journaled: the backend keeps it, the loop goes on
+                log.exception("handling %s from the SIM backend failed", type(event).__name__)
+                continue
             if event.acknowledge is not None:  # journaled: the backend may let go of it
                 try:
                     await event.acknowledge()
@@ -893,6 +881,7 @@ class Agent:
                 "description": description,
                 "observedValue": slot.signal, "observedUnit": "csq",
             }
+        checks.update(self.outbox.checks())
         statuses = {c["status"] for c in checks.values()}
         overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
         return {"status": overall, "checks": checks}

@@ -91,13 +91,15 @@ class DeviceClient:
     """Thin async client; raises ServerError with a readable message."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0,
-                 verify: bool = True) -> None:
+                 verify: bool = True,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self._http = httpx.AsyncClient(
             base_url=f"{self.base_url}/mobile/v1",
             timeout=timeout,
             verify=verify,
+            transport=transport,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             headers={"User-Agent": f"{AGENT_USER_AGENT}{__version__}"},
         )

@@ -2,7 +2,8 @@
 
 1. each serial port opens and the modem answers AT, 2. each SIM is present and unlocked,
 3. it is registered on a network with signal, 4. Termux:API is there and permitted,
-5. the server is reachable and the credentials are valid, 6. webhooks are reachable.
+5. the server is reachable and the credentials are valid, 6. webhooks are reachable,
+7. the agent's journal holds nothing it had to set aside.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import httpx
 
 from simgate.agent.backends.base import SimBackend, SimInfo, SimState
+from simgate.agent.journal import read_set_aside
 from simgate.domain.sims import ADVICE
 
 Status = Literal["pass", "warn", "fail"]
@@ -55,6 +58,21 @@ def sim_findings(sims: list[SimInfo]) -> list[Finding]:
             findings.append(Finding(name, status, f"{sim.state.value}: {sim.detail}".rstrip(": "),
                                     ADVICE[sim.state]))
     return findings
+
+
+def journal_findings(path: Path) -> list[Finding]:
+    """What the agent on this data directory set aside: items the server refused or that
+    could not be sent, kept in its journal with the reason."""
+    if not path.exists():
+        return []
+    count, latest = read_set_aside(path)
+    if not count:
+        return [Finding("agent journal", "pass", "nothing set aside")]
+    shown = "; ".join(f"{item.at[:19]} {item.kind}: {item.reason}" for item in latest[:3])
+    return [Finding("agent journal", "warn",
+                    f"{count} item(s) the server could not take are set aside; latest: {shown}",
+                    f"they are kept in {path} (table set_aside); what each reason names is "
+                    "what to fix")]
 
 
 def serial_findings(ports: list[str]) -> list[Finding]:

@@ -61,7 +61,24 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL,              -- states | incoming
     body TEXT NOT NULL               -- one item for the server (JSON)
 );
+CREATE TABLE IF NOT EXISTS set_aside ( -- what the server cannot take, kept with why
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,              -- as in outbox
+    body TEXT NOT NULL,              -- the item as it was (JSON, or what the SIM gave)
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An item set aside: what it was, why, and when."""
+
+    kind: str
+    body: str
+    reason: str
+    at: str
 
 
 @dataclass(frozen=True)
@@ -226,10 +243,29 @@ class JournalFile:
                              [(kind, json.dumps(i)) for i in items])
 
     def unsent(self, kind: str, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
+        """The oldest items of `kind`; one that cannot be read back is set aside."""
         rows = self._db.execute(
             "SELECT seq, body FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?", (kind, limit)
-        )
-        return [(r[0], json.loads(r[1])) for r in rows]
+        ).fetchall()
+        items = []
+        for seq, body in rows:
+            try:
+                items.append((seq, json.loads(body)))
+            except ValueError as exc:
+                self.set_aside(kind, seq, body, f"unreadable in the journal: {exc}")
+        return items
+
+    def set_aside(self, kind: str, seq: int | None, body: str, reason: str) -> None:
+        """Keep an item with the reason it cannot go, out of the outbox (at `seq`)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT INTO set_aside (kind, body, reason, at) VALUES"
+                             " (?, ?, ?, ?)", (kind, body, reason, datetime.now(UTC).isoformat()))
+            if seq is not None:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def set_aside_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]
 
     def drop(self, kind: str, up_to_seq: int) -> None:
         self._db.execute("DELETE FROM outbox WHERE kind = ? AND seq <= ?", (kind, up_to_seq))
@@ -297,6 +333,27 @@ class Journal:
 
     async def drop(self, kind: str, up_to_seq: int) -> None:
         await self._run(self._file.drop, kind, up_to_seq)
+
+    async def set_aside(self, kind: str, seq: int | None, body: str, reason: str) -> None:
+        await self._run(self._file.set_aside, kind, seq, body, reason)
+
+    async def set_aside_count(self) -> int:
+        return await self._run(self._file.set_aside_count)
+
+
+def read_set_aside(path: Path, limit: int = 20) -> tuple[int, list[SetAside]]:
+    """How many items a journal holds set aside, and the latest `limit`, read without
+    writing (an agent may be running on it): for `simgate doctor`."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        count = db.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]
+        rows = db.execute("SELECT kind, body, reason, at FROM set_aside ORDER BY id DESC"
+                          " LIMIT ?", (limit,)).fetchall()
+    except sqlite3.OperationalError:  # a journal of an agent before set-aside items
+        return 0, []
+    finally:
+        db.close()
+    return count, [SetAside(*row) for row in rows]
 
 
 def _early(report: dict[str, Any]) -> bool:

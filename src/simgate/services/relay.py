@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from simgate import __version__
 from simgate.domain.dates import millis
+from simgate.domain.text import unsendable
 from simgate.store.models import Device
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,13 @@ class PushRelay:
             token = tokens.get(key[0])
             if token is None or self._blocked.get(token, 0) > now:
                 continue
+            item = {"token": token, "event": key[1], "data": data}
+            why = unsendable(item)
+            if why is not None:  # set aside alone: the others still go
+                log.warning("push relay: left out %s for device %s: %s", key[1], key[0], why)
+                continue
             keys.append((key, token))
-            items.append({"token": token, "event": key[1], "data": data})
+            items.append(item)
         if not items:
             return
         self._sent.append(now)
@@ -130,7 +136,7 @@ class PushRelay:
             if response.status_code == 429:
                 with contextlib.suppress(ValueError):
                     retry_after = float(response.headers.get("Retry-After", "60"))
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, then rested
             failure = repr(exc)
         if failure is None:
             for key, _ in keys:

@@ -9,6 +9,7 @@ emulated modem sends.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -124,6 +125,20 @@ def join_units(text: str) -> str:
         return text
 
 
+REPLACEMENT = "\ufffd"
+_LONE = re.compile("[\ud800-\udfff]")
+
+
+def whole_text(units: str) -> tuple[str, int]:
+    """The text of a whole SMS from its UTF-16 units: pairs joined, and each half pair
+    left alone (which no text can hold: JSON, UTF-8 and the store refuse it) replaced by
+    U+FFFD; with how many were replaced, so the caller can say so."""
+    text = join_units(units)
+    if not _LONE.search(text):
+        return text, 0
+    return _LONE.subn(REPLACEMENT, text)
+
+
 def _address(number: str) -> bytes:
     return bytes(codec._encodeAddressField(number))
 
@@ -204,6 +219,9 @@ class Decoded:
     status: int | None = None  # TP-ST of a status report
     time: datetime | None = None  # SMSC timestamp (DELIVER, STATUS-REPORT)
     tpdu_length: int = 0
+    # characters of the text that could not be represented (a UTF-16 half pair in an
+    # SMS of one part), each replaced by U+FFFD
+    replaced: int = 0
 
 
 def decode(hex_pdu: str) -> Decoded:
@@ -215,7 +233,7 @@ def decode(hex_pdu: str) -> Decoded:
             concat = (element.reference, element.parts, element.number)
         elif isinstance(element, codec.PortAddress):
             port = element.destination
-    text, data = fields.get("text"), None
+    text, data, replaced = fields.get("text"), None, 0
     raw = bytes.fromhex(hex_pdu)
     coding = _data_coding(raw) if fields["type"] != "SMS-STATUS-REPORT" else None
     if text is not None and (port is not None or coding == 1):
@@ -223,11 +241,11 @@ def decode(hex_pdu: str) -> Decoded:
     elif text is not None and coding == 0:
         text += "@" * _lost_at_signs(raw, text)
     elif text is not None and concat is None:
-        text = join_units(text)
+        text, replaced = whole_text(text)
     return Decoded(kind=fields["type"], number=fields.get("number") or "", text=text,
                    data=data, port=port, concat=concat, reference=fields.get("reference"),
                    status=fields.get("status"), time=fields.get("time"),
-                   tpdu_length=fields["tpdu_length"])
+                   tpdu_length=fields["tpdu_length"], replaced=replaced)
 
 
 def _dcs_position(raw: bytes) -> int:

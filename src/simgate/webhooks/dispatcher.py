@@ -231,28 +231,33 @@ class Dispatcher:
         return picked
 
     async def _deliver(self, item: _Leased) -> None:
+        """One attempt; whatever goes wrong is a failed attempt, retried and then given
+        up on as any other, never a task that dies and leaves the delivery pending."""
         delivery = item.delivery
-        body = json.dumps({
-            "id": delivery.event_id,
-            "webhookId": item.webhook_id,
-            "deviceId": delivery.device_id,
-            "event": delivery.event,
-            "payload": delivery.payload,
-        }, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "simgate-webhooks"}
-        if item.settings["signing_key"]:
-            headers.update(sign(item.settings["signing_key"], body))
         error, status = None, None
         try:
             check_form(item.url, self._allow_private)  # stored before today's rules?
+            body = json.dumps({
+                "id": delivery.event_id,
+                "webhookId": item.webhook_id,
+                "deviceId": delivery.device_id,
+                "event": delivery.event,
+                "payload": delivery.payload,
+            }, separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json", "User-Agent": "simgate-webhooks"}
+            if item.settings["signing_key"]:
+                headers.update(sign(item.settings["signing_key"], body))
             response = await self._http.post(item.url, content=body, headers=headers)
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"receiver answered {status}"
         except ForbiddenUrl as exc:
             error = str(exc)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - the HTTP client's errors, and any other
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if not isinstance(exc, httpx.HTTPError) and not delivery.attempts:
+                log.warning("webhook event %s to %s cannot be delivered: %s",
+                            delivery.event_id, delivery.webhook_id, error)  # logged once
         self._results.append(self._outcome(delivery, item.settings["retry_count"], error,
                                            status))
         self._recorded.set()

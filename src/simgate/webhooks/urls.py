@@ -2,11 +2,11 @@
 SSRF tool.
 
 Two checks, at two times. When a webhook is registered, only the URL's form: scheme,
-host, port, no control characters, and no private address written as a literal (in any
-of the IPv6 forms that carry an IPv4 address). No DNS: a registration must not depend on
-a resolver answering at that moment. At each delivery, the address actually connected
-to (see `simgate.webhooks.transport`): a name that resolves to a private address later,
-or only for a moment, is still refused.
+host, port, no control characters, no private address written as a literal (in any of
+the IPv6 forms that carry an IPv4 address), and one that the deliveries' HTTP client
+parses. No DNS: a registration must not depend on a resolver answering at that moment.
+At each delivery, the address actually connected to (see `simgate.webhooks.transport`):
+a name that resolves to a private address later, or only for a moment, is still refused.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
+
+import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -109,6 +111,13 @@ def check_form(url: str, allow_private: bool) -> None:
     if parts.scheme == "http" and not allow_private:
         raise ForbiddenUrl("webhook url must use https: http is only for local receivers, "
                            f"and those are not allowed here ({_ALLOW_HINT})")
+    try:
+        httpx.URL(url)  # what the deliveries' client makes of it
+    except httpx.InvalidURL as exc:
+        raise ForbiddenUrl(f"webhook url is not one an HTTP client can use ({exc}): write "
+                           "the host as a DNS name or an IP address in its usual form, "
+                           "e.g. https://hooks.example.org/hook or https://203.0.113.7/hook"
+                           ) from None
 
 
 def check_address(address: str, host: str, https: bool, allow_private: bool) -> None:

@@ -43,6 +43,7 @@ from simgate.agent.backends.base import (
     SimChanged,
     SimInfo,
     SimState,
+    Unreadable,
 )
 from simgate.sms import pdu
 
@@ -312,7 +313,7 @@ class AtModem:
                 for raw in lines:
                     line = raw.strip().decode("ascii", "replace")
                     if line:
-                        pending = self._on_line(line, pending)
+                        pending = self._read_line(line, pending)
                 if buffer.lstrip().startswith(b">"):
                     buffer = b""
                     self._lines.put_nowait(PROMPT)
@@ -325,6 +326,16 @@ class AtModem:
         self._lines.put_nowait(LOST)
         self._reader_task = None
         self._spawn(self._reconnect())
+
+    def _read_line(self, line: str, pending: str | None) -> str | None:
+        """`_on_line`, except that a line it cannot make sense of is logged and left:
+        nothing the modem says stops the reader."""
+        try:
+            return self._on_line(line, pending)
+        except Exception as exc:  # noqa: BLE001 - one garbled line, the reader goes on
+            log.warning("left a line from %s that could not be read: %r (%s)", self.port,
+                        line[:120], exc)
+            return None
 
     def _on_line(self, line: str, pending: str | None) -> str | None:
         """Route one line; returns the header of a two-line URC still waiting for its PDU."""
@@ -375,11 +386,15 @@ class AtModem:
         AT+CMGL=4 (all), each deleted once acknowledged."""
         async with self._storage_lock:
             lines = await self.command("AT+CMGL=4")
-            stored = [(int(head[6:].split(",")[0]), body)
+            stored = [(head[6:].split(",")[0].strip(), body)
                       for head, body in itertools.pairwise(lines)
                       if head.startswith("+CMGL:") and not body.startswith("+CMGL:")]
             for index, body in stored:
-                self._on_pdu(body, ("SM", index))
+                if index.isascii() and index.isdigit():
+                    self._on_pdu(body, ("SM", int(index)))
+                else:
+                    log.warning("left a +CMGL entry of %s without an index: %r", self.port,
+                                index[:40])
 
     @contextlib.asynccontextmanager
     async def _memory(self, memory: str) -> AsyncIterator[None]:
@@ -414,13 +429,21 @@ class AtModem:
             log.debug("AT+CNMA on %s: %s", self.port, exc)
 
     def _on_pdu(self, hex_pdu: str, place: Place | None) -> None:
-        """An SMS or status report, stored at `place` or (None) routed directly."""
+        """An SMS or status report, stored at `place` or (None) routed directly; one
+        that cannot be read is passed on as Unreadable, to be set aside."""
         direct_ack = self._acknowledge_direct if place is None and self._acknowledges else None
         try:
-            decoded = pdu.decode(hex_pdu)
-        except Exception as exc:  # a garbled PDU must not stop the modem
-            log.warning("undecodable PDU on %s: %s (%s)", self.port, exc, hex_pdu[:80])
-            return
+            self._on_decoded(pdu.decode(hex_pdu), place, direct_ack)
+        except Exception as exc:  # noqa: BLE001 - a garbled PDU must not stop the modem
+            reason = f"a PDU that reads as no SMS: {type(exc).__name__}: {exc}"
+            log.warning("SIM %d on %s received %s (%s)", self.sim, self.port, reason,
+                        hex_pdu[:80])
+            self.events.put_nowait(Unreadable(
+                slot=self.slot, reason=reason, raw=hex_pdu,
+                acknowledge=self._delete([place]) if place else direct_ack))
+
+    def _on_decoded(self, decoded: pdu.Decoded, place: Place | None,
+                    direct_ack: Acknowledge | None) -> None:
         if decoded.kind == "SMS-STATUS-REPORT":
             self.events.put_nowait(DeliveryReport(
                 slot=self.slot, reference=decoded.reference or 0,
@@ -428,7 +451,9 @@ class AtModem:
                 at=datetime.now(UTC), recipient=decoded.number or None,
                 acknowledge=self._delete([place]) if place else direct_ack))
         elif decoded.kind != "SMS-DELIVER":
-            return
+            if place is None:  # passed on as received: it cannot be a draft of the SIM's
+                raise ValueError(f"an {decoded.kind} where a received SMS was due")
+            return  # stored: a draft or a sent SMS of the SIM's own, left as it is
         elif decoded.concat is None or decoded.concat[1] <= 1:
             self._emit([(decoded, place)], direct_ack)
         else:
@@ -454,7 +479,12 @@ class AtModem:
                               ident=ident, data=b"".join(d.data or b"" for d, _ in parts),
                               port=first.port, recipient=self.number, acknowledge=acknowledge)
         else:
-            text = pdu.join_units("".join(d.text or "" for d, _ in parts))
+            text, replaced = pdu.whole_text("".join(d.text or "" for d, _ in parts))
+            replaced += sum(d.replaced for d, _ in parts)  # an SMS of one part: decoded whole
+            if replaced:
+                log.warning("SMS from %s on SIM %d held %d character(s) that no text can "
+                            "hold (UTF-16 half pairs): each replaced with U+FFFD",
+                            first.number, self.sim, replaced)
             sms = IncomingSms(slot=self.slot, sender=first.number, received_at=stamp,
                               ident=ident, text=text, recipient=self.number,
                               acknowledge=acknowledge)

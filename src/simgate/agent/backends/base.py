@@ -90,7 +90,20 @@ class SimChanged:
     said: str
 
 
-BackendEvent = IncomingSms | DeliveryReport | SimChanged
+@dataclass(frozen=True)
+class Unreadable:
+    """Something a SIM received that reads as no SMS and no status report (a garbled
+    PDU). The agent keeps it in its journal, set aside with `reason`, before it
+    acknowledges it: it neither stops the reader nor stays to fill the SIM's store."""
+
+    slot: int | None
+    reason: str
+    raw: str  # what the modem gave, as it gave it
+    acknowledge: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
+                                                             repr=False)  # as IncomingSms's
+
+
+BackendEvent = IncomingSms | DeliveryReport | SimChanged | Unreadable
 
 
 class SendError(Exception):

@@ -33,7 +33,7 @@ from simgate.server.schemas import (
     WebhookOut,
     millis,
 )
-from simgate.server.wirejson import StrictJSONRoute
+from simgate.server.wirejson import StrictJSONRoute, loads
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
 from simgate.services.ingest import AGENT_USER_AGENT, signed
@@ -250,12 +250,15 @@ async def ingest(device_id: str, secret: str, request: Request,
                           request.headers.get("X-Signature")):
         raise HTTPException(401, "missing, wrong or stale X-Signature/X-Timestamp: sign with"
                                  " webhooks.signing_key of GET /mobile/v1/settings")
-    try:
-        post = AppWebhookIn.model_validate_json(body)
+    try:  # read as every JSON route reads its body: what cannot be stored is a 400
+        post = AppWebhookIn.model_validate(loads(body))
         received = (AppReceivedIn.model_validate(post.payload)
                     if post.event in RECEIVED_TYPES else None)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
+    except ValueError as exc:  # not JSON at all
+        raise HTTPException(400, f"request body is not valid JSON: {exc}; send the event"
+                                 " as a JSON object") from None
     await gateway.devices.touch(device.device_id)
     if received is not None:
         kind = RECEIVED_TYPES[post.event]
