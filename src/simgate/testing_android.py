@@ -60,9 +60,9 @@ def parse_app_date(text: str) -> datetime:
     return base + timedelta(milliseconds=int(fraction))
 
 
-def format_app_date(value: datetime) -> str:
+def format_app_date(value: datetime, zone: timezone = PHONE_ZONE) -> str:
     """A date as the app's Gson writes it, in the phone's zone."""
-    local = value.astimezone(PHONE_ZONE)
+    local = value.astimezone(zone)
     offset = local.strftime("%z")
     return (local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
             + f"{offset[:3]}:{offset[3:]}")
@@ -110,6 +110,7 @@ class Phone:
     settings: dict[str, Any] = field(default_factory=dict)
     answers: list[httpx.Response] = field(default_factory=list)  # of the last webhook fired
     comments: int = 0  # SSE comment lines read (keep-alives), which the app skips
+    zone: timezone = PHONE_ZONE  # the phone's own zone, in which it writes its dates
 
     def __post_init__(self) -> None:
         self.http = httpx.AsyncClient(verify=self.verify, timeout=30,
@@ -175,7 +176,7 @@ class Phone:
     async def report(self, message_id: str, phones: list[str], state: str,
                      error: str | None = None) -> None:
         """PATCH /message with one item, as SendStateWorker does after a state change."""
-        now = format_app_date(datetime.now(UTC))
+        now = format_app_date(datetime.now(UTC), self.zone)
         body = [{
             "id": message_id, "state": state,
             "recipients": [_gson({"phoneNumber": p, "state": state, "error": error})
@@ -254,7 +255,7 @@ class Phone:
         its messageId (the app's hash of the message; the same again on an export)."""
         message_id = message_id or f"{secrets.randbits(32):x}"
         await self.fire("sms:received", {
-            "message": text, "receivedAt": format_app_date(at or datetime.now(UTC)),
+            "message": text, "receivedAt": format_app_date(at or datetime.now(UTC), self.zone),
             "messageId": message_id, "sender": sender,
             "recipient": self.sims[sim_number - 1].phone_number,
             "simNumber": sim_number, "phoneNumber": sender,

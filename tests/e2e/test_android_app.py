@@ -7,7 +7,7 @@ import json
 import ssl
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import certifi
 import httpx
@@ -92,6 +92,44 @@ async def test_dates_read_by_the_apps_rule_are_the_servers_to_the_millisecond(us
 
     assert fetched["validUntil"] == valid_until.replace(microsecond=987000)
     assert fetched["createdAt"] == created.replace(microsecond=created.microsecond // 1000 * 1000)
+
+
+async def test_a_valid_until_written_at_minus_five_hours_reaches_the_phone_as_that_instant(
+        user_api, phone):
+    valid_until = "2030-01-01T08:30:00-05:00"
+    message_id = await send(user_api, phone, validUntil=valid_until)
+
+    fetched = next(m for m in await phone.messages() if m["id"] == message_id)
+
+    # 13:30Z, not 08:30Z: five hours early, the app would fail it "TTL expired"
+    assert fetched["validUntil"] == datetime(2030, 1, 1, 13, 30, tzinfo=UTC)
+
+
+async def test_an_sms_received_at_plus_seven_keeps_its_instant_in_the_inbox_and_its_queries(
+        server, user_api):
+    phone = Phone(f"{server.url}/mobile/v1", zone=timezone(timedelta(hours=7)))
+    try:
+        await phone.register(login=USER, password=PASSWORD)
+        await phone.sync_settings()  # its signing key
+        await phone.sync_webhooks()
+        at = datetime(2026, 11, 27, 23, 38, 12, 345000, tzinfo=UTC)  # 06:38+07:00 the next day
+        await phone.receive_sms("+19162255887", "late at night", at=at)
+        assert [r.status_code for r in phone.answers] == [200]
+
+        def inbox(**window: datetime):
+            return user_api.get("/inbox", params={"deviceId": phone.device_id, **{
+                k: v.isoformat() for k, v in window.items()}})
+
+        found = (await inbox()).json()
+        assert [datetime.fromisoformat(m["createdAt"]) for m in found] == [at]
+        # a window around the UTC instant finds it; one around the shifted time does not
+        around = {"from": at - timedelta(minutes=1), "to": at + timedelta(minutes=1)}
+        assert len((await inbox(**around)).json()) == 1
+        shifted = at + timedelta(hours=7)
+        assert (await inbox(**{"from": shifted - timedelta(minutes=1),
+                               "to": shifted + timedelta(minutes=1)})).json() == []
+    finally:
+        await phone.close()
 
 
 async def test_a_message_of_the_official_client_reaches_the_phone_by_sse(server, phone):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from simgate.domain.dates import utc
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
 from simgate.services import failover, usage
@@ -145,7 +146,7 @@ def _hash_contents(message: Message) -> None:
 def _stamp(message: Message, state: ProcessState, at: datetime | None = None) -> None:
     """`states` keeps the first time each state was reached."""
     if state.value not in message.states:
-        message.states = {**message.states, state.value: (at or utcnow()).isoformat()}
+        message.states = {**message.states, state.value: utc(at or utcnow()).isoformat()}
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> New
             raise BadRequest(str(exc)) from None
     if len(set(numbers)) != len(numbers):
         raise BadRequest("phoneNumbers: the same number is listed twice")
-    valid_until = body.valid_until
+    valid_until = aware(body.valid_until)
     if body.ttl is not None:
         valid_until = datetime.now(UTC) + timedelta(seconds=body.ttl)
     return NewMessage(
@@ -63,7 +63,7 @@ def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> New
         is_encrypted=is_encrypted,
         priority=body.priority or 0,
         valid_until=valid_until,
-        schedule_at=body.schedule_at,
+        schedule_at=aware(body.schedule_at),
         id=body.id,
         device_id=body.device_id,
     )
