@@ -80,6 +80,74 @@ def _redact(value: str | None) -> str | None:
     return "*" * (len(value) - 4) + value[-4:] if len(value) > 4 else "****"
 
 
+class SettingsImportFailed(ValueError):
+    """The app's SettingsService.update threw: it imports none of the settings."""
+
+
+def _number(value: Any) -> int | None:
+    """`value?.toString()?.toFloat()?.toInt()`: a number or a numeric string, else the
+    NumberFormatException the import turns into a failure."""
+    if value is None:
+        return None
+    try:
+        return int(float(str(value)))
+    except ValueError:
+        raise ValueError(f"For input string: \"{value}\"") from None
+
+
+def _enum(value: Any, names: set[str]) -> None:
+    if value is not None and str(value) not in names:
+        raise ValueError(f"No enum constant {value}")
+
+
+def app_import(settings: dict[str, Any]) -> None:
+    """What v1.68.0's settings import does with GET /settings: each group's `import()`
+    (modules/*/…Settings.kt) throws on a value it refuses, and SettingsService.update
+    then fails as a whole ("Failed to import <group>: ...")."""
+    checks = {
+        "messages": {
+            "send_interval_min": _number, "send_interval_max": _number,
+            "limit_period": lambda v: _enum(v, {"Disabled", "PerMinute", "Per30Minutes",
+                                                "PerHour", "PerDay"}),
+            "limit_value": lambda v: _at_least(v, 0, "Limit value must be >= 0"),
+            "sim_selection_mode": lambda v: _enum(v, {"OSDefault", "RoundRobin", "Random"}),
+            "processing_order": lambda v: _enum(v, {"LIFO", "FIFO"}),
+            "log_lifetime_days": lambda v: _at_least(v, 1, "Log lifetime days must be >= 1"),
+        },
+        "webhooks": {"retry_count": lambda v: _at_least(v, 1, "Retry count must be >= 1")},
+        "ping": {"interval_seconds": _number},
+        "logs": {"lifetime_days": _number},
+        "gateway": {
+            "cloud_url": lambda v: _https(v),
+            "notification_channel": lambda v: _enum(v, {"AUTO", "SSE_ONLY"}),
+        },
+        "encryption": {},
+    }
+    for group, keys in settings.items():
+        if group not in checks:
+            continue  # a group the app does not know is skipped
+        try:
+            if not isinstance(keys, dict):
+                raise ValueError(f"{keys!r} is not a map")
+            for key, value in keys.items():
+                check = checks[group].get(key)
+                if check is not None:
+                    check(value)
+        except ValueError as exc:
+            raise SettingsImportFailed(f"Failed to import {group}: {exc}") from None
+
+
+def _at_least(value: Any, low: int, message: str) -> None:
+    number = _number(value)
+    if number is not None and number < low:
+        raise ValueError(message)
+
+
+def _https(value: Any) -> None:
+    if value is not None and not str(value).startswith("https://"):
+        raise ValueError("url must start with https://")
+
+
 class UnknownEvent(Exception):
     """An SSE event name the app cannot route (it logs "Unknown event type")."""
 
@@ -227,7 +295,9 @@ class Phone:
     async def sync_settings(self) -> dict[str, Any]:
         response = await self.http.get(f"{self.api_url}/settings", headers=self._bearer())
         response.raise_for_status()
-        self.settings = response.json()
+        settings = response.json()
+        app_import(settings)  # a refused value: the app keeps its old settings
+        self.settings = settings
         return self.settings
 
     async def fire(self, event: str, payload: dict[str, Any]) -> list[httpx.Response]:
