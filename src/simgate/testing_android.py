@@ -179,6 +179,7 @@ class Phone:
     answers: list[httpx.Response] = field(default_factory=list)  # of the last webhook fired
     comments: int = 0  # SSE comment lines read (keep-alives), which the app skips
     zone: timezone = PHONE_ZONE  # the phone's own zone, in which it writes its dates
+    registered: httpx.Response | None = None  # the answer to POST /device
 
     def __post_init__(self) -> None:
         self.http = httpx.AsyncClient(verify=self.verify, timeout=30,
@@ -195,14 +196,7 @@ class Phone:
     async def register(self, *, code: str | None = None, login: str | None = None,
                        password: str | None = None, push_token: str | None = None) -> dict:
         """Join as the app does: with a code, with a login, or with the private token."""
-        body = {
-            "name": self.name,
-            "pushToken": push_token,
-            "simCards": [_gson({"slotIndex": s.slot_index, "simNumber": s.slot_index + 1,
-                                "phoneNumber": _redact(s.phone_number),
-                                "carrierName": _redact(s.carrier_name),
-                                "iccid": _redact(s.iccid)}) for s in self.sims],
-        }
+        body = {"name": self.name, "pushToken": push_token, "simCards": self._sim_cards()}
         if code is not None:
             headers = {"Authorization": f"Code {code}"}
         elif login is not None:
@@ -215,17 +209,35 @@ class Phone:
         response = await self.http.post(f"{self.api_url}/device", json=_gson(body),
                                         headers=headers)
         response.raise_for_status()  # the app's client has expectSuccess = true
+        self.registered = response
         answer = response.json()
         self.device_id, self.token = answer["id"], answer["token"]
         self.login, self.password = answer["login"], answer.get("password")
         return answer
 
-    async def update(self, push_token: str | None = None) -> None:
-        """PATCH /device, as at each start and on a new FCM token."""
+    def _sim_cards(self, masked: bool = True) -> list[dict[str, Any]]:
+        """SubscriptionsHelper.getActiveSimCards; GatewayService masks them (`redact`)
+        for the server, OrchestratorService's app:started sends them whole."""
+        hide = _redact if masked else (lambda value: value)
+        return [_gson({"slotIndex": s.slot_index, "simNumber": s.slot_index + 1,
+                       "phoneNumber": hide(s.phone_number),
+                       "carrierName": hide(s.carrier_name),
+                       "iccid": hide(s.iccid)}) for s in self.sims]
+
+    async def update(self, push_token: str | None = None, *, sims: bool = False,
+                     device_id: str | None = None) -> httpx.Response:
+        """PATCH /device, as at each start and on a new FCM token (with `sims`, its SIM
+        cards masked as the app sends them; `device_id` to send another id)."""
+        body = {"id": device_id or self.device_id, "pushToken": push_token,
+                "simCards": self._sim_cards() if sims else None}
         response = await self.http.patch(f"{self.api_url}/device", headers=self._bearer(),
-                                         json=_gson({"id": self.device_id,
-                                                     "pushToken": push_token}))
+                                         json=_gson(body))
         response.raise_for_status()
+        return response
+
+    async def started(self) -> list[httpx.Response]:
+        """The app starts (OrchestratorService): app:started with its SIM cards whole."""
+        return await self.fire("app:started", {"simCards": self._sim_cards(masked=False)})
 
     # -- messages (GatewayService.getNewMessages / sendState) ------------------------
 

@@ -15,7 +15,7 @@ import pytest
 from android_sms_gateway import client, domain
 
 from simgate.testing import SimgateProcess, start_agent
-from simgate.testing_android import Listening, Phone, parse_app_date
+from simgate.testing_android import Listening, Phone, Sim, parse_app_date
 from simgate.webhooks.signing import verify
 from tests.conftest import wait_until
 from tests.receiver import Receiver
@@ -79,6 +79,41 @@ async def test_the_app_joins_by_private_token_by_code_and_by_login(server):
     for phone in (by_token, by_code, by_login):
         assert await phone.messages() == []
         await phone.update(push_token=None)  # the app's PATCH at each start
+        await phone.close()
+
+
+async def test_the_sims_whole_numbers_from_app_started_stay_when_patch_device_masks_them(
+        user_api, phone):
+    await phone.sync_settings()
+    await phone.sync_webhooks()
+    masked = (await user_api.get("/devices")).json()
+    mine = next(d for d in masked if d["id"] == phone.device_id)
+    assert mine["simCards"][0]["phoneNumber"] == "********0111"  # as POST /device had it
+
+    assert [r.status_code for r in await phone.started()] == [200]
+    await phone.update(sims=True)  # masked again, as at every start
+
+    cards = next(d for d in (await user_api.get("/devices")).json()
+                 if d["id"] == phone.device_id)["simCards"]
+    assert [(c["simNumber"], c["phoneNumber"], c["carrierName"]) for c in cards] == [
+        (1, "+12025550111", "simgate Mobile"), (2, "+12025550112", "simgate Mobile")]
+    assert cards[0]["iccid"] == "***************9012"  # shown to the last 4, as the original
+
+
+async def test_a_card_in_no_slot_is_left_out_with_a_warning_not_the_registration(server):
+    phone = Phone(f"{server.url}/mobile/v1",
+                  sims=[Sim(-1, "+12025550119"), Sim(0, "+12025550111")])
+    try:
+        await phone.register(login=USER, password=PASSWORD)
+        assert "simCards[0].slotIndex -1 is no SIM slot" in phone.registered.headers["Warning"]
+        async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1",
+                                     auth=(USER, PASSWORD)) as api:
+            device = (await api.get("/devices")).json()
+        cards = next(d for d in device if d["id"] == phone.device_id)["simCards"]
+        assert [c["slotIndex"] for c in cards] == [0]
+        again = await phone.update(sims=True)
+        assert "slotIndex -1" in again.headers["Warning"]
+    finally:
         await phone.close()
 
 

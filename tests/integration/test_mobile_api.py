@@ -248,3 +248,14 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
     bad = await post_signed(url["mms:received"], {
         "id": "evt", "event": "mms:received", "payload": {"sender": "+7999"}})
     assert bad.status_code == 400 and "messageId" in bad.json()["message"]
+
+
+async def test_patch_device_with_another_devices_id_is_forbidden(api):
+    device = await register_device(api)
+    other = await register_device(api, name="other")
+    refused = await api.patch("/mobile/v1/device", **bearer(device), json={
+        "id": other["id"], "pushToken": "stolen"})
+    assert refused.status_code == 403 and "another device" in refused.json()["message"]
+    own = await api.patch("/mobile/v1/device", **bearer(device), json={
+        "id": device["id"], "pushToken": "mine"})
+    assert own.status_code == 204
