@@ -29,3 +29,10 @@ def user_with(scope: str) -> Any:
 def aware(value: datetime | None) -> datetime | None:
     """A timestamp in UTC, the same instant (one without an offset is taken as UTC)."""
     return utc(value) if value is not None else None
+
+
+def public_base(request: Request) -> str:
+    """The base of the URLs handed out: SIMGATE_PUBLIC_URL, else the request's scheme and
+    host (uvicorn believes a forwarded scheme only from SIMGATE_FORWARDED_ALLOW_IPS)."""
+    configured = request.app.state.gateway.settings.public_url
+    return configured or f"{request.url.scheme}://{request.url.netloc}"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from simgate.server import sse
 from simgate.server.auth import bearer_token, client_address, current_device, registrant
-from simgate.server.deps import GatewayDep, aware, user_with
+from simgate.server.deps import GatewayDep, aware, public_base, user_with
 from simgate.server.schemas import (
     AppReceivedIn,
     AppWebhookIn,
@@ -237,7 +237,7 @@ async def device_webhooks(request: Request, device: Device,
     (its received SMS, pings and starts come to simgate, which stores them and calls the
     user's webhooks once); simgate's own agent gets the user's hooks, as before."""
     if not _is_simgate_agent(request):
-        api_url = str(request.url.replace(query="")).removesuffix("/webhooks")
+        api_url = public_base(request) + request.url.path.removesuffix("/webhooks")
         return [WebhookOut(id=h.id, url=h.url, event=h.event)
                 for h in gateway.ingest.hooks(api_url, device.device_id)]
     hooks = await gateway.webhooks.list(device.user_id)

@@ -101,6 +101,8 @@ async def send_message(request: Request) -> Response:
                           gateway.settings.default_region)
     message = await gateway.messages.enqueue(user_id, new, options.device_active_within)
     base = request.scope["path"].rsplit("/", 1)[0]  # keeps the /api prefix if called with it
+    if gateway.settings.public_url:
+        base = gateway.settings.public_url + base
     return Response(
         MessageStateOut.of(message).model_dump_json(by_alias=True, exclude_none=True),
         status_code=status.HTTP_202_ACCEPTED,
