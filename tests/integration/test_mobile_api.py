@@ -71,7 +71,8 @@ async def test_a_message_being_cancelled_cannot_be_claimed(api):
         {"id": message_id, "state": "Cancelled", "recipients": []}])
     assert confirm.json() == [{"id": message_id, "state": "Cancelled"}]
     again = await api.delete(f"/3rdparty/v1/messages/{message_id}")
-    assert again.status_code == 200  # cancelling twice is harmless
+    assert again.status_code == 409  # as the original: only a Pending message
+    assert again.json()["message"].startswith("message is not pending")
 
 
 async def test_a_device_that_sent_a_message_being_cancelled_has_the_last_word(api):

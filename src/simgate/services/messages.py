@@ -420,12 +420,10 @@ class Messages:
         async with self._sessions.begin() as session:
             message = await self._get(session, user_id, ext_id)
             state = ProcessState(message.state)
-            if state in (ProcessState.CANCELLED, ProcessState.CANCELLING):
-                return message
-            if state is not ProcessState.PENDING:
+            if state is not ProcessState.PENDING:  # Cancelling, Cancelled too, as the original
                 raise Conflict(
-                    f"message {ext_id!r} cannot be cancelled: it is {state.value}"
-                    " (only Pending messages can be)"
+                    f"message is not pending: {ext_id!r} is {state.value}, and only Pending"
+                    " messages can be cancelled"
                 )
             held = message.schedule_at is None or message.schedule_at <= utcnow()
             after = ProcessState.CANCELLING if held else ProcessState.CANCELLED
