@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
     push_relay: bool = False
     push_relay_url: str = "https://api.sms-gate.app/upstream/v1"
     push_relay_debounce: float = Field(default=5.0, ge=0.1, le=60)
+    # The address phones and clients reach this server at ("https://gw.example.org"): the
+    # base of every URL simgate hands out (ingest hooks, Location, the API catalog).
+    # Unset: the request's own (its forwarded scheme only from forwarded_allow_ips).
+    public_url: str | None = None
     # HTTPS: the certificate (PEM, with its chain) and its key; `simgate tls init` makes a
     # pair a phone accepts once it trusts the local CA.
     # A comment line on idle device event streams this often keeps NAT and proxies open.
@@ -88,6 +93,18 @@ class Settings(BaseSettings):
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """An origin with an optional path, without a trailing slash; empty is unset."""
+        if not value or not value.strip():
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError(f"SIMGATE_PUBLIC_URL {value[:64]!r}: give the address phones"
+                             " reach, such as https://gw.example.org (no query)")
+        return value.strip().rstrip("/")
 
     @field_validator("private_token")
     @classmethod

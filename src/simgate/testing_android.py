@@ -60,9 +60,9 @@ def parse_app_date(text: str) -> datetime:
     return base + timedelta(milliseconds=int(fraction))
 
 
-def format_app_date(value: datetime) -> str:
+def format_app_date(value: datetime, zone: timezone = PHONE_ZONE) -> str:
     """A date as the app's Gson writes it, in the phone's zone."""
-    local = value.astimezone(PHONE_ZONE)
+    local = value.astimezone(zone)
     offset = local.strftime("%z")
     return (local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
             + f"{offset[:3]}:{offset[3:]}")
@@ -78,6 +78,74 @@ def _redact(value: str | None) -> str | None:
     if value is None:
         return None
     return "*" * (len(value) - 4) + value[-4:] if len(value) > 4 else "****"
+
+
+class SettingsImportFailed(ValueError):
+    """The app's SettingsService.update threw: it imports none of the settings."""
+
+
+def _number(value: Any) -> int | None:
+    """`value?.toString()?.toFloat()?.toInt()`: a number or a numeric string, else the
+    NumberFormatException the import turns into a failure."""
+    if value is None:
+        return None
+    try:
+        return int(float(str(value)))
+    except ValueError:
+        raise ValueError(f"For input string: \"{value}\"") from None
+
+
+def _enum(value: Any, names: set[str]) -> None:
+    if value is not None and str(value) not in names:
+        raise ValueError(f"No enum constant {value}")
+
+
+def app_import(settings: dict[str, Any]) -> None:
+    """What v1.68.0's settings import does with GET /settings: each group's `import()`
+    (modules/*/…Settings.kt) throws on a value it refuses, and SettingsService.update
+    then fails as a whole ("Failed to import <group>: ...")."""
+    checks = {
+        "messages": {
+            "send_interval_min": _number, "send_interval_max": _number,
+            "limit_period": lambda v: _enum(v, {"Disabled", "PerMinute", "Per30Minutes",
+                                                "PerHour", "PerDay"}),
+            "limit_value": lambda v: _at_least(v, 0, "Limit value must be >= 0"),
+            "sim_selection_mode": lambda v: _enum(v, {"OSDefault", "RoundRobin", "Random"}),
+            "processing_order": lambda v: _enum(v, {"LIFO", "FIFO"}),
+            "log_lifetime_days": lambda v: _at_least(v, 1, "Log lifetime days must be >= 1"),
+        },
+        "webhooks": {"retry_count": lambda v: _at_least(v, 1, "Retry count must be >= 1")},
+        "ping": {"interval_seconds": _number},
+        "logs": {"lifetime_days": _number},
+        "gateway": {
+            "cloud_url": lambda v: _https(v),
+            "notification_channel": lambda v: _enum(v, {"AUTO", "SSE_ONLY"}),
+        },
+        "encryption": {},
+    }
+    for group, keys in settings.items():
+        if group not in checks:
+            continue  # a group the app does not know is skipped
+        try:
+            if not isinstance(keys, dict):
+                raise ValueError(f"{keys!r} is not a map")
+            for key, value in keys.items():
+                check = checks[group].get(key)
+                if check is not None:
+                    check(value)
+        except ValueError as exc:
+            raise SettingsImportFailed(f"Failed to import {group}: {exc}") from None
+
+
+def _at_least(value: Any, low: int, message: str) -> None:
+    number = _number(value)
+    if number is not None and number < low:
+        raise ValueError(message)
+
+
+def _https(value: Any) -> None:
+    if value is not None and not str(value).startswith("https://"):
+        raise ValueError("url must start with https://")
 
 
 class UnknownEvent(Exception):
@@ -144,6 +212,8 @@ class Phone:
     failing: dict[int, str] = field(default_factory=dict)  # SIM number -> RESULT_ code
     held: set[str] = field(default_factory=set)  # ids it holds: handed again, skipped
     sent: list[Sent] = field(default_factory=list)
+    zone: timezone = PHONE_ZONE  # the phone's own zone, in which it writes its dates
+    registered: httpx.Response | None = None  # the answer to POST /device
 
     def __post_init__(self) -> None:
         self.http = httpx.AsyncClient(verify=self.verify, timeout=30,
@@ -160,14 +230,7 @@ class Phone:
     async def register(self, *, code: str | None = None, login: str | None = None,
                        password: str | None = None, push_token: str | None = None) -> dict:
         """Join as the app does: with a code, with a login, or with the private token."""
-        body = {
-            "name": self.name,
-            "pushToken": push_token,
-            "simCards": [_gson({"slotIndex": s.slot_index, "simNumber": s.slot_index + 1,
-                                "phoneNumber": _redact(s.phone_number),
-                                "carrierName": _redact(s.carrier_name),
-                                "iccid": _redact(s.iccid)}) for s in self.sims],
-        }
+        body = {"name": self.name, "pushToken": push_token, "simCards": self._sim_cards()}
         if code is not None:
             headers = {"Authorization": f"Code {code}"}
         elif login is not None:
@@ -180,17 +243,35 @@ class Phone:
         response = await self.http.post(f"{self.api_url}/device", json=_gson(body),
                                         headers=headers)
         response.raise_for_status()  # the app's client has expectSuccess = true
+        self.registered = response
         answer = response.json()
         self.device_id, self.token = answer["id"], answer["token"]
         self.login, self.password = answer["login"], answer.get("password")
         return answer
 
-    async def update(self, push_token: str | None = None) -> None:
-        """PATCH /device, as at each start and on a new FCM token."""
+    def _sim_cards(self, masked: bool = True) -> list[dict[str, Any]]:
+        """SubscriptionsHelper.getActiveSimCards; GatewayService masks them (`redact`)
+        for the server, OrchestratorService's app:started sends them whole."""
+        hide = _redact if masked else (lambda value: value)
+        return [_gson({"slotIndex": s.slot_index, "simNumber": s.slot_index + 1,
+                       "phoneNumber": hide(s.phone_number),
+                       "carrierName": hide(s.carrier_name),
+                       "iccid": hide(s.iccid)}) for s in self.sims]
+
+    async def update(self, push_token: str | None = None, *, sims: bool = False,
+                     device_id: str | None = None) -> httpx.Response:
+        """PATCH /device, as at each start and on a new FCM token (with `sims`, its SIM
+        cards masked as the app sends them; `device_id` to send another id)."""
+        body = {"id": device_id or self.device_id, "pushToken": push_token,
+                "simCards": self._sim_cards() if sims else None}
         response = await self.http.patch(f"{self.api_url}/device", headers=self._bearer(),
-                                         json=_gson({"id": self.device_id,
-                                                     "pushToken": push_token}))
+                                         json=_gson(body))
         response.raise_for_status()
+        return response
+
+    async def started(self) -> list[httpx.Response]:
+        """The app starts (OrchestratorService): app:started with its SIM cards whole."""
+        return await self.fire("app:started", {"simCards": self._sim_cards(masked=False)})
 
     # -- messages (GatewayService.getNewMessages / sendState) ------------------------
 
@@ -209,7 +290,7 @@ class Phone:
     async def report(self, message_id: str, phones: list[str], state: str,
                      error: str | None = None) -> None:
         """PATCH /message with one item, as SendStateWorker does after a state change."""
-        now = format_app_date(datetime.now(UTC))
+        now = format_app_date(datetime.now(UTC), self.zone)
         body = [{
             "id": message_id, "state": state,
             "recipients": [_gson({"phoneNumber": p, "state": state, "error": error})
@@ -295,7 +376,9 @@ class Phone:
     async def sync_settings(self) -> dict[str, Any]:
         response = await self.http.get(f"{self.api_url}/settings", headers=self._bearer())
         response.raise_for_status()
-        self.settings = response.json()
+        settings = response.json()
+        app_import(settings)  # a refused value: the app keeps its old settings
+        self.settings = settings
         return self.settings
 
     async def fire(self, event: str, payload: dict[str, Any]) -> list[httpx.Response]:
@@ -323,7 +406,7 @@ class Phone:
         its messageId (the app's hash of the message; the same again on an export)."""
         message_id = message_id or f"{secrets.randbits(32):x}"
         await self.fire("sms:received", {
-            "message": text, "receivedAt": format_app_date(at or datetime.now(UTC)),
+            "message": text, "receivedAt": format_app_date(at or datetime.now(UTC), self.zone),
             "messageId": message_id, "sender": sender,
             "recipient": self.sims[sim_number - 1].phone_number,
             "simNumber": sim_number, "phoneNumber": sender,

@@ -7,7 +7,7 @@ import json
 import ssl
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import certifi
 import httpx
@@ -15,7 +15,7 @@ import pytest
 from android_sms_gateway import client, domain
 
 from simgate.testing import SimgateProcess, start_agent
-from simgate.testing_android import Listening, Phone, parse_app_date
+from simgate.testing_android import Listening, Phone, Sim, parse_app_date
 from simgate.webhooks.signing import verify
 from tests.conftest import wait_until
 from tests.receiver import Receiver
@@ -82,6 +82,41 @@ async def test_the_app_joins_by_private_token_by_code_and_by_login(server):
         await phone.close()
 
 
+async def test_the_sims_whole_numbers_from_app_started_stay_when_patch_device_masks_them(
+        user_api, phone):
+    await phone.sync_settings()
+    await phone.sync_webhooks()
+    masked = (await user_api.get("/devices")).json()
+    mine = next(d for d in masked if d["id"] == phone.device_id)
+    assert mine["simCards"][0]["phoneNumber"] == "********0111"  # as POST /device had it
+
+    assert [r.status_code for r in await phone.started()] == [200]
+    await phone.update(sims=True)  # masked again, as at every start
+
+    cards = next(d for d in (await user_api.get("/devices")).json()
+                 if d["id"] == phone.device_id)["simCards"]
+    assert [(c["simNumber"], c["phoneNumber"], c["carrierName"]) for c in cards] == [
+        (1, "+12025550111", "simgate Mobile"), (2, "+12025550112", "simgate Mobile")]
+    assert cards[0]["iccid"] == "***************9012"  # shown to the last 4, as the original
+
+
+async def test_a_card_in_no_slot_is_left_out_with_a_warning_not_the_registration(server):
+    phone = Phone(f"{server.url}/mobile/v1",
+                  sims=[Sim(-1, "+12025550119"), Sim(0, "+12025550111")])
+    try:
+        await phone.register(login=USER, password=PASSWORD)
+        assert "simCards[0].slotIndex -1 is no SIM slot" in phone.registered.headers["Warning"]
+        async with httpx.AsyncClient(base_url=f"{server.url}/3rdparty/v1",
+                                     auth=(USER, PASSWORD)) as api:
+            device = (await api.get("/devices")).json()
+        cards = next(d for d in device if d["id"] == phone.device_id)["simCards"]
+        assert [c["slotIndex"] for c in cards] == [0]
+        again = await phone.update(sims=True)
+        assert "slotIndex -1" in again.headers["Warning"]
+    finally:
+        await phone.close()
+
+
 async def test_dates_read_by_the_apps_rule_are_the_servers_to_the_millisecond(user_api, phone):
     valid_until = datetime(2031, 5, 6, 7, 8, 9, 987654, tzinfo=UTC)
     message_id = await send(user_api, phone, validUntil=valid_until.isoformat())
@@ -92,6 +127,44 @@ async def test_dates_read_by_the_apps_rule_are_the_servers_to_the_millisecond(us
 
     assert fetched["validUntil"] == valid_until.replace(microsecond=987000)
     assert fetched["createdAt"] == created.replace(microsecond=created.microsecond // 1000 * 1000)
+
+
+async def test_a_valid_until_written_at_minus_five_hours_reaches_the_phone_as_that_instant(
+        user_api, phone):
+    valid_until = "2030-01-01T08:30:00-05:00"
+    message_id = await send(user_api, phone, validUntil=valid_until)
+
+    fetched = next(m for m in await phone.messages() if m["id"] == message_id)
+
+    # 13:30Z, not 08:30Z: five hours early, the app would fail it "TTL expired"
+    assert fetched["validUntil"] == datetime(2030, 1, 1, 13, 30, tzinfo=UTC)
+
+
+async def test_an_sms_received_at_plus_seven_keeps_its_instant_in_the_inbox_and_its_queries(
+        server, user_api):
+    phone = Phone(f"{server.url}/mobile/v1", zone=timezone(timedelta(hours=7)))
+    try:
+        await phone.register(login=USER, password=PASSWORD)
+        await phone.sync_settings()  # its signing key
+        await phone.sync_webhooks()
+        at = datetime(2026, 11, 27, 23, 38, 12, 345000, tzinfo=UTC)  # 06:38+07:00 the next day
+        await phone.receive_sms("+19162255887", "late at night", at=at)
+        assert [r.status_code for r in phone.answers] == [200]
+
+        def inbox(**window: datetime):
+            return user_api.get("/inbox", params={"deviceId": phone.device_id, **{
+                k: v.isoformat() for k, v in window.items()}})
+
+        found = (await inbox()).json()
+        assert [datetime.fromisoformat(m["createdAt"]) for m in found] == [at]
+        # a window around the UTC instant finds it; one around the shifted time does not
+        around = {"from": at - timedelta(minutes=1), "to": at + timedelta(minutes=1)}
+        assert len((await inbox(**around)).json()) == 1
+        shifted = at + timedelta(hours=7)
+        assert (await inbox(**{"from": shifted - timedelta(minutes=1),
+                               "to": shifted + timedelta(minutes=1)})).json() == []
+    finally:
+        await phone.close()
 
 
 async def test_a_message_of_the_official_client_reaches_the_phone_by_sse(server, phone):

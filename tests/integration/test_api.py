@@ -124,7 +124,11 @@ async def test_device_active_within_skips_devices_not_seen_lately(api, gateway):
         ({"message": "a", "phoneNumbers": ["+19162255887"], "ttl": 5, "validUntil": "2030-01-01T00:00:00Z"}, "ttl or validUntil"),
         ({"dataMessage": {"data": "not base64!", "port": 1}, "phoneNumbers": ["+19162255887"]}, "base64"),
         ({"dataMessage": {"data": "AAEC", "port": 70000}, "phoneNumbers": ["+19162255887"]}, "port"),
-        ({"message": "a", "phoneNumbers": ["+19162255887", "+19162255887"]}, "listed twice"),
+        ({"message": "a", "phoneNumbers": ["+19162255887", "+19162255887"]}, "phone numbers must be unique"),
+        ({"message": "a", "phoneNumbers": ["+19162255887"], "validUntil": "2030-01-01T08:00:00Z",
+          "scheduleAt": "2030-01-01T03:30:00-05:00"}, "scheduleAt must be less than or equal to validUntil"),
+        ({"message": "a", "phoneNumbers": ["+19162255887"], "ttl": 60,
+          "scheduleAt": "2030-01-01T00:00:00Z"}, "scheduleAt must be less than or equal to validUntil"),
     ],
 )
 async def test_bad_bodies_are_400_with_a_message(api, body, fragment):

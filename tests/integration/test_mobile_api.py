@@ -71,7 +71,8 @@ async def test_a_message_being_cancelled_cannot_be_claimed(api):
         {"id": message_id, "state": "Cancelled", "recipients": []}])
     assert confirm.json() == [{"id": message_id, "state": "Cancelled"}]
     again = await api.delete(f"/3rdparty/v1/messages/{message_id}")
-    assert again.status_code == 200  # cancelling twice is harmless
+    assert again.status_code == 409  # as the original: only a Pending message
+    assert again.json()["message"].startswith("message is not pending")
 
 
 async def test_a_device_that_sent_a_message_being_cancelled_has_the_last_word(api):
@@ -250,3 +251,14 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
     bad = await post_signed(url["mms:received"], {
         "id": "evt", "event": "mms:received", "payload": {"sender": "+7999"}})
     assert bad.status_code == 400 and "messageId" in bad.json()["message"]
+
+
+async def test_patch_device_with_another_devices_id_is_forbidden(api):
+    device = await register_device(api)
+    other = await register_device(api, name="other")
+    refused = await api.patch("/mobile/v1/device", **bearer(device), json={
+        "id": other["id"], "pushToken": "stolen"})
+    assert refused.status_code == 403 and "another device" in refused.json()["message"]
+    own = await api.patch("/mobile/v1/device", **bearer(device), json={
+        "id": device["id"], "pushToken": "mine"})
+    assert own.status_code == 204

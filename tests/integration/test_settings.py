@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import register_device
+from simgate.store.models import UserSettings
+from simgate.testing_android import app_import
+from tests.conftest import PASSWORD, USER, register_device
 
 
 def bearer(device):
@@ -69,6 +71,49 @@ async def test_invalid_values_name_the_key_and_allowed_values(api):
         for fragment in fragments:
             assert fragment in response.json()["message"], (fragment, response.json())
     assert (await api.get("/3rdparty/v1/settings")).json()["messages"]["sim_selection_mode"] == "OSDefault"
+
+
+async def test_a_retry_count_the_app_would_refuse_is_a_400_and_nothing_is_stored(api):
+    for method in (api.patch, api.put):
+        response = await method("/3rdparty/v1/settings", json={"webhooks": {"retry_count": 0}})
+        assert response.status_code == 400, response.text
+        message = response.json()["message"]
+        assert "webhooks.retry_count" in message and "at least 1" in message, message
+    assert (await api.get("/3rdparty/v1/settings")).json()["webhooks"]["retry_count"] == 14
+
+
+async def test_every_value_accepted_is_one_the_apps_settings_import_takes(api):
+    device = await register_device(api)
+    for body in [
+        {"webhooks": {"retry_count": 1, "internet_required": False, "signing_key": "k"}},
+        {"messages": {"send_interval_min": 0, "send_interval_max": 2**31 - 1,
+                      "limit_period": "Per30Minutes", "limit_value": 0,
+                      "log_lifetime_days": 0, "sim_selection_mode": "Random",
+                      "processing_order": "FIFO"}},
+        {"messages": {"log_lifetime_days": 1}, "logs": {"lifetime_days": 1},
+         "ping": {"interval_seconds": 0}},
+        {"gateway": {"notification_channel": "SSE_ONLY", "cloud_url": "http://plain.example",
+                     "private_token": "t"}},
+        {"encryption": {"passphrase": "p"}, "receiver": {"content_provider_enabled": False}},
+    ]:
+        response = await api.patch("/3rdparty/v1/settings", json=body)
+        assert response.status_code == 200, (body, response.text)
+        app_import((await api.get("/mobile/v1/settings", **bearer(device))).json())
+
+
+async def test_a_value_stored_under_looser_rules_falls_back_to_its_default(api, gateway):
+    device = await register_device(api)
+    user_id = await gateway.users.authenticate(USER, PASSWORD)
+    async with gateway.sessions.begin() as session:  # registering made the row
+        row = await session.get(UserSettings, user_id)
+        row.values = {"webhooks": {"retry_count": 0, "signing_key": "kept"}}
+
+    for_device = (await api.get("/mobile/v1/settings", **bearer(device))).json()
+    assert for_device == {"webhooks": {"signing_key": "kept"}}
+    app_import(for_device)
+    assert (await api.get("/3rdparty/v1/settings")).json()["webhooks"]["retry_count"] == 14
+    patched = await api.patch("/3rdparty/v1/settings", json={"ping": {"interval_seconds": 60}})
+    assert patched.status_code == 200, patched.text
 
 
 async def test_secrets_are_write_only_but_reach_devices(api):

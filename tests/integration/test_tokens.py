@@ -172,7 +172,9 @@ async def test_refresh_rotates_the_pair_once(api):
     # an access token is not a refresh token, and a refresh token opens no route
     wrong = await api.post("/3rdparty/v1/auth/token/refresh",
                            headers=bearer(fresh["accessToken"]), auth=None)
-    assert wrong.status_code == 401 and "not a refresh token" in wrong.json()["message"]
+    assert wrong.status_code == 403 and "not a refresh token" in wrong.json()["message"]
+    basic = await api.post("/3rdparty/v1/auth/token/refresh")  # a password: 403 too
+    assert basic.status_code == 403 and "refresh token" in basic.json()["message"]
     misuse = await api.get("/3rdparty/v1/messages", headers=bearer(fresh["refreshToken"]),
                            auth=None)
     assert misuse.status_code == 401 and "only gets new tokens" in misuse.json()["message"]
@@ -183,7 +185,9 @@ async def test_revoke_ends_both_tokens_and_only_the_owner_may(api, gateway):
     await gateway.users.add("mallory", "mallory-secret")
     foreign = await api.delete(f"/3rdparty/v1/auth/token/{token['id']}",
                                auth=("mallory", "mallory-secret"))
-    assert foreign.status_code == 404
+    assert foreign.status_code == 204  # as for an unknown id, as the original: nothing done
+    unknown = await api.delete("/3rdparty/v1/auth/token/no-such-token")
+    assert unknown.status_code == 204
     headers = bearer(token["accessToken"])
     assert (await api.get("/3rdparty/v1/messages", headers=headers, auth=None)).status_code == 200
     revoked = await api.delete(f"/3rdparty/v1/auth/token/{token['id']}")

@@ -136,8 +136,30 @@ async def server_findings(url: str, username: str | None, password: str | None
             for finding in sim_findings(sims):
                 findings.append(Finding(f"{device['name']}: {finding.check}", finding.status,
                                         finding.detail, finding.fix))
+        names = {d["id"]: d["name"] for d in devices.json()}
+        health = (await http.get("/health", auth=auth)).json().get("checks") or {}
+        findings.extend(phone_findings(health, names))
         for hook in (await http.get("/3rdparty/v1/webhooks", auth=auth)).json():
             findings.append(await _webhook_finding(hook))
+    return findings
+
+
+# Health checks that tell of an Android phone handed what it cannot use, by name.
+PHONE_CHECKS = {"ingest": "ingest hooks", "push": "push"}
+
+
+def phone_findings(checks: dict[str, dict], names: dict[str, str]) -> list[Finding]:
+    """The server's warnings about its phones (an ingest URL the app refuses, a phone
+    waiting for a push that never comes): the fix is in the description."""
+    findings = []
+    for key, check in checks.items():
+        parts = key.split(":")
+        if len(parts) == 3 and parts[0] == "devices" and parts[2] in PHONE_CHECKS \
+                and check.get("status") != "pass":
+            name = names.get(parts[1], parts[1])
+            findings.append(Finding(f"{name}: {PHONE_CHECKS[parts[2]]}", "warn",
+                                    check.get("description", ""),
+                                    "see the detail"))
     return findings
 
 

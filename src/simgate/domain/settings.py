@@ -73,9 +73,20 @@ class MessagesSettings(_Group):
 
 
 class WebhooksSettings(_Group):
-    retry_count: Annotated[int, Field(ge=0, le=100)] = 14
+    retry_count: Annotated[int, Field(le=100)] = 14
     internet_required: bool = True
     signing_key: Annotated[str | None, Field(max_length=256)] = None
+
+    @field_validator("retry_count")
+    @classmethod
+    def _app_imports_it(cls, value: int) -> int:
+        """The Android app refuses a retry count below 1 (WebhooksSettings.import), and
+        then imports none of the settings, its signing key included."""
+        if value < 1:
+            raise ValueError("must be at least 1 (the Android app refuses a smaller one,"
+                             " \"Retry count must be >= 1\", and then imports none of the"
+                             " settings); null resets it to 14")
+        return value
 
 
 class PingSettings(_Group):
@@ -266,6 +277,26 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as error:
         raise InvalidSettings(_describe(error)) from None
     return model.model_dump(mode="json", exclude_unset=True)
+
+
+def loaded(values: dict[str, Any]) -> dict[str, Any]:
+    """Stored settings as the rules of today take them: a key stored under older, looser
+    rules that they refuse (a retry count of 0) is left out, so it falls back to its
+    default instead of failing every read, write and device import."""
+    values = copy.deepcopy(values)
+    for _ in range(32):
+        try:
+            DeviceSettings.model_validate(values)
+            return values
+        except ValidationError as error:
+            for item in error.errors():
+                group, *rest = item["loc"]
+                keys = values.get(group)
+                if rest and isinstance(keys, dict):
+                    keys.pop(rest[0], None)
+                else:
+                    values.pop(group, None)
+    return {}
 
 
 def with_defaults(values: dict[str, Any]) -> dict[str, Any]:

@@ -117,3 +117,18 @@ def check_sim_number(sim_number: int, slots: list[SimSlot], device: str) -> SimS
             f"{describe_valid(slots)}"
         )
     return slot
+
+
+def unmasked(reported: str | None, known: str | None) -> str | None:
+    """The Android app masks a SIM's number, carrier and ICCID to their last four
+    characters in PATCH /device (`GatewayService.redact`: "********0111", or "****" for
+    four or fewer) but sends them whole in `app:started`. A masked value that fits the
+    whole one known is that value; anything else is taken as reported."""
+    if not reported or not known or reported[0] != "*":
+        return reported
+    if reported == "****" and len(known) <= 4:
+        return known
+    stars, tail = reported[:-4], reported[-4:]
+    if set(stars) == {"*"} and len(reported) == len(known) and known.endswith(tail):
+        return known
+    return reported

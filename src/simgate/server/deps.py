@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 
+from simgate.domain.dates import utc
 from simgate.server.auth import current_device, current_user
 from simgate.services.devices import DeviceIdentity
 from simgate.services.gateway import Gateway
@@ -26,7 +27,12 @@ def user_with(scope: str) -> Any:
 
 
 def aware(value: datetime | None) -> datetime | None:
-    """Timestamps without an offset are taken as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    """A timestamp in UTC, the same instant (one without an offset is taken as UTC)."""
+    return utc(value) if value is not None else None
+
+
+def public_base(request: Request) -> str:
+    """The base of the URLs handed out: SIMGATE_PUBLIC_URL, else the request's scheme and
+    host (uvicorn believes a forwarded scheme only from SIMGATE_FORWARDED_ALLOW_IPS)."""
+    configured = request.app.state.gateway.settings.public_url
+    return configured or f"{request.url.scheme}://{request.url.netloc}"

@@ -230,7 +230,35 @@ class SimCardWire(Wire):
         )
 
 
-class SimCardReport(SimCardWire):
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]  # a Kotlin Int
+
+
+class SimCardIn(SimCardWire):
+    """A SIM slot as a device reports it. The Android app sends what Android's
+    SubscriptionInfo says, `slotIndex` -1 for a card in no slot (an eSIM profile, a SIM
+    being switched): such a card is left out, not the whole report (`placed`)."""
+
+    slot_index: Int32
+    sim_number: Int32 | None = None
+
+    @property
+    def in_a_slot(self) -> bool:
+        return 0 <= self.slot_index < MAX_SIM_SLOTS
+
+
+def placed(cards: list[SimCardIn]) -> tuple[list[SimSlot], list[str]]:
+    """The cards in a SIM slot, as slots; and what is wrong with each card left out."""
+    slots, skipped = [], []
+    for n, card in enumerate(cards):
+        if card.in_a_slot:
+            slots.append(card.to_slot())
+        else:
+            skipped.append(f"simCards[{n}].slotIndex {card.slot_index} is no SIM slot"
+                           f" (0..{MAX_SIM_SLOTS - 1}): that card was left out")
+    return slots, skipped
+
+
+class SimCardReport(SimCardIn):
     """A SIM slot as simgate's agent reports it: with its routing cool-down, if any."""
 
     paused_until: AwareDatetime | None = None
@@ -289,7 +317,7 @@ class ErrorOut(BaseModel):
 class RegisterRequest(Wire):
     name: Annotated[str | None, Field(max_length=128)] = None
     push_token: Annotated[str | None, Field(max_length=256)] = None
-    sim_cards: list[SimCardWire] | None = None
+    sim_cards: Annotated[list[SimCardIn] | None, Field(max_length=MAX_SIM_SLOTS)] = None
 
 
 class RegisterResponse(Wire):
@@ -317,7 +345,7 @@ class PasswordChange(Wire):
 class StartedIn(Wire):
     """simgate's agent started (what the Android app fires as app:started)."""
 
-    sim_cards: list[SimCardWire] = []
+    sim_cards: Annotated[list[SimCardIn], Field(max_length=MAX_SIM_SLOTS)] = []
 
     def payload(self) -> dict[str, Any]:
         """The app:started payload as the original's docs show it."""
@@ -331,7 +359,7 @@ class DeviceUpdateRequest(Wire):
     id: str | None = None
     name: Annotated[str | None, Field(max_length=128)] = None
     push_token: Annotated[str | None, Field(max_length=256)] = None
-    sim_cards: list[SimCardReport] | None = None
+    sim_cards: Annotated[list[SimCardReport] | None, Field(max_length=MAX_SIM_SLOTS)] = None
 
 
 class MobileMessageOut(Wire):

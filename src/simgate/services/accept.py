@@ -93,7 +93,8 @@ def _fail(batch: list[AcceptJob], exc: Exception) -> None:
 
 
 def _conflict(ext_id: str) -> Conflict:
-    return Conflict(f"message id {ext_id!r} is already used: choose another id")
+    return Conflict(f"message with the same ID already exists: {ext_id!r} is used;"
+                    " choose another id")
 
 
 class AcceptBatcher:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from simgate.domain.sims import SimSlot, SimStatus, sim_change
+from simgate.domain.sims import SimSlot, SimStatus, sim_change, unmasked
 from simgate.services.errors import BadRequest, NotFound
 from simgate.services.ids import new_id, new_token, sha256_hex
 from simgate.services.logs import Entry, Logs, Priority
@@ -157,6 +157,10 @@ class Devices:
         for slot in sims:
             card = current.pop(slot.slot_index, None)
             before = None
+            if card is not None:  # what the app masks, as known whole from app:started
+                slot = replace(slot, phone_number=unmasked(slot.phone_number, card.phone_number),
+                               carrier_name=unmasked(slot.carrier_name, card.carrier_name),
+                               iccid=unmasked(slot.iccid, card.iccid))
             if card is None:
                 card = SimCard(device_id=device.id, slot_index=slot.slot_index)
                 device.sims.append(card)
@@ -179,6 +183,25 @@ class Devices:
                                          "removed", SimStatus(card.status)))
             device.sims.remove(card)
         return changes
+
+    async def describe_sims(self, identity: DeviceIdentity, sims: list[SimSlot]) -> None:
+        """The whole number, carrier and ICCID of each SIM, as the Android app tells them
+        at its start (`app:started`); its PATCH /device masks them. A card the table does
+        not hold yet is added as ready (the app lists active cards only)."""
+        async with self._sessions.begin() as session:
+            device = await self._get(session, identity.user_id, identity.device_id)
+            await session.refresh(device, ["sims"])
+            current = {s.slot_index: s for s in device.sims}
+            for slot in sims:
+                card = current.get(slot.slot_index)
+                if card is None:
+                    card = SimCard(device_id=device.id, slot_index=slot.slot_index,
+                                   status=SimStatus.READY.value)
+                    device.sims.append(card)
+                card.phone_number = slot.phone_number or card.phone_number
+                card.carrier_name = slot.carrier_name or card.carrier_name
+                card.iccid = slot.iccid or card.iccid
+        self._changed(identity.user_id, identity.device_id)
 
     async def identify(self, token: str) -> DeviceIdentity | None:
         """The device behind a token (remembered for a few seconds: agents call often)."""

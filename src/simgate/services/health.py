@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from simgate.domain.sims import ADVICE, SimStatus
+from simgate.services.ingest import refused_by_the_app
 from simgate.services.usage import SimReport
 from simgate.store.models import Device, Message, utcnow
 
@@ -35,10 +37,11 @@ async def database_check(engine: AsyncEngine) -> Check:
     return {"status": "pass", "description": "database reachable"}
 
 
-async def device_checks(sessions: async_sessionmaker,
-                        user_id: int | None = None) -> dict[str, Check]:
+async def device_checks(sessions: async_sessionmaker, user_id: int | None = None,
+                        more: Callable[[Device], dict[str, Check]] | None = None
+                        ) -> dict[str, Check]:
     """Per device (of one user, or of all): connection, each SIM slot, and messages failed
-    in the last hour."""
+    in the last hour; and what `more` says of it."""
     checks: dict[str, Check] = {}
     now = utcnow()
     mine = [] if user_id is None else [Device.user_id == user_id]
@@ -80,6 +83,8 @@ async def device_checks(sessions: async_sessionmaker,
         if device.sims and not ready:
             checks[f"{prefix}:sims"] = {"status": "fail",
                                        "description": f"{device.name}: no SIM is ready to send"}
+        if more is not None:
+            checks.update({f"{prefix}:{name}": check for name, check in more(device).items()})
         count = failed.get(device.id, 0)
         checks[f"{prefix}:messages:failed"] = {
             "status": "warn" if count else "pass",
@@ -104,3 +109,17 @@ def usage_checks(reports: list[SimReport]) -> dict[str, Check]:
             "observedValue": report.usage.day, "observedUnit": "messages today",
         }
     return checks
+
+
+def ingest_check(url: str | None) -> dict[str, Check]:
+    """A warning when a phone was handed ingest hooks its app refuses (plain HTTP to a
+    host other than 127.0.0.1): its received SMS would never reach the server."""
+    if url is None or not refused_by_the_app(url):
+        return {}
+    origin = url.split("/mobile/v1/", 1)[0].split("/api/", 1)[0]  # not the secret part
+    return {"ingest": {
+        "status": "warn",
+        "description": f"the phone is handed ingest hooks at {origin}, plain HTTP, which"
+                       " the Android app refuses to any host but 127.0.0.1: set"
+                       " SIMGATE_PUBLIC_URL to the https:// address the phone reaches"
+                       " (README \"Use your Android phone\")"}}

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from simgate.services.devices import DeviceIdentity, Devices
 from simgate.services.webhooks import WebhookEvent
@@ -39,6 +41,9 @@ class Ingest:
     def __init__(self, key: str, devices: Devices) -> None:
         self._key = hmac.new(key.encode(), b"simgate ingest hooks", hashlib.sha256).digest()
         self._devices = devices
+        # the ingest URL this process last handed each device (health tells of one the
+        # app refuses)
+        self.handed: dict[str, str] = {}
 
     def secret(self, device_id: str) -> str:
         """The part of a device's ingest URL that only the server and the device know."""
@@ -48,6 +53,7 @@ class Ingest:
         """What a phone gets as its webhooks: one per event, all at its own secret URL
         under the API URL it uses (".../mobile/v1", so it reaches them the same way)."""
         url = f"{api_url.rstrip('/')}/ingest/{device_id}/{self.secret(device_id)}"
+        self.handed[device_id] = url
         return [IngestHook(f"simgate-{event.value.replace(':', '-')}", url, event.value)
                 for event in INGEST_EVENTS]
 
@@ -64,3 +70,17 @@ def signed(key: str, body: bytes, timestamp: str | None, signature: str | None) 
     the body followed by X-Timestamp, with the user's webhooks.signing_key."""
     return verify(key, body, timestamp or "", (signature or "").lower(),
                   tolerance_seconds=SIGNATURE_WINDOW_SECONDS)
+
+
+def refused_by_the_app(url: str) -> bool:
+    """The app's release builds allow cleartext HTTP only to 127.0.0.1
+    (res/xml/network_security_config.xml): a plain http:// URL to any other host is
+    dropped, after its retries, with every event posted to it."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"

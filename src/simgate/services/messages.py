@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from simgate.domain.dates import utc
 from simgate.domain.sims import InvalidSimNumber, check_sim_number
 from simgate.domain.states import ProcessState, advance, aggregate
 from simgate.services import failover, usage
@@ -148,7 +149,7 @@ def _hash_contents(message: Message) -> None:
 def _stamp(message: Message, state: ProcessState, at: datetime | None = None) -> None:
     """`states` keeps the first time each state was reached."""
     if state.value not in message.states:
-        message.states = {**message.states, state.value: (at or utcnow()).isoformat()}
+        message.states = {**message.states, state.value: utc(at or utcnow()).isoformat()}
 
 
 @dataclass(slots=True)
@@ -447,12 +448,10 @@ class Messages:
         async with self._sessions.begin() as session:
             message = await self._get(session, user_id, ext_id)
             state = ProcessState(message.state)
-            if state in (ProcessState.CANCELLED, ProcessState.CANCELLING):
-                return message
-            if state is not ProcessState.PENDING:
+            if state is not ProcessState.PENDING:  # Cancelling, Cancelled too, as the original
                 raise Conflict(
-                    f"message {ext_id!r} cannot be cancelled: it is {state.value}"
-                    " (only Pending messages can be)"
+                    f"message is not pending: {ext_id!r} is {state.value}, and only Pending"
+                    " messages can be cancelled"
                 )
             held = message.schedule_at is None or message.schedule_at <= utcnow()
             after = ProcessState.CANCELLING if held else ProcessState.CANCELLED

@@ -26,7 +26,7 @@ class SettingsService:
         """The keys the user set, secrets included (for the server and the devices)."""
         async with self._sessions() as session:
             row = await session.get(UserSettings, user_id)
-        return dict(row.values) if row else {}
+        return rules.loaded(row.values) if row else {}
 
     async def effective(self, user_id: int) -> dict[str, Any]:
         """Every key, defaults filled in."""
@@ -76,7 +76,7 @@ class SettingsService:
         async with self._sessions.begin() as session:
             row = await session.get(UserSettings, user_id)
             try:
-                values = change(rules.validate(row.values if row else {}))
+                values = change(rules.validate(rules.loaded(row.values) if row else {}))
             except rules.InvalidSettings as exc:
                 raise BadRequest(f"invalid settings: {exc}") from None
             if row is None:

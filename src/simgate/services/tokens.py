@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from simgate.services.errors import BadRequest, Forbidden, NotFound
+from simgate.services.errors import BadRequest, Forbidden
 from simgate.services.ids import new_id, sha256_hex
 from simgate.services.stamps import TOKENS, Stamps, bump
 from simgate.store.db import Sessions
@@ -43,6 +43,10 @@ REFRESH_LIFETIME = timedelta(hours=720)
 _ALGORITHM = "HS256"
 _ISSUER = "simgate"
 _KEY_NAME = "token-signing-key"
+
+
+class NotARefreshToken(Exception):
+    """A good token, but not a refresh token: the original answers 403."""
 
 
 class InvalidToken(Exception):
@@ -163,7 +167,8 @@ class Tokens:
         works once."""
         claims = self._decode(refresh_token)
         if REFRESH not in claims.scopes:
-            raise InvalidToken("not a refresh token: use the refreshToken that came with it")
+            raise NotARefreshToken("not a refresh token: use the refreshToken that came"
+                                   " with it")
         async with self._sessions.begin() as session:
             row = await session.get(ApiToken, claims.token_id)
             if row is None or not _same(row.refresh_hash, refresh_token):
@@ -183,8 +188,8 @@ class Tokens:
         """Revoke a pair, and the pairs minted with it (and theirs)."""
         async with self._sessions.begin() as session:
             owner = await session.scalar(select(ApiToken.user_id).where(ApiToken.id == token_id))
-            if owner != user_id:
-                raise NotFound(f"no token {token_id!r}: give the id that came with the token")
+            if owner != user_id:  # unknown, or another user's: nothing to revoke (204)
+                return
             await session.execute(
                 update(ApiToken)
                 .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))

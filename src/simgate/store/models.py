@@ -24,7 +24,9 @@ from sqlalchemy.types import TypeDecorator
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+    """Timezone-aware UTC datetimes on every backend: a date is brought to UTC on its
+    way in (SQLite drops the offset and would keep the wall-clock time), in columns and
+    in the values compared with them."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -32,7 +34,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to the store")
-        return value
+        return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is not None and value.tzinfo is None:

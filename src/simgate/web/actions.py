@@ -72,8 +72,17 @@ async def cancel(request: Request, message_id: str, who: ViewerDep, form: FormDe
     try:
         await who.gateway.messages.cancel(who.user_id, message_id)
     except ServiceError as exc:
-        return render(request, "error.html", {"error": exc.message}, exc.status, who=who)
+        if not await _cancelled_already(who, message_id):  # a second click is no error
+            return render(request, "error.html", {"error": exc.message}, exc.status, who=who)
     return RedirectResponse(f"/messages/{quote(message_id, safe='')}", 303)
+
+
+async def _cancelled_already(who: Viewer, message_id: str) -> bool:
+    try:
+        message = await who.gateway.messages.get(who.user_id, message_id)
+    except ServiceError:
+        return False
+    return message.state in ("Cancelling", "Cancelled")
 
 
 async def _webhooks_error(request: Request, who: Viewer, error: ServiceError,

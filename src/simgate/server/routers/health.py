@@ -14,14 +14,17 @@ from simgate import __version__
 from simgate.server.auth import authorize, has_credentials
 from simgate.server.deps import GatewayDep
 from simgate.server.wirejson import StrictJSONRoute
+from simgate.services.gateway import Gateway
 from simgate.services.health import (
     Check,
     database_check,
     device_checks,
+    ingest_check,
     overall,
     usage_checks,
 )
 from simgate.services.usage import sim_reports
+from simgate.store.models import Device
 
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 DETAIL_SCOPE = "devices:list"
@@ -43,7 +46,8 @@ async def health(request: Request, gateway: GatewayDep) -> JSONResponse:
     if has_credentials(request):
         caller = await authorize(request)
         if caller.allows(DETAIL_SCOPE):
-            checks.update(await device_checks(gateway.sessions, caller.user_id))
+            checks.update(await device_checks(gateway.sessions, caller.user_id,
+                                              lambda d: phone_checks(gateway, d)))
             routing = (await gateway.device_settings.get(caller.user_id)).get("routing") or {}
             checks.update(usage_checks(await sim_reports(
                 gateway.sessions, gateway.usage, caller.user_id, routing)))
@@ -73,3 +77,8 @@ async def startup(gateway: GatewayDep) -> JSONResponse:
     """Started: migrations applied and services running (answers once the app is up)."""
     return _respond({"startup:complete": {"status": "pass",
                                           "description": "migrations applied, services started"}})
+
+
+def phone_checks(gateway: Gateway, device: Device) -> dict[str, Check]:
+    """What an Android phone is handed that it cannot use."""
+    return ingest_check(gateway.ingest.handed.get(device.id))

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from simgate.server.auth import client_address
+from simgate.server.deps import public_base
 from simgate.server.errors import error_response
 from simgate.services.metrics import Figures, figures
 
@@ -75,7 +76,7 @@ async def api_root() -> RedirectResponse:
 @router.get("/.well-known/api-catalog")
 async def api_catalog(request: Request) -> JSONResponse:
     """Where the API, its description, its docs and its status are (RFC 9727 linkset)."""
-    base = f"{request.url.scheme}://{request.url.netloc}/api"
+    base = f"{public_base(request)}/api"
     linkset = {"linkset": [{
         "anchor": f"{base}/3rdparty/v1",
         "service-desc": [{"href": f"{base}/docs/doc.json", "type": "application/json"}],

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from simgate.server import sse
 from simgate.server.auth import bearer_token, client_address, current_device, registrant
-from simgate.server.deps import GatewayDep, aware, user_with
+from simgate.server.deps import GatewayDep, aware, public_base, user_with
 from simgate.server.schemas import (
     AppReceivedIn,
     AppWebhookIn,
@@ -32,6 +32,7 @@ from simgate.server.schemas import (
     UserCodeOut,
     WebhookOut,
     millis,
+    placed,
 )
 from simgate.server.wirejson import StrictJSONRoute, loads
 from simgate.services.devices import DeviceIdentity
@@ -57,11 +58,13 @@ KEEPALIVE_SECONDS = 15.0
 
 
 @router.post("/device", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterRequest, request: Request,
+async def register(body: RegisterRequest, request: Request, response: Response,
                    gateway: GatewayDep) -> RegisterResponse:
     """Register a device, with its SIM slots; returns the device's own token, and the login
-    and password of the user made for it when it joined with the server key."""
-    sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
+    and password of the user made for it when it joined with the server key. A card in no
+    slot (`slotIndex` -1) is left out and named in the Warning header, not refused: the
+    app would fail its whole registration."""
+    sims, skipped = placed(body.sim_cards) if body.sim_cards is not None else (None, [])
     gateway.devices.check_slots(sims or [])
     who = await registrant(request)  # after the checks: it may spend a code or make a user
     # before the device exists: its first settings already carry the webhook signing key
@@ -69,6 +72,9 @@ async def register(body: RegisterRequest, request: Request,
     registration = await gateway.devices.register(
         who.user_id, body.name or "simgate device", body.push_token, sims
     )
+    await _left_out(gateway, DeviceIdentity(device_id=registration.device.id,
+                                            user_id=who.user_id), skipped,
+                    response)
     return RegisterResponse(id=registration.device.id, token=registration.token,
                             login=who.login, password=who.password)
 
@@ -107,11 +113,27 @@ async def change_password(body: PasswordChange, device: Device, request: Request
 async def update_device(body: DeviceUpdateRequest, device: Device, request: Request,
                         gateway: GatewayDep) -> Response:
     """Update the push token, name or SIM slots (the agent reports SIM changes here, with
-    its own cool-downs; a phone's cool-downs are the server's, and stay)."""
-    sims = [s.to_slot() for s in body.sim_cards] if body.sim_cards is not None else None
+    its own cool-downs; a phone's cool-downs are the server's, and stay). Another device's
+    `id` is a 403, as with the original."""
+    if body.id is not None and body.id != device.device_id:
+        raise HTTPException(403, "id: this token belongs to another device; send the id"
+                                 " POST /mobile/v1/device gave with it")
+    sims, skipped = placed(body.sim_cards) if body.sim_cards is not None else (None, [])
     await gateway.devices.update(device, push_token=body.push_token, sims=sims, name=body.name,
                                  own_pauses=_is_simgate_agent(request))
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    answer = Response(status_code=status.HTTP_204_NO_CONTENT)
+    await _left_out(gateway, device, skipped, answer)
+    return answer
+
+
+async def _left_out(gateway: GatewayDep, device: DeviceIdentity, skipped: list[str],
+                    response: Response) -> None:
+    """SIM cards left out of a report: said in the answer and in the user's logs."""
+    if not skipped:
+        return
+    response.headers["Warning"] = f'299 simgate "{"; ".join(skipped)[:512]}"'
+    await gateway.logs.write(device.user_id, device.device_id, [
+        Entry(Priority.WARN, "devices", "; ".join(skipped), None, None)])
 
 
 @router.get("/message", response_model=list[MobileMessageOut], response_model_exclude_none=True)
@@ -227,7 +249,7 @@ async def device_webhooks(request: Request, device: Device,
     (its received SMS, pings and starts come to simgate, which stores them and calls the
     user's webhooks once); simgate's own agent gets the user's hooks, as before."""
     if not _is_simgate_agent(request):
-        api_url = str(request.url.replace(query="")).removesuffix("/webhooks")
+        api_url = public_base(request) + request.url.path.removesuffix("/webhooks")
         return [WebhookOut(id=h.id, url=h.url, event=h.event)
                 for h in gateway.ingest.hooks(api_url, device.device_id)]
     hooks = await gateway.webhooks.list(device.user_id)
@@ -280,6 +302,11 @@ async def ingest(device_id: str, secret: str, request: Request,
     elif post.event == "system:ping":
         await gateway.webhooks.ping(device, post.payload.get("health") or {})
     elif post.event == "app:started":
+        try:
+            started = StartedIn.model_validate(post.payload)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        await gateway.devices.describe_sims(device, placed(started.sim_cards)[0])
         await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload)
     return {"id": post.id}
 

@@ -49,10 +49,14 @@ def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> New
         except InvalidPhoneNumber as exc:
             raise BadRequest(str(exc)) from None
     if len(set(numbers)) != len(numbers):
-        raise BadRequest("phoneNumbers: the same number is listed twice")
-    valid_until = body.valid_until
+        raise BadRequest("phone numbers must be unique: phoneNumbers lists a number twice")
+    valid_until = aware(body.valid_until)
     if body.ttl is not None:
         valid_until = datetime.now(UTC) + timedelta(seconds=body.ttl)
+    schedule_at = aware(body.schedule_at)
+    if schedule_at is not None and valid_until is not None and schedule_at > valid_until:
+        raise BadRequest("scheduleAt must be less than or equal to validUntil: the message"
+                         " would expire before it is due")
     return NewMessage(
         phone_numbers=numbers,
         text=body.text,
@@ -63,7 +67,7 @@ def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> New
         is_encrypted=is_encrypted,
         priority=body.priority or 0,
         valid_until=valid_until,
-        schedule_at=body.schedule_at,
+        schedule_at=schedule_at,
         id=body.id,
         device_id=body.device_id,
     )
@@ -101,6 +105,8 @@ async def send_message(request: Request) -> Response:
                           gateway.settings.default_region)
     message = await gateway.messages.enqueue(user_id, new, options.device_active_within)
     base = request.scope["path"].rsplit("/", 1)[0]  # keeps the /api prefix if called with it
+    if gateway.settings.public_url:
+        base = gateway.settings.public_url + base
     return Response(
         MessageStateOut.of(message).model_dump_json(by_alias=True, exclude_none=True),
         status_code=status.HTTP_202_ACCEPTED,
