@@ -14,8 +14,8 @@ import logging
 import math
 import socket
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +34,12 @@ from simgate.agent.crypto import DecryptionError, decrypt
 from simgate.agent.journal import Journal, JournalMessage
 from simgate.agent.outbox import Outbox
 from simgate.agent.pacing import Pacer
+from simgate.agent.routing import Held, SimRouting
 from simgate.domain.hours import WorkHours
 from simgate.domain.routing import (
-    BYPASS_PRIORITY,
-    Choice,
-    LimitsReached,
-    NoSimAvailable,
     Policy,
     SimSelectionMode,
-    SimsPaused,
-    SimUsage,
-    counted,
-    limit_reached,
     policy_from_settings,
-    route,
     worth_failover,
 )
 from simgate.domain.sims import SimSlot
@@ -94,15 +86,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class Held(Exception):
-    """The message waits (unclaimed, still Pending): its SIMs are at their limits, or
-    (`paused`) all in a cool-down, when another device may take it."""
-
-    def __init__(self, why: str, paused: bool = False) -> None:
-        super().__init__(why)
-        self.paused = paused
-
-
 def _recipients(phones: list[str], state: ProcessState, error: str | None = None) -> list[dict]:
     return [{"phoneNumber": p, "state": state.value, "error": error} for p in phones]
 
@@ -117,22 +100,16 @@ class Agent:
                                    verify=config.verify)
         self.sims: list[SimSlot] = []
         self.device_id: str | None = self.journal.peek("device_id")
-        self._rr_cursor = int(self.journal.peek("rr_cursor") or 0)  # kept with each claim
         self._fresh: set[str] = set()  # claimed by this run: no recipient marked yet
         self.mode = config.sim_selection_mode
-        self.policy = Policy(mode=config.sim_selection_mode)  # routing (issue 17)
-        # per-SIM usage as the server counts it, read before routing a batch and kept
-        # up to date here as the batch is routed; contacts: number -> slot (Sticky)
-        self._usage: dict[int, SimUsage] = {}
-        self._contacts: dict[str, int] = {}
+        # per-SIM limits, strategies, failover and cool-downs
+        self.routing = SimRouting(Policy(mode=config.sim_selection_mode),
+                                  cursor=int(self.journal.peek("rr_cursor") or 0))
         self._routing_lock = asyncio.Lock()  # one batch routed and claimed at a time
         self._refreshing = False  # a look at the SIMs is under way
         self._refresh_again = False  # ... and another is wanted after it
-        self._failures: dict[int, int] = {}  # failed sends in a row per slot (SIM reasons)
-        self._paused: dict[int, tuple[datetime, str]] = {}  # cool-downs: until, why
         _forget_usage_file(config.journal_path)
         self._held: dict[str, str] = {}  # message id -> why it waits
-        self._rate_pacers: dict[int | None, Pacer] = {}  # rate_per_minute per SIM
         self.order = config.order
         self._messages_settings: dict[str, Any] = {}
         self._wake = asyncio.Event()
@@ -265,12 +242,12 @@ class Agent:
         self._messages_settings = messages
         policy = policy_from_settings({"sim_selection_mode": self.mode.value},
                                       settings.get("routing") or {}, self.device_id)
-        if policy != self.policy:
-            self.policy = policy
-            if not policy.cooldown_seconds and self._paused:
-                self._paused.clear()
+        if policy != self.routing.policy:
+            self.routing.policy = policy
+            if not policy.cooldown_seconds and self.routing.paused:
+                self.routing.paused.clear()
                 await self._report_sims()
-            await self.record("INFO", "routing", "routing applied: " + self._describe_routing(),
+            await self.record("INFO", "routing", "routing applied: " + self.routing.describe(),
                               strategy=policy.strategy, failover=policy.failover,
                               sims=sorted(n + 1 for n in policy.sims))
         self._passphrase = (settings.get("encryption") or {}).get("passphrase")
@@ -334,7 +311,7 @@ class Agent:
         ids = {m.id for m in pending}
         self._claiming |= ids
         try:
-            if not self._routing_active:
+            if not self.routing.active:
                 await self._route_and_claim(pending)
                 return
             async with self._routing_lock:  # the counters read are those this batch raises
@@ -348,8 +325,9 @@ class Agent:
         if refresh:
             phones = {p for m in pending if m.id not in known for p in m.phone_numbers}
             if phones:
-                self._usage, self._contacts = await self.client.usage(sorted(phones))
-        cursor = self._rr_cursor
+                self.routing.usage, self.routing.contacts = await self.client.usage(
+                    sorted(phones))
+        cursor = self.routing.cursor
         fresh: list[tuple[JournalMessage, int | None, str | None]] = []
         for message in pending:
             stored = known.get(message.id)
@@ -367,7 +345,7 @@ class Agent:
                               slot, error))
         await self.journal.claim_routed(
             [(m.id, m.body, slot) for m, slot, _ in fresh],
-            str(self._rr_cursor) if self._rr_cursor != cursor else None)
+            str(self.routing.cursor) if self.routing.cursor != cursor else None)
         await self._claim(fresh)
 
     def _outside_work_hours(self, waiting: int) -> bool:
@@ -380,7 +358,8 @@ class Agent:
         return closed > 0
 
     def _route(self, message: PendingMessage) -> tuple[int | None, str | None]:
-        """The slot for a message, or an error saying why it cannot be sent."""
+        """The slot for a message, or an error saying why it cannot be sent; Held when
+        it must wait."""
         if message.valid_until and datetime.fromisoformat(message.valid_until) < datetime.now(
             UTC
         ):
@@ -388,91 +367,23 @@ class Agent:
         if message.is_encrypted and not self._passphrase:
             return None, ("Can't send message: it is encrypted and this device has no"
                           " passphrase: set encryption.passphrase in the settings")
-        bypass = message.priority >= BYPASS_PRIORITY
-        if message.sim_number is not None:
-            slot = next((s for s in self.sims if s.sim_number == message.sim_number), None)
-            if slot is None:
-                return None, f"Can't send message: SIM {message.sim_number} not found"
-            if not slot.usable:
-                return None, (f"Can't send message: SIM {message.sim_number} is not ready"
-                              f" ({slot.status.value}): {slot.detail}")
-            if self._routing_active and not bypass:
-                why = limit_reached(self.policy.rule(slot.slot_index),
-                                    self._usage.get(slot.slot_index) or SimUsage(),
-                                    message.phone_numbers)
-                if why:
-                    raise Held(f"SIM {slot.sim_number} {why}")
-            self._count(slot.slot_index, message.phone_numbers)
-            return slot.slot_index, None
-        try:
-            choice = self._choose(message.phone_numbers, bypass=bypass)
-        except LimitsReached as exc:
-            raise Held(str(exc), isinstance(exc, SimsPaused) and self.policy.failover) from None
-        except NoSimAvailable as exc:
-            return None, str(exc)
-        self._rr_cursor = choice.cursor  # stored with the claim
-        if choice.slot_index is not None:
-            self._count(choice.slot_index, message.phone_numbers)
-        return choice.slot_index, None
-
-    def _describe_routing(self) -> str:
-        policy = self.policy
-        return (f"strategy {policy.strategy or policy.mode.value}, failover "
-                + (f"up to {policy.max_attempts} attempts" if policy.failover else "off")
-                + (", rules for SIM " + ", ".join(str(n + 1) for n in sorted(policy.sims))
-                   if policy.sims else ""))
-
-    def _sim_rate(self, slot: int | None) -> Pacer:
-        """routing.sims."N".rate_per_minute held at send time too: routing counts when a
-        message is routed, and a queue could bunch sends routed a minute apart."""
-        rate = None if slot is None else self.policy.rule(slot).rate_per_minute
-        pacer = self._rate_pacers.get(slot)
-        if pacer is None:
-            pacer = self._rate_pacers[slot] = Pacer()
-        if pacer.limit != ((60.0, rate) if rate else None):
-            pacer.configure({"limit_period": "PerMinute", "limit_value": rate})
-        return pacer
-
-    @property
-    def _routing_active(self) -> bool:
-        """Whether the owner set routing rules or a strategy: only then is usage kept."""
-        return bool(self.policy.sims) or self.policy.strategy is not None
-
-    def _choose(self, phones: list[str], *, bypass: bool,
-                exclude: frozenset[int] = frozenset()) -> Choice:
-        active = self._routing_active
-        sticky = self._contacts.get(phones[0]) if active and phones else None
-        return route(self.policy, self.sims, self._usage if active else {}, phones,
-                     default_slot=self.backend.default_slot, cursor=self._rr_cursor,
-                     sticky=sticky, bypass_limits=bypass, exclude=exclude,
-                     paused=self._paused_now())
-
-    def _paused_now(self) -> dict[int, str]:
-        """Slots in a cool-down now, with why (rotation and failover skip them)."""
-        now = datetime.now(UTC)
-        return {slot: f"paused until {until:%H:%M:%S} UTC ({why})"
-                for slot, (until, why) in self._paused.items() if until > now}
+        return self.routing.route(message, self.sims, self.backend.default_slot)
 
     async def _sim_failed(self, slot: int | None, exc: SendError) -> None:
         """A send failed: for a SIM or network reason, look at the SIMs at once (a card
-        pulled, a PIN, a network lost is reported now, not at the next poll), and after
-        routing.cooldown_failures such failures in a row pause the SIM for
-        routing.cooldown_seconds."""
+        pulled, a PIN, a network lost is reported now, not at the next poll), and count
+        it towards the SIM's cool-down."""
         slot = self.backend.default_slot if slot is None else slot
         if slot is None or not worth_failover(exc.code, exc.permanent):
             return
         self._spawn(self.refresh_sims())
-        failures = self._failures[slot] = self._failures.get(slot, 0) + 1
-        policy = self.policy
-        if failures < policy.cooldown_failures or not policy.cooldown_seconds:
+        pause = self.routing.failed(slot, exc)
+        if pause is None:
             return
-        self._failures[slot] = 0
-        until = datetime.now(UTC) + timedelta(seconds=policy.cooldown_seconds)
-        why = f"{failures} failed sends in a row, the last: {exc}"
-        self._paused[slot] = (until, why)
+        until, why = pause
         await self.record("WARN", "routing", f"SIM {slot + 1} paused for "
-                          f"{policy.cooldown_seconds} s: {why}", simNumber=slot + 1,
-                          pausedUntil=until.isoformat())
+                          f"{self.routing.policy.cooldown_seconds} s: {why}",
+                          simNumber=slot + 1, pausedUntil=until.isoformat())
         await self._report_sims()
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
@@ -482,22 +393,10 @@ class Agent:
 
     async def _report_sims(self) -> None:
         """The SIMs as last read, with their cool-downs, to the server (health, routing)."""
-        paused = {slot: entry for slot, entry in self._paused.items()
-                  if entry[0] > datetime.now(UTC)}
-        sims = [replace(s, paused_until=paused[s.slot_index][0],
-                        pause_reason=paused[s.slot_index][1])
-                if s.slot_index in paused else s for s in self.sims]
         try:
-            await self.client.report_sims(sims)
+            await self.client.report_sims(self.routing.with_pauses(self.sims))
         except ServerError as exc:
             log.warning("reporting SIM state failed: %s", exc)
-
-    def _count(self, slot: int, phones: list[str]) -> None:
-        """A message routed to `slot`: counted here until the server's count is read
-        again (the server counts it when the claim, or the failover, is reported)."""
-        if self._routing_active:
-            self._usage[slot] = counted(self._usage.get(slot) or SimUsage(), phones)
-            self._contacts.update(dict.fromkeys(phones, slot))
 
     async def _hold(self, message: PendingMessage, why: str, leave: bool = False) -> None:
         """Leave a message Pending while its SIMs are at their limits; said once in the
@@ -567,7 +466,7 @@ class Agent:
                     async with asyncio.timeout(min(closed, 60.0)):
                         await self._settings_changed.wait()
             await pacer.wait(message.body.get("priority", 0))
-            rate = self._sim_rate(message.slot)
+            rate = self.routing.rate(message.slot)
             await rate.wait(message.body.get("priority", 0))
             try:
                 await self._send(message)
@@ -612,7 +511,7 @@ class Agent:
             except SendError as exc:
                 await self.journal.mark_recipient(message.id, position, "failed")
                 recipients.append({"phoneNumber": phone, "state": "Failed", "error": str(exc)})
-                leave = leave and self._may_leave(body, exc, len(attempts))
+                leave = leave and self.routing.may_leave(body, exc, len(attempts))
                 sim = attempts[-1]["simNumber"]
                 await self.record("ERROR", "sim", f"sending {message.id} through SIM "
                                   f"{sim or 'default'} failed: {exc}", messageId=message.id,
@@ -670,7 +569,8 @@ class Agent:
                 attempts.append(self._attempt(slot, phone, str(exc)))
                 tried.add(self.backend.default_slot if slot is None else slot)
                 await self._sim_failed(slot, exc)
-                following = self._failover_slot(body, phone, exc, tried, len(attempts))
+                following = self.routing.failover_slot(body, phone, exc, tried, len(attempts),
+                                                       self.sims, self.backend.default_slot)
                 if following is None:
                     raise
                 log.warning("message %s: SIM %s failed (%s), trying SIM %d", message.id,
@@ -678,34 +578,8 @@ class Agent:
                 slot = following
                 continue
             attempts.append(self._attempt(slot, phone, None))
-            self._failures.pop(self.backend.default_slot if slot is None else slot, None)
+            self.routing.sent(self.backend.default_slot if slot is None else slot)
             return result, slot
-
-    def _failover_slot(self, body: dict[str, Any], phone: str, exc: SendError,
-                       tried: set[int | None], tries: int) -> int | None:
-        """The next SIM to try after a failed send, or None: not pinned, failover on,
-        attempts left, a SIM/network reason, and another eligible SIM."""
-        if (body.get("sim_number") is not None or not self.policy.failover
-                or tries >= self.policy.max_attempts
-                or not worth_failover(exc.code, exc.permanent)):
-            return None
-        try:
-            choice = self._choose([phone], bypass=body.get("priority", 0) >= BYPASS_PRIORITY,
-                                  exclude=frozenset(t for t in tried if t is not None))
-        except NoSimAvailable:
-            return None
-        if choice.slot_index is None or choice.slot_index in tried:
-            return None
-        self._count(choice.slot_index, [phone])
-        return choice.slot_index
-
-    def _may_leave(self, body: dict[str, Any], exc: SendError, tries: int) -> bool:
-        """Whether a message this device failed may go to another of the user's devices:
-        failover on, attempts left, a SIM or network reason, the SIM not pinned (the
-        server also keeps it when the caller pinned the device)."""
-        return (body.get("sim_number") is None and self.policy.failover
-                and tries < self.policy.max_attempts
-                and worth_failover(exc.code, exc.permanent))
 
     def _attempt(self, slot: int | None, phone: str, error: str | None) -> dict[str, Any]:
         return {"simNumber": None if slot is None else slot + 1, "deviceId": self.device_id,
@@ -834,7 +708,7 @@ class Agent:
         await self.journal.queue("incoming", [item])
         self._outbox_wake.set()
         if sms.slot is not None:  # Sticky: the server keeps it too, once forwarded
-            self._contacts[sms.sender] = sms.slot
+            self.routing.contacts[sms.sender] = sms.slot
         log.info("SMS from %s received on %s", sms.sender,
                  "an unknown SIM" if sms.slot is None else f"SIM {sms.slot + 1}")
 
@@ -868,7 +742,7 @@ class Agent:
     def health(self) -> dict[str, Any]:
         """Per-SIM checks as the health endpoints show them."""
         checks = {}
-        paused = self._paused_now()
+        paused = self.routing.paused_now()
         for slot in self.sims:
             status = ("pass" if slot.ready else "warn" if slot.status.value in ("Absent", "Unknown")
                       else "fail")

@@ -619,7 +619,9 @@ class Messages:
                 Message.device_id == device.device_id,
                 Message.state.in_([ProcessState.PENDING.value, ProcessState.CANCELLING.value]),
                 or_(Message.schedule_at.is_(None), Message.schedule_at <= now))
-            .order_by(Message.priority.desc(), order).limit(limit)))
+            .order_by(Message.priority.desc(), order).limit(limit)
+            # two workers answering the phone at once never hand one message out twice
+            .with_for_update(skip_locked=True, of=Message)))
         pending = [m for m in found if m.state == ProcessState.PENDING.value]
         closed = self.router.closed(connection, device.user_id, device.device_id)
         fresh = [m for m in pending if m.sim_used is None and not m.phone_chooses_sim]
