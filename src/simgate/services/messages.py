@@ -623,10 +623,9 @@ class Messages:
             # two workers answering the phone at once never hand one message out twice
             .with_for_update(skip_locked=True, of=Message)))
         pending = [m for m in found if m.state == ProcessState.PENDING.value]
-        closed = self.router.closed(connection, device.user_id, device.device_id)
         fresh = [m for m in pending if m.sim_used is None and not m.phone_chooses_sim]
-        decisions = {} if closed else self.router.hand_out(
-            connection, device.user_id, device.device_id, fresh)
+        closed, decisions = self.router.hand_out(connection, device.user_id,
+                                                 device.device_id, fresh)
         handed: list[tuple[Message, int | None]] = []
         moved: list[str] = []
         for message in found:
@@ -648,6 +647,7 @@ class Messages:
                         RecipientUpdate(r.phone_number, ProcessState.FAILED, decision.fail)
                         for r in message.recipients]))
                 self._emit(session, message, changed)  # type: ignore[arg-type]
+                self._to_hash.add(message.pk)
                 continue
             if decision is not None and decision.move_to:
                 message.device_id, message.handout_id = decision.move_to, None

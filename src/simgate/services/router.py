@@ -134,24 +134,22 @@ def _tried_here(attempts: Sequence[dict[str, Any]] | None, device_id: str) -> fr
 class PhoneRouter:
     """Routing for phones: hand-outs and failovers, over the store."""
 
-    def closed(self, connection: Connection, user_id: int, device_id: str) -> str | None:
-        """Why nothing is handed out now (outside the work hours), or None."""
-        hours = _load(connection, user_id, device_id).hours
-        wait = hours.wait(utcnow())
-        if not wait:
-            return None
-        opens = utcnow() + timedelta(seconds=wait)
-        return f"outside work hours ({hours.describe()}): handed out from {opens:%H:%M} UTC"
-
     def hand_out(self, connection: Connection, user_id: int, device_id: str,
-                 messages: Sequence[Any]) -> dict[str, Decision]:
-        """A Decision per message (by id) not yet handed out; what is handed out is
-        counted on its SIM, and the rotation cursor kept, in the caller's transaction."""
+                 messages: Sequence[Any]) -> tuple[str | None, dict[str, Decision]]:
+        """Why nothing is handed out now (outside the work hours; None: it is), and a
+        Decision per message (by id) not yet handed out; what is handed out is counted
+        on its SIM, and the rotation cursor kept, in the caller's transaction."""
         phones = sorted({r.phone_number for m in messages if not m.is_encrypted
                          for r in m.recipients})
         state = _load(connection, user_id, device_id, phones)
+        wait = state.hours.wait(utcnow())
+        if wait:
+            opens = utcnow() + timedelta(seconds=wait)
+            return (f"outside work hours ({state.hours.describe()}): handed out from "
+                    f"{opens:%H:%M} UTC"), {}
         decisions: dict[str, Decision] = {}
         claims: list[usage.Claim] = []
+        cursor = state.cursor
         for message in messages:
             decision = self._decide(connection, state, message)
             decisions[message.ext_id] = decision
@@ -163,9 +161,10 @@ class PhoneRouter:
                 state.usage[slot] = counted(state.usage.get(slot) or SimUsage(), recipients)
                 state.contacts.update(dict.fromkeys(recipients, slot))
         usage.count(connection, claims)
-        connection.execute(update(Device).where(Device.id == device_id)
-                           .values(routing_cursor=state.cursor))
-        return decisions
+        if state.cursor != cursor:
+            connection.execute(update(Device).where(Device.id == device_id)
+                               .values(routing_cursor=state.cursor))
+        return None, decisions
 
     def _decide(self, connection: Connection, state: _Device, message: Any) -> Decision:
         phones = [] if message.is_encrypted else [r.phone_number for r in message.recipients]
