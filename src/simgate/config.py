@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=60.0, gt=0)
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
+    # Redis (or Valkey) carrying pushes and cache news between replicas on any hosts
+    # ("redis://host:6379/0"); unset: the workers of one host talk over local sockets.
+    bus_url: str | None = None
+    # the channel on it; unset: one per store URL, so the replicas of one store hear each
+    # other and several gateways may share a Redis (set it when replicas name their store
+    # differently, such as by another host name)
+    bus_channel: str | None = Field(default=None, max_length=200)
     log_level: str = "info"
     # FCM pushes to Android apps through sms-gate.app's upstream service (off: apps with
     # Google Play poll every 15 minutes unless set to SSE only). See README.

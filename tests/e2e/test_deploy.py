@@ -179,3 +179,25 @@ def test_the_containerfile_runs_serve_as_a_user_and_checks_health():
     assert json.loads(re.search(r"^ENTRYPOINT (.*)$", text, re.M).group(1)) == ["simgate"]
     for name in re.findall(r"\b(SIMGATE_\w+)=", text):
         assert known_variable(name), name
+
+
+def test_the_replicas_compose_file_joins_them_on_one_store_and_one_bus():
+    compose = yaml.safe_load((DEPLOY / "compose.replicas.yaml").read_text())
+    services = compose["services"]
+    replicas = [s for name, s in services.items() if name.startswith("simgate-")]
+    assert len(replicas) >= 2
+    for replica in replicas:
+        parses(replica["command"])
+        environment = replica["environment"]
+        assert environment["SIMGATE_BUS_URL"] == "redis://redis:6379/0"
+        assert re.fullmatch(r"postgresql://\w+:[^@]+@postgres:5432/\w+",
+                            environment["SIMGATE_DATABASE_URL"])
+        for variable in environment:
+            assert known_variable(variable), f"{variable} is no simgate setting"
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+    caddy = (DEPLOY / "Caddyfile").read_text()
+    names = [n for n in services if n.startswith("simgate-")]
+    assert all(f"{name}:3000" in caddy for name in names)
+    assert "health_uri /health/ready" in caddy
+    mounted = services["proxy"]["volumes"][0].split(":")[0]
+    assert (DEPLOY / mounted).exists()

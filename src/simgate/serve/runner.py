@@ -27,6 +27,7 @@ from simgate.agent.agent import Agent, AgentConfig
 from simgate.agent.backends.base import SimBackend
 from simgate.agent.client import ServerError
 from simgate.bus.peers import PeerLink
+from simgate.bus.redis import RedisLink, channel_of
 from simgate.config import Settings, apply_log_level, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
@@ -115,9 +116,14 @@ async def serve_forever(settings: Settings, worker: WorkerSlot | None = None) ->
     """The server alone, or one worker of it (the store is then already prepared)."""
     gateway = await Gateway.open(settings, background=worker is None or worker.leader,
                                  prepare=worker is None)
-    link = None
-    if worker is not None and worker.count > 1:
+    link: PeerLink | RedisLink | None = None
+    if settings.bus_url:
+        link = RedisLink(gateway.bus, settings.bus_url, settings.bus_channel
+                         or channel_of(settings.resolved_database_url))
+        gateway.server_checks["bus:redis"] = link.health
+    elif worker is not None and worker.count > 1:
         link = PeerLink(gateway.bus, worker.links, worker.index, worker.count)
+    if link is not None:
         await link.start()
     server = uvicorn_server(settings, gateway)
     settle_heap()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,9 @@ class Gateway:
     ingest: Ingest
     usage: UsageStore
     relay: PushRelay | None = None
+    # checks of the server's own parts beyond the store (the bus between replicas), by
+    # name, each answering a /health check
+    server_checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod

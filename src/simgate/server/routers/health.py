@@ -42,7 +42,8 @@ async def health(request: Request, gateway: GatewayDep) -> JSONResponse:
     devices and SIM slots; without credentials the overall status of all devices, without
     their checks; to the user, each SIM's usage against its routing limits too. 503 when
     a check fails."""
-    checks = {"database:connection": await database_check(gateway.engine)}
+    checks = {"database:connection": await database_check(gateway.engine),
+              **{name: check() for name, check in gateway.server_checks.items()}}
     if has_credentials(request):
         caller = await authorize(request)
         if caller.allows(DETAIL_SCOPE):
