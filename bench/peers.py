@@ -11,6 +11,9 @@ reached its SIMs or its SMSC:
 - Kannel from the Debian packages `kannel` and `kannel-extras`: bearerbox with
   `store-type = file`, an SMSC of type `fake` fed to `fakesmsc -m 0`, and smsbox with a
   sendsms-user, configured in a temporary directory and started and stopped by PID;
+- `simgate serve` as 1, 2 and 4 replicas (processes on their own ports, standing for
+  hosts) on one PostgreSQL database with Redis between them, one agent on the first
+  replica, the load split over the replicas;
 - simgate accepting only (`serve` with 1 and N workers, its device paused): the ceiling
   of the rows that also deliver;
 - a bare ASGI echo under one uvicorn process (httptools, uvloop): the ceiling of the
@@ -25,7 +28,8 @@ On a shared machine the rates follow the share of the cores each system got; the
 message does much less. The load asks for no delivery reports on either side.
 
     python bench/peers.py [--seconds 8] [--connections 32] [--workers 2]
-                          [--systems run,serve,serve-pg,accept-1,accept,kannel,echo]
+                          [--systems run,serve,serve-pg,replicas-1,replicas-2,replicas-4,
+                                     accept-1,accept,kannel,echo]
 
 Needs `apt-get install -y wrk kannel kannel-extras`, and PostgreSQL at
 SIMGATE_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test) for serve-pg.
@@ -47,6 +51,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +64,7 @@ from simgate.testing import SimgateProcess, free_port, start_agent
 
 USER, PASSWORD = "bench", "bench-password"
 PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SIMGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 KANNEL_FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
 WARM_UP = 2
 # how long delivery may stand still after the load before the count is final
@@ -289,6 +295,53 @@ def simgate_split(args: argparse.Namespace, workdir: Path, postgres: bool) -> Ro
             server.stop()
 
 
+def simgate_replicas(args: argparse.Namespace, workdir: Path, count: int) -> Row:
+    """`count` replicas of `serve` (one process each, ports standing for hosts) on one
+    fresh PostgreSQL database with Redis between them, one agent on the first; the load
+    is split over the replicas (a wrk a replica, its share of the connections), as a
+    balancer would. The row's rate is their sum; p50 and p99 the worst replica's."""
+    name = f"simgate serve x{count} replicas + agent (PostgreSQL, Redis)"
+    with postgres_database() as pg_url:
+        env = {**SIMGATE_ENV, "SIMGATE_BUS_URL": REDIS_URL,
+               "SIMGATE_DATABASE_URL": pg_url.replace("postgresql://", "postgresql+asyncpg://")}
+        servers = [SimgateProcess(["serve"], workdir / f"replica-{i}", env=env).start()
+                   for i in range(count)]  # one after the other: the first migrates
+        agent = start_agent(servers[0], workdir / "agent", USER, PASSWORD,
+                            "--sim-selection", "RoundRobin")
+        pids = [s.process.pid for s in servers] + [agent.pid]
+        try:
+            wait_for_sims(servers[0].url)
+            cpu = tree_cpu(pids)
+            share = argparse.Namespace(**{**vars(args),
+                                          "connections": max(1, args.connections // count)})
+            with ThreadPoolExecutor(count) as pool:
+                parts = list(pool.map(lambda i: load(
+                    f"replica-{i}", f"{servers[i].url}/3rdparty/v1/messages", SIMGATE_REQUEST,
+                    share, workdir, headers=auth_header(), offset=i * 100_000_000),
+                    range(count)))
+            runs = [_summed([runs[k] for runs, _ in parts]) for k in range(2)]
+            row = Row(name, runs, accepted(runs))
+            ids = [i for _, path in parts if path.exists() for i in path.read_text().split()]
+            counter = SentCounter(pg_url, None)
+            row.reached, row.drain_seconds = settle(lambda: counter(ids), len(ids))
+            row.cpu_seconds = tree_cpu(pids) - cpu
+            return row
+        finally:
+            stop(agent)
+            for server in servers:
+                server.stop()
+
+
+def _summed(runs: list[dict]) -> dict:
+    """wrk runs side by side as one: counts and rates added, latencies the worst."""
+    total = {key: sum(r[key] for r in runs) for key in ("requests", "non_2xx", "rate",
+                                                        "socket_errors")}
+    total["seconds"] = max(r["seconds"] for r in runs)
+    for key in ("p50_ms", "p90_ms", "p99_ms"):
+        total[key] = max(r[key] for r in runs)
+    return total
+
+
 def simgate_accepting(args: argparse.Namespace, workdir: Path, workers: int) -> Row:
     """Accepting alone: `serve` with its agent paused once registered (SIGSTOP), so no
     delivery competes for the cores; messages stay Pending (no queue limit). The ceiling
@@ -442,6 +495,9 @@ SYSTEMS: dict[str, Callable[[argparse.Namespace, Path], Row]] = {
     "serve-pg": lambda args, workdir: simgate_split(args, workdir, postgres=True),
     "accept-1": lambda args, workdir: simgate_accepting(args, workdir, 1),
     "accept": lambda args, workdir: simgate_accepting(args, workdir, args.workers),
+    "replicas-1": lambda args, workdir: simgate_replicas(args, workdir, 1),
+    "replicas-2": lambda args, workdir: simgate_replicas(args, workdir, 2),
+    "replicas-4": lambda args, workdir: simgate_replicas(args, workdir, 4),
     "kannel": kannel,
     "echo": echo,
 }
