@@ -4,6 +4,7 @@ server: a one-time user code, or the server key (which makes a user for the devi
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from simgate.config import Settings
 from simgate.server.app import create_app
 from simgate.services.enrolment import TooManyAttempts
 from simgate.services.gateway import Gateway
+from simgate.services.users import CHANGE_WINDOW, CHANGES_PER_USER
 from tests.conftest import PASSWORD, USER, register_device
 
 SERVER_KEY = "server-key-for-private-mode"
@@ -89,6 +91,32 @@ async def test_device_info_and_password_change(api):
     assert changed.status_code == 204
     assert (await api.get("/3rdparty/v1/devices", auth=(USER, "brand-new-pw"))).status_code == 200
     assert (await api.get("/3rdparty/v1/devices")).status_code == 401  # the old password
+
+
+async def test_a_device_changing_its_users_password_over_and_over_gets_429(api, gateway):
+    """Each change ends the user's tokens and sessions and costs a slow hash: a few in ten
+    minutes, then 429 with Retry-After, before any password is checked."""
+    device = await register_device(api)
+    headers = {"Authorization": f"Bearer {device['token']}"}
+    passwords = [PASSWORD] + [f"new-password-{n}" for n in range(CHANGES_PER_USER + 1)]
+    for current, new in itertools.pairwise(passwords[:CHANGES_PER_USER + 1]):
+        changed = await api.patch("/mobile/v1/user/password", auth=None, headers=headers,
+                                  json={"currentPassword": current, "newPassword": new})
+        assert changed.status_code == 204, changed.text
+    current = passwords[CHANGES_PER_USER]
+    refused = await api.patch("/mobile/v1/user/password", auth=None, headers=headers,
+                              json={"currentPassword": current, "newPassword": "one-more-pw"})
+    assert refused.status_code == 429, refused.text
+    assert 0 < int(refused.headers["Retry-After"]) <= CHANGE_WINDOW
+    assert "password changed" in refused.json()["message"]
+    # the password stays the last one set; another user's device may still change theirs
+    assert (await api.get("/3rdparty/v1/devices", auth=(USER, current))).status_code == 200
+    await gateway.users.add("bob", "bob-secret-1")
+    bobs = await register_device(api, auth=("bob", "bob-secret-1"))
+    changed = await api.patch("/mobile/v1/user/password", auth=None,
+                              headers={"Authorization": f"Bearer {bobs['token']}"},
+                              json={"currentPassword": "bob-secret-1", "newPassword": "bob-2-pw"})
+    assert changed.status_code == 204, changed.text
 
 
 async def test_guessing_codes_is_cut_short_even_all_at_once(api, gateway):

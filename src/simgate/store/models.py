@@ -342,8 +342,9 @@ class ServerSecret(Base):
 
 
 class CredentialStamp(Base):
-    """A counter raised in the transaction that changes a password ("passwords") or revokes
-    a token ("tokens"): every process reads it to know its remembered checks still hold."""
+    """A counter raised in the transaction that changes a user's password ("passwords:<user
+    id>", made at the first change; "passwords" is server-wide) or revokes a token
+    ("tokens"): every process reads it to know its remembered checks still hold."""
 
     __tablename__ = "credential_stamps"
 
