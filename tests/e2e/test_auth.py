@@ -146,3 +146,31 @@ def test_health_without_credentials_says_only_the_overall_status(server, api):
             assert probe().status.value == "pass"
     assert api.delete(f"/3rdparty/v1/devices/{device.json()['id']}").status_code == 204
     assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_curl_and_the_official_client_send_json_and_a_form_post_is_refused(server, api):
+    """The send route takes only bodies declared application/json, as curl (with the
+    header, or --json) and the official client send them; a form (curl -d alone, or a
+    cross-site form with remembered credentials) is a 415 and sends nothing."""
+    device = api.post("/mobile/v1/device", json={"name": "sender"})
+    assert device.status_code == 201, device.text
+    body = json.dumps({"textMessage": {"text": "by curl"}, "phoneNumbers": ["+19162255887"]})
+    url = f"{server.url}/3rdparty/v1/messages"
+
+    def curl(*args: str) -> tuple[int, dict]:
+        result = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-u", f"{USER}:{PASSWORD}",
+                                 *args, url], capture_output=True, text=True, timeout=30)
+        answer, _, code = result.stdout.rpartition("\n")
+        return int(code), json.loads(answer)
+
+    form = curl("-d", body)
+    assert form[0] == 415 and "application/json" in form[1]["message"], form
+    assert api.get("/3rdparty/v1/messages").json() == []
+    assert curl("-H", "Content-Type: application/json", "-d", body)[0] == 202
+    assert curl("--json", body)[0] == 202
+    with client.APIClient(USER, PASSWORD, base_url=f"{server.url}/3rdparty/v1") as official:
+        sent = official.send(domain.Message(phone_numbers=["+19162255887"],
+                                            text_message=domain.TextMessage(text="by client")))
+    assert sent.id
+    assert len(api.get("/3rdparty/v1/messages").json()) == 3
+    assert api.delete(f"/3rdparty/v1/devices/{device.json()['id']}").status_code == 204
