@@ -237,9 +237,9 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
     for event, payload in (("mms:received", mms), ("mms:received", mms),
                            ("system:ping", {"health": {"status": "pass"}}),
                            ("app:started", {"simCards": [{"slotIndex": 0}]})):
-        posted = await post_signed(url[event], {
-            "id": "evt", "webhookId": "simgate", "event": event, "deviceId": device["id"],
-            "payload": payload})
+        posted = await post_signed(url[event], {  # the app gives every post an id of its own
+            "id": f"evt-{event}", "webhookId": "simgate", "event": event,
+            "deviceId": device["id"], "payload": payload})
         assert posted.status_code == 200, posted.text
     inbox = (await api.get("/3rdparty/v1/inbox")).json()
     assert [(m["type"], m["contentPreview"]) for m in inbox] == [("MMS", "a picture")]
@@ -248,3 +248,62 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
     bad = await post_signed(url["mms:received"], {
         "id": "evt", "event": "mms:received", "payload": {"sender": "+7999"}})
     assert bad.status_code == 400 and "messageId" in bad.json()["message"]
+
+
+async def _ingest_hooks(api, device) -> tuple[dict[str, str], str]:
+    """The app's ingest URLs by event, and the signing key of its settings."""
+    hooks = (await api.get("/mobile/v1/webhooks", **bearer(device))).json()
+    key = (await api.get("/mobile/v1/settings", **bearer(device))).json()["webhooks"][
+        "signing_key"]
+    return {h["event"]: h["url"].removeprefix("http://simgate") for h in hooks}, key
+
+
+async def test_ingest_refuses_unsigned_posts_whatever_the_settings_say(api):
+    """A replace without the key (the official client's), an empty or a null key: the
+    user keeps a key, the phone's posts stay signed, an unsigned one is a 401."""
+    device = await register_device(api)
+    url, key = await _ingest_hooks(api, device)
+    ping = json.dumps({"id": "unsigned", "event": "system:ping", "payload": {}}).encode()
+    for change in [("PUT", {}), ("PUT", {"webhooks": {"retry_count": 3}}),
+                   ("PATCH", {"webhooks": {"signing_key": ""}}),
+                   ("PATCH", {"webhooks": {"signing_key": None}}),
+                   ("PATCH", {"webhooks": None}),
+                   ("PUT", {"webhooks": {"signing_key": ""}})]:
+        method, body = change
+        changed = await api.request(method, "/3rdparty/v1/settings", json=body)
+        assert changed.status_code == 200, (change, changed.text)
+        assert changed.json()["webhooks"]["signing_key_set"] is True, change
+        assert (await _ingest_hooks(api, device))[1] == key, change
+        unsigned = await api.post(url["system:ping"], auth=None, content=ping,
+                                  headers={"Content-Type": "application/json"})
+        assert unsigned.status_code == 401, (change, unsigned.text)
+        assert "X-Signature" in unsigned.json()["message"]
+    # a new key replaces the old one, and signs from then on
+    assert (await api.patch("/3rdparty/v1/settings", json={
+        "webhooks": {"signing_key": "a-new-key"}})).status_code == 200
+    signed = await api.post(url["system:ping"], auth=None, content=ping, headers={
+        "Content-Type": "application/json", **sign("a-new-key", ping)})
+    assert signed.status_code == 200, signed.text
+
+
+async def test_a_replayed_ingest_post_is_answered_but_acted_on_once(api):
+    """The same signed post again (within the signature's window) fires no webhook again;
+    a new post, with a new id, does."""
+    device = await register_device(api)
+    for event in ("system:ping", "app:started"):
+        await api.post("/3rdparty/v1/webhooks", json={"url": "https://1.1.1.1/hook",
+                                                      "event": event})
+    url, key = await _ingest_hooks(api, device)
+    posts = []
+    for event, event_id in [("system:ping", "ping-1"), ("app:started", "start-1"),
+                            ("system:ping", "ping-2")]:
+        content = json.dumps({"id": event_id, "event": event, "deviceId": device["id"],
+                              "payload": {}}).encode()
+        posts.append((url[event], content, sign(key, content)))
+    for path, content, headers in posts + posts[:2] + posts[:1]:
+        answer = await api.post(path, auth=None, content=content,
+                                headers={"Content-Type": "application/json", **headers})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"id": json.loads(content)["id"]}
+    raised = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+    assert sorted(d["event"] for d in raised) == ["app:started", "system:ping", "system:ping"]

@@ -31,6 +31,7 @@ from simgate.config import Settings, apply_log_level, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
 from simgate.files import write_private
+from simgate.serve import access_log
 from simgate.serve.guard import Limits, guarded_protocol
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
@@ -93,6 +94,7 @@ def uvicorn_server(settings: Settings, gateway: Gateway,
                                      settings.max_connections_per_address,
                                      exempt=settings.forwarded_allow_ips)),
     )
+    access_log.install()  # after the config: it sets up uvicorn's loggers
     return uvicorn.Server(config)
 
 

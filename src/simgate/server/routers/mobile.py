@@ -36,7 +36,7 @@ from simgate.server.schemas import (
 from simgate.server.wirejson import StrictJSONRoute
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
-from simgate.services.ingest import AGENT_USER_AGENT, signed
+from simgate.services.ingest import AGENT_USER_AGENT, first_post, signed
 from simgate.services.logs import Entry, Priority
 from simgate.services.messages import RecipientUpdate, StateUpdate
 from simgate.services.tokens import ALL
@@ -232,10 +232,10 @@ async def ingest(device_id: str, secret: str, request: Request,
         raise HTTPException(404, "unknown ingest URL: the phone gets its current one"
                                  " with GET /mobile/v1/webhooks")
     body = await request.body()
-    key = ((await gateway.device_settings.get(device.user_id)).get("webhooks")
-           or {}).get("signing_key")
-    if key and not signed(key, body, request.headers.get("X-Timestamp"),
-                          request.headers.get("X-Signature")):
+    # always signed: every user has a key (made now if none was ever set)
+    key = (await gateway.device_settings.webhooks_of(device.user_id))["signing_key"]
+    if not signed(key, body, request.headers.get("X-Timestamp"),
+                  request.headers.get("X-Signature")):
         raise HTTPException(401, "missing, wrong or stale X-Signature/X-Timestamp: sign with"
                                  " webhooks.signing_key of GET /mobile/v1/settings")
     try:
@@ -255,10 +255,12 @@ async def ingest(device_id: str, secret: str, request: Request,
             data=(received.mms_headers() if kind == "MMS"
                   else received.data or "" if kind == "DATA_SMS" else None),
             type=kind)])
-    elif post.event == "system:ping":
-        await gateway.webhooks.ping(device, post.payload.get("health") or {})
+    elif post.event == "system:ping":  # an SMS is once by its messageId; these by the post
+        await gateway.webhooks.ping(device, post.payload.get("health") or {},
+                                    first_post(device.device_id, post.id))
     elif post.event == "app:started":
-        await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload)
+        await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload,
+                                            first_post(device.device_id, post.id))
     return {"id": post.id}
 
 
