@@ -11,7 +11,7 @@ import pytest
 
 from simgate.config import Settings
 from simgate.server.app import create_app
-from simgate.services.enrolment import TooManyAttempts
+from simgate.services.enrolment import TRIES_PER_ADDRESS, TooManyAttempts
 from simgate.services.gateway import Gateway
 from simgate.services.users import CHANGE_WINDOW, CHANGES_PER_USER
 from tests.conftest import PASSWORD, USER, register_device
@@ -141,6 +141,30 @@ async def test_guessing_codes_is_cut_short_even_all_at_once(api, gateway):
         joined = await other.post("/mobile/v1/device", json={"name": "mine"},
                                   headers={"Authorization": f"Code {real}"})
     assert joined.status_code == 201, joined.text
+
+
+async def test_guessing_the_server_key_is_cut_short_as_codes_are(private):
+    """Wrong Bearer keys on registration count as wrong codes: ten from an address, then
+    429, even for the right key; another address still joins with it."""
+    gateway = private.gateway
+    guesses = await asyncio.gather(*[
+        private.post("/mobile/v1/device", json={"name": "x"},
+                     headers={"Authorization": f"Bearer guess-{n}"}) for n in range(30)])
+    assert sorted(g.status_code for g in guesses) == [401] * 10 + [429] * 20
+    blocked = await private.post("/mobile/v1/device", json={"name": "x"},
+                                 headers={"Authorization": f"Bearer {SERVER_KEY}"})
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"
+    assert "server key" in blocked.json()["message"]
+    before = len(await gateway.users.list())
+    app = create_app(gateway.settings, gateway)
+    app.state.gateway = gateway
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5)),
+                                 base_url="http://simgate") as other:
+        for _ in range(TRIES_PER_ADDRESS + 1):  # the right key is no guess: never counted
+            joined = await other.post("/mobile/v1/device", json={"name": "mine"},
+                                      headers={"Authorization": f"Bearer {SERVER_KEY}"})
+            assert joined.status_code == 201, joined.text
+    assert len(await gateway.users.list()) == before + TRIES_PER_ADDRESS + 1
 
 
 async def test_a_refused_body_spends_no_code_and_makes_no_user(api, private, gateway):
