@@ -24,7 +24,7 @@ from simgate.client.config import SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import MAX_SIM_SLOTS
-from simgate.files import write_private
+from simgate.files import UnsafeFile, write_private
 from simgate.usercli import register as register_user_commands
 
 if TYPE_CHECKING:  # the store, the agent and uvloop load with the commands that use them:
@@ -119,7 +119,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
             return runner.run(coro)
     except ServiceError as exc:
         raise fail(exc.message) from None
-    except ServerError as exc:
+    except (ServerError, UnsafeFile) as exc:
         raise fail(str(exc)) from None
     except (OSError, SQLAlchemyError) as exc:
         raise fail(str(exc).splitlines()[0]) from None
@@ -549,6 +549,8 @@ def tls_init(
     target = directory or settings_from(data_dir=data_dir).data_dir / "tls"
     try:
         issued = issue(target, name or [])
+    except UnsafeFile as exc:
+        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write to {target}: {exc.strerror or exc}") from None
     names = ", ".join([*issued.names, *map(str, issued.addresses)])

@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from simgate.files import UnsafeFile, check_private
+
 DEFAULT_PORT = 3000
 SERVER_FILE = "server.json"  # written by `run`/`serve` in their data directory
 CREDENTIALS_FILE = "credentials.json"  # written by `run` when it made its user
@@ -42,9 +44,11 @@ def read_config(path: Path) -> dict[str, str]:
     """The file's `server`, `username`, `password` and `token`; nothing if it is absent.
 
     Like ssh with its keys, a file with a secret that others may read is refused: a
-    password left readable is a password given away."""
+    password left readable is a password given away; and so is one another user owns or
+    may change (it names the server the credentials go to)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            info, raw = os.fstat(file.fileno()), file.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -59,8 +63,10 @@ def read_config(path: Path) -> dict[str, str]:
                           " server, username, password and token")
     if not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f"{path}: every value is a string in quotes")
-    if (data.get("password") or data.get("token")) and path.stat().st_mode & 0o077:
-        raise ConfigError(f"{path} holds a secret and others may read it: chmod 600 {path}")
+    try:
+        check_private(path, info, others_may_read=not (data.get("password") or data.get("token")))
+    except UnsafeFile as exc:
+        raise ConfigError(str(exc)) from None
     return data
 
 
