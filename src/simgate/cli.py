@@ -97,10 +97,12 @@ def claim(settings: Settings) -> None:
                               "pid": os.getpid()}))
 
 
-def local_server(data_dir: Path | None) -> str:
-    """The URL of the server last started on the data directory, else the default one."""
+def local_server(data_dir: Path | None, username: str | None = None) -> str:
+    """The URL of the server last started on the data directory, else the default one;
+    with a user given, the default (their credentials never go to a URL found there)."""
     settings = settings_from(data_dir=data_dir)
-    return local_gateway(settings.data_dir)[0] or f"http://127.0.0.1:{settings.port}"
+    local = None if username else local_gateway(settings.data_dir)[0]
+    return local or f"http://127.0.0.1:{settings.port}"
 
 
 _held: list[Any] = []  # the data directory lock, kept open while the process lives
@@ -410,7 +412,7 @@ def doctor(
     from simgate.agent import doctor as checks
 
     if not (server or modem or termux or emulator):
-        server = local_server(data_dir)
+        server = local_server(data_dir, username)
 
     async def examine() -> list[checks.Finding]:
         found: list[checks.Finding] = []
@@ -453,7 +455,7 @@ def sims(
     """
     import httpx
 
-    server = server or local_server(data_dir)
+    server = server or local_server(data_dir, username)
     user, secret = _stored_credentials(username, password, data_dir)
     if not (user and secret):
         raise fail("give --username and --password (or SIMGATE_USERNAME/SIMGATE_PASSWORD)")
