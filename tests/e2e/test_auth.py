@@ -108,7 +108,7 @@ def test_a_child_token_dies_with_its_parents_refresh_and_revocation(server):
                     dead.get_messages()
 
 
-def test_health_without_credentials_says_only_the_overall_status(server, api):
+def test_health_without_credentials_is_the_servers_own(server, api):
     device = api.post("/mobile/v1/device", json={
         "name": "secret phone name",
         "simCards": [{"slotIndex": 0, "carrierName": "Secret Carrier", "state": "Absent"}]})
@@ -120,10 +120,11 @@ def test_health_without_credentials_says_only_the_overall_status(server, api):
 
     for path in ("/health", "/3rdparty/v1/health", "/api/3rdparty/v1/health"):
         anonymous = httpx.get(f"{server.url}{path}")
-        # no SIM of that device is ready: a failing check, 503 as the original
-        assert anonymous.status_code == 503, anonymous.text
+        # no SIM of that device is ready, but that is its user's business: a load
+        # balancer asking without credentials hears of the server alone
+        assert anonymous.status_code == 200, anonymous.text
         body = anonymous.json()
-        assert body["status"] == "fail"
+        assert body["status"] == "pass"
         assert set(body["checks"]) == {"database:connection"}
         assert "secret" not in anonymous.text.lower() and device.json()["id"] not in anonymous.text
 

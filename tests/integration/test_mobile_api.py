@@ -7,8 +7,10 @@ import json
 
 import httpx
 
+from simgate.agent.agent import REPORT_BATCH
 from simgate.config import Settings
 from simgate.server.app import create_app
+from simgate.services.device_limits import MAX_BATCH, ROWS_PER_MINUTE
 from simgate.services.gateway import Gateway
 from simgate.webhooks.signing import sign
 from tests.conftest import register_device
@@ -307,3 +309,48 @@ async def test_a_replayed_ingest_post_is_answered_but_acted_on_once(api):
         assert answer.json() == {"id": json.loads(content)["id"]}
     raised = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
     assert sorted(d["event"] for d in raised) == ["app:started", "system:ping", "system:ping"]
+
+
+def _sms(n: int) -> dict:
+    return {"id": f"sms-{n}", "type": "SMS", "sender": "+79990001234", "simNumber": 1,
+            "content": f"hello {n}", "isEncrypted": False, "createdAt": "2026-01-15T10:30:00Z"}
+
+
+def _log(n: int) -> dict:
+    return {"priority": "INFO", "module": "sim", "message": f"entry {n}"}
+
+
+async def test_a_device_posts_bounded_batches_at_a_bounded_rate(api, gateway):
+    """One tenant's device flooding /inbox or /logs gets 413 past a batch, 429 with
+    Retry-After past a minute's rows; nothing refused is stored, and another tenant's
+    device posts on as before."""
+    device = await register_device(api)
+    await gateway.users.add("bob", "bob-secret-1")
+    bobs = await register_device(api, auth=("bob", "bob-secret-1"))
+    for path, row in (("/mobile/v1/inbox", _sms), ("/mobile/v1/logs", _log)):
+        too_big = await api.post(path, **bearer(device),
+                                 json=[row(n) for n in range(MAX_BATCH + 1)])
+        assert too_big.status_code == 413, too_big.text[:200]
+        assert f"at most {MAX_BATCH}" in too_big.json()["message"]
+        sent = 0
+        while sent + MAX_BATCH <= ROWS_PER_MINUTE:
+            batch = await api.post(path, **bearer(device),
+                                   json=[row(n) for n in range(sent, sent + MAX_BATCH)])
+            assert batch.status_code < 300, batch.text[:200]
+            sent += MAX_BATCH
+        throttled = await api.post(path, **bearer(device), json=[row(sent)])
+        assert throttled.status_code == 429, throttled.text[:200]
+        assert 0 < int(throttled.headers["Retry-After"]) <= 60
+        assert "a minute" in throttled.json()["message"]
+        other = await api.post(path, **bearer(bobs), json=[row(0)])
+        assert other.status_code < 300, other.text
+    inbox = await api.get("/3rdparty/v1/inbox", params={"limit": 1})
+    assert inbox.headers["X-Total-Count"] == str(ROWS_PER_MINUTE)
+    logs = [e for e in (await api.get("/3rdparty/v1/logs")).json()
+            if e["message"].startswith("entry ")]
+    assert len(logs) == ROWS_PER_MINUTE
+
+
+def test_simgates_agent_sends_batches_the_server_takes():
+    """The agent's outbox posts up to REPORT_BATCH rows at once: never a 413."""
+    assert REPORT_BATCH <= MAX_BATCH

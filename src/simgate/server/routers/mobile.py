@@ -186,7 +186,9 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
 @router.post("/inbox")
 async def forward_incoming(body: list[IncomingIn], device: Device,
                            gateway: GatewayDep) -> list[dict[str, str]]:
-    """Incoming SMS from the device; the same id twice is stored once."""
+    """Incoming SMS from the device; the same id twice is stored once. At most
+    MAX_BATCH a request (413) and ROWS_PER_MINUTE a minute (429) per device."""
+    gateway.inbox_rows.admit(device.device_id, len(body))
     items = [
         Incoming(ident=i.id, sender=i.sender, recipient=i.recipient, sim_number=i.sim_number,
                  received_at=aware(i.at), text=i.text, data=i.data,
@@ -246,6 +248,7 @@ async def ingest(device_id: str, secret: str, request: Request,
         raise RequestValidationError(exc.errors()) from None
     await gateway.devices.touch(device.device_id)
     if received is not None:
+        gateway.inbox_rows.admit(device.device_id, 1)  # as a row of POST /inbox
         kind = RECEIVED_TYPES[post.event]
         await gateway.inbox.store(device, [Incoming(
             ident=received.message_id, sender=received.sender,
@@ -285,7 +288,9 @@ async def ping(device: Device, gateway: GatewayDep,
 
 @router.post("/logs", status_code=status.HTTP_204_NO_CONTENT)
 async def device_logs(body: list[LogIn], device: Device, gateway: GatewayDep) -> Response:
-    """Log entries of the device (SIM errors, send failures), kept with the server's."""
+    """Log entries of the device (SIM errors, send failures), kept with the server's; at
+    most MAX_BATCH a request (413) and ROWS_PER_MINUTE a minute (429) per device."""
+    gateway.log_rows.admit(device.device_id, len(body))
     await gateway.logs.write(device.user_id, device.device_id, [
         Entry(Priority(e.priority), e.module, e.message, e.context, aware(e.created_at))
         for e in body
