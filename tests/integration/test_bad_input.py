@@ -248,3 +248,21 @@ async def test_a_lone_surrogate_anywhere_in_a_body_is_a_400_naming_the_field(api
         assert response.status_code == 202, response.text
     response = await post_raw(api, "/mobile/v1/device", '{"name": "힣 \\ud83d\\ude00"}')
     assert response.status_code == 201, response.text
+
+
+async def test_numbers_sent_as_given_may_not_hold_control_characters(api):
+    """skipPhoneValidation sends a number as given: never a line break or an escape, which
+    would end up in a modem's AT command line, a log line or a CSV."""
+    await register_device(api)
+    for number in ["+1916\r\nAT+CMGD=1,4", "+1916\n", "\t+19162255887", "+1916\x1b[2J",
+                   "+1916\x85", "+1916\u2028"]:
+        for encrypted in (False, True):
+            response = await api.post("/3rdparty/v1/messages",
+                                      params={"skipPhoneValidation": "true"},
+                                      json={"message": "hi", "phoneNumbers": ["+19162255887", number],
+                                            "isEncrypted": encrypted})
+            refused(response, "phoneNumbers[1]: control characters")
+    assert (await api.get("/3rdparty/v1/messages")).json() == []
+    response = await api.post("/3rdparty/v1/messages", params={"skipPhoneValidation": "true"},
+                              json={"message": "hi", "phoneNumbers": ["12345", "*100#"]})
+    assert response.status_code == 202, response.text

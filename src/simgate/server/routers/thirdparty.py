@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -36,6 +37,7 @@ router = APIRouter(tags=["messages"], route_class=StrictJSONRoute)
 MAX_LIST_LIMIT = 100  # the original's maxLimit of GET /messages
 
 W = TypeVar("W", bound=Wire)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line separators
 
 
 def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> NewMessage:
@@ -43,6 +45,10 @@ def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> New
     send form comes through here too, so both accept the same."""
     numbers = body.phone_numbers
     is_encrypted = bool(body.is_encrypted)
+    for index, number in enumerate(numbers):  # as given too: a line break is no digit
+        if _CONTROL.search(number):
+            raise BadRequest(f"phoneNumbers[{index}]: control characters (a line break, a"
+                             " tab) are not part of a phone number; remove them")
     if not (is_encrypted or skip_validation):
         try:
             numbers = [normalize(n, region) for n in numbers]
