@@ -9,10 +9,8 @@ in each server process, as the login limits do.
 
 from __future__ import annotations
 
-import time
-from collections import deque
-
 from simgate.services.errors import TooLarge, TooManyRequests
+from simgate.services.limits import SlidingCounts
 
 MAX_BATCH = 500
 ROWS_PER_MINUTE = 1_000
@@ -31,8 +29,7 @@ class DeviceRows:
         self.route = route
         self.max_batch = max_batch
         self.per_minute = per_minute
-        self._posts: dict[str, deque[tuple[float, int]]] = {}  # (when, rows) per device
-        self._swept_at = 0.0
+        self._rows = SlidingCounts(WINDOW)
 
     def admit(self, device_id: str, rows: int) -> None:
         """Count a batch of `rows` from the device, or refuse it: TooLarge past
@@ -40,27 +37,11 @@ class DeviceRows:
         if rows > self.max_batch:
             raise TooLarge(f"{rows} entries in one request: {self.route} takes at most"
                            f" {self.max_batch} at a time; send them in batches")
-        now = time.monotonic()
-        self._sweep(now)
-        posts = self._posts.setdefault(device_id, deque())
-        while posts and posts[0][0] <= now - WINDOW:
-            posts.popleft()
-        total = sum(count for _, count in posts)
-        if total + rows > self.per_minute:
-            wait, freed = 0.0, 0
-            for at, count in posts:  # until enough of the oldest rows age out
-                freed += count
-                wait = at + WINDOW - now
-                if total - freed + rows <= self.per_minute:
-                    break
+        # room for `rows` more: at most per_minute - rows posted within the window
+        wait = self._rows.wait(device_id, self.per_minute - rows + 1)
+        if wait > 0:
             raise DeviceThrottled(
-                f"this device posted {total} entries to {self.route} in the last minute, at"
-                f" most {self.per_minute} a minute: wait {max(1, round(wait))} s", wait)
-        posts.append((now, rows))
-
-    def _sweep(self, now: float) -> None:
-        """Forget devices that went quiet, now and then."""
-        if now - self._swept_at < 10:
-            return
-        self._swept_at = now
-        self._posts = {d: p for d, p in self._posts.items() if p and p[-1][0] > now - WINDOW}
+                f"this device posted {self._rows.count(device_id)} entries to {self.route}"
+                f" in the last minute, at most {self.per_minute} a minute: wait"
+                f" {max(1, round(wait))} s", wait)
+        self._rows.add([device_id] * rows)
