@@ -97,18 +97,25 @@ class Users:
         """Set a new password if `current` is right (a device asks on its user's behalf);
         wrong ones count as failed logins of `client`. PasswordChangesThrottled past
         CHANGES_PER_USER changes within CHANGE_WINDOW, before any password is checked."""
+        self._admit_change(user_id)
+        username = await self.name_of(user_id)
+        if username is None or await self.authenticate(username, current, client) != user_id:
+            return False
+        validate_credentials(username, new)
+        # checked again and counted with nothing awaited between: of changes asked
+        # together, past the limit, none gets through
+        self._admit_change(user_id)
+        self._changes.add((user_id,))
+        await self.set_password(username, new)
+        return True
+
+    def _admit_change(self, user_id: int) -> None:
         wait = self._changes.wait(user_id, CHANGES_PER_USER)
         if wait > 0:
             raise PasswordChangesThrottled(
                 f"this user's password changed {CHANGES_PER_USER} times in the last"
                 f" {CHANGE_WINDOW / 60:.0f} minutes: wait {max(1, round(wait))} s before"
                 " changing it again", retry_after=wait)
-        username = await self.name_of(user_id)
-        if username is None or await self.authenticate(username, current, client) != user_id:
-            return False
-        await self.set_password(username, new)
-        self._changes.add((user_id,))
-        return True
 
     async def ensure(self, username: str, password: str) -> None:
         """Make sure the user exists with exactly this password (for unattended starts)."""
