@@ -24,7 +24,7 @@ from simgate.client.config import SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import MAX_SIM_SLOTS
-from simgate.files import write_private
+from simgate.files import UnsafeFile, write_private
 from simgate.usercli import register as register_user_commands
 
 if TYPE_CHECKING:  # the store, the agent and uvloop load with the commands that use them:
@@ -97,10 +97,12 @@ def claim(settings: Settings) -> None:
                               "pid": os.getpid()}))
 
 
-def local_server(data_dir: Path | None) -> str:
-    """The URL of the server last started on the data directory, else the default one."""
+def local_server(data_dir: Path | None, username: str | None = None) -> str:
+    """The URL of the server last started on the data directory, else the default one;
+    with a user given, the default (their credentials never go to a URL found there)."""
     settings = settings_from(data_dir=data_dir)
-    return local_gateway(settings.data_dir)[0] or f"http://127.0.0.1:{settings.port}"
+    local = None if username else local_gateway(settings.data_dir)[0]
+    return local or f"http://127.0.0.1:{settings.port}"
 
 
 _held: list[Any] = []  # the data directory lock, kept open while the process lives
@@ -119,7 +121,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
             return runner.run(coro)
     except ServiceError as exc:
         raise fail(exc.message) from None
-    except ServerError as exc:
+    except (ServerError, UnsafeFile) as exc:
         raise fail(str(exc)) from None
     except (OSError, SQLAlchemyError) as exc:
         raise fail(str(exc).splitlines()[0]) from None
@@ -411,7 +413,7 @@ def doctor(
     from simgate.agent import doctor as checks
 
     if not (server or modem or termux or emulator):
-        server = local_server(data_dir)
+        server = local_server(data_dir, username)
 
     async def examine() -> list[checks.Finding]:
         found: list[checks.Finding] = []
@@ -456,7 +458,7 @@ def sims(
     """
     import httpx
 
-    server = server or local_server(data_dir)
+    server = server or local_server(data_dir, username)
     user, secret = _stored_credentials(username, password, data_dir)
     if not (user and secret):
         raise fail("give --username and --password (or SIMGATE_USERNAME/SIMGATE_PASSWORD)")
@@ -552,6 +554,8 @@ def tls_init(
     target = directory or settings_from(data_dir=data_dir).data_dir / "tls"
     try:
         issued = issue(target, name or [])
+    except UnsafeFile as exc:
+        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write to {target}: {exc.strerror or exc}") from None
     names = ", ".join([*issued.names, *map(str, issued.addresses)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,12 +15,32 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from simgate.files import UnsafeFile, check_private
+
+CONFIG_FILE = "simgate.toml"  # in the working directory
+SECRET_KEYS = ("password", "private_token", "database_url")
+
+
+def _check_config_file(path: Path) -> None:
+    """A config file sets the user's password and where webhooks may go: another user's,
+    or one others may change, is refused (as a planted file would be obeyed), and one
+    with a secret in it must be closed to others."""
+    try:
+        info = path.stat()
+        secret = bool(set(tomllib.loads(path.read_text())) & set(SECRET_KEYS))
+    except (OSError, ValueError):
+        return  # absent, unreadable or not TOML: the settings source says so
+    try:
+        check_private(path.resolve(), info, others_may_read=not secret)
+    except UnsafeFile as exc:
+        raise ValueError(str(exc)) from None
+
 
 class Settings(BaseSettings):
     """Everything the server and agent read at start."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SIMGATE_", toml_file="simgate.toml", extra="ignore"
+        env_prefix="SIMGATE_", toml_file=CONFIG_FILE, extra="ignore"
     )
 
     host: str = "127.0.0.1"
@@ -95,6 +116,11 @@ class Settings(BaseSettings):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} is not a file: make a certificate with"
                                  " `simgate tls init`")
+        if self.tls_key is not None:
+            try:  # a private key: the user's own (or root's, readable by a group)
+                check_private(self.tls_key, self.tls_key.stat(), group_may_read=True)
+            except UnsafeFile as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @property
@@ -129,6 +155,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        _check_config_file(Path(CONFIG_FILE))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @property

@@ -18,6 +18,7 @@ def simgate(*args: str, cwd) -> subprocess.CompletedProcess:
 def test_settings_from_simgate_toml_and_users_added_from_the_cli(tmp_path):
     (tmp_path / "simgate.toml").write_text(
         'username = "toml-user"\npassword = "toml-secret-1"\nmax_queued_per_device = 1\n')
+    (tmp_path / "simgate.toml").chmod(0o600)  # it holds a password: others may not read it
     data_dir = tmp_path / "data"
     server = SimgateProcess(["serve"], data_dir, cwd=tmp_path).start()
     try:

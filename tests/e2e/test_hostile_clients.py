@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from simgate.serve.guard import Limits, OpenConnections
 from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
 
@@ -223,3 +224,19 @@ def test_a_removed_device_loses_its_event_streams_in_every_worker(tmp_path):
         assert read_until_closed(again).startswith(b"HTTP/1.1 401")
     finally:
         process.stop()
+
+
+def test_the_connection_cap_counts_an_ipv6_64_as_one_client():
+    """A subscriber gets a /64 (or more) and may connect from any address in it: one
+    client, one cap. Another /64, an IPv4 address (also written IPv4-mapped) and the
+    exempted proxies count apart."""
+    connections = OpenConnections(Limits(1, 1, per_address=2, exempt="2001:db8:ff::/48"))
+    keys = [connections.open(f"2001:db8:1:2::{n:x}") for n in (1, 0xbeef)]
+    assert keys == [("2001:db8:1:2::/64", True)] * 2
+    assert connections.open("2001:db8:1:2:ffff:ffff:ffff:ffff") == ("2001:db8:1:2::/64", False)
+    assert connections.open("2001:db8:1:3::1") == ("2001:db8:1:3::/64", True)
+    assert connections.open("192.0.2.7")[1] and connections.open("::ffff:192.0.2.7")[1]
+    assert connections.open("192.0.2.7") == ("192.0.2.7", False)
+    assert all(connections.open("2001:db8:ff::1") == (None, True) for _ in range(5))
+    connections.close("2001:db8:1:2::/64")  # one goes: another may come
+    assert connections.open("2001:db8:1:2::99") == ("2001:db8:1:2::/64", True)

@@ -313,3 +313,46 @@ async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path)
     finally:
         await relay.stop()
         process.stop()
+
+
+async def test_a_local_server_json_is_used_only_with_its_own_credentials_and_if_ours(tmp_path):
+    """A ./simgate-data/server.json names where the credentials go: credentials given
+    by flags, variables or the config file never go there, and a data directory another
+    user owns is not the user's local gateway at all."""
+    heard: list[bytes] = []
+
+    async def catch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(await reader.read(4096))
+        writer.close()
+
+    catcher = await asyncio.start_server(catch, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{catcher.sockets[0].getsockname()[1]}"
+    data = tmp_path / "simgate-data"
+    data.mkdir(mode=0o700)
+    (data / "server.json").write_text(json.dumps({"url": url}))
+    nowhere = str(free_port())  # the default server: nobody listens there
+
+    async def messages(**env: str) -> int:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "simgate", "messages", cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "SIMGATE_CLIENT_CONFIG": str(tmp_path / "none.toml"),
+                 "SIMGATE_PORT": nowhere, **env})
+        return await asyncio.wait_for(process.wait(), 60)
+
+    try:
+        assert await messages(SIMGATE_USERNAME="me", SIMGATE_PASSWORD="my-password") == 4
+        (data / "credentials.json").write_text(json.dumps({"username": "local",
+                                                           "password": "local-secret"}))
+        (data / "credentials.json").chmod(0o600)
+        assert await messages(SIMGATE_USERNAME="me", SIMGATE_PASSWORD="my-password") == 4
+        assert heard == []  # the user's own credentials went nowhere near it
+        await messages()  # the local gateway's own credentials, to its own URL
+        await wait_until(lambda: heard, timeout=30)
+        assert b"Authorization: Basic" in heard[0] and b"my-password" not in heard[0]
+        for name in ("server.json", "credentials.json"):
+            os.chown(data / name, 65534, 65534)  # planted by another local user
+        assert await messages() == 3  # no credentials: the planted ones are not read
+        assert len(heard) == 1
+    finally:
+        catcher.close()

@@ -138,6 +138,30 @@ async def test_bad_bodies_are_400_with_a_message(api, body, fragment):
     assert fragment in response.json()["message"]
 
 
+SEND_PATHS = ["/3rdparty/v1/messages", "/3rdparty/v1/message", "/api/3rdparty/v1/messages",
+              "/api/3rdparty/v1/message"]
+
+
+async def test_a_send_not_declared_json_is_a_415_and_sends_nothing(api):
+    """What a cross-site form or a no-cors fetch can post, with a browser's remembered Basic
+    credentials: plain text, a form, multipart, no type at all."""
+    await register_device(api)
+    body = json.dumps(SEED).encode()
+    for path in SEND_PATHS:
+        for declared in ["text/plain", "application/x-www-form-urlencoded",
+                         "multipart/form-data; boundary=x", "text/json", "application/jsonx",
+                         None]:
+            headers = {"Content-Type": declared} if declared else {}  # raw bytes: no type
+            response = await api.post(path, content=body, headers=headers)
+            assert response.status_code == 415, (path, declared, response.text)
+            assert "Content-Type: application/json" in response.json()["message"]
+    assert (await api.get("/3rdparty/v1/messages")).json() == []
+    for declared in ["application/json", "application/json; charset=utf-8", "Application/JSON"]:
+        response = await api.post(SEND_PATHS[0], content=body,
+                                  headers={"Content-Type": declared})
+        assert response.status_code == 202, (declared, response.text)
+
+
 async def test_malformed_json_and_huge_bodies(api):
     await register_device(api)
     response = await api.post("/3rdparty/v1/messages", content=b'{"message": "x",',

@@ -202,3 +202,67 @@ async def test_nul_in_a_url_is_a_400_on_every_store(store_url, tmp_path):
                 refused(await api.request(method, url), "NUL")
     finally:
         await gateway.close()
+
+
+SURROGATE_BODIES = [  # (method, path, body with a lone surrogate, field named, as a device)
+    ("POST", "/mobile/v1/device", '{"name": "%s"}', "name", False),
+    ("POST", "/api/mobile/v1/device", '{"name": "%s"}', "name", False),
+    ("PATCH", "/mobile/v1/device", '{"name": "%s"}', "name", True),
+    ("POST", "/mobile/v1/inbox", '[{"message": "%s"}]', "[0].message", True),
+    ("POST", "/mobile/v1/logs", '[{"message": "%s"}]', "[0].message", True),
+    ("POST", "/3rdparty/v1/webhooks", '{"url": "https://example.org/%s", "event":'
+     ' "sms:received"}', "url", False),
+    ("POST", "/3rdparty/v1/messages", '{"message": "hi %s", "phoneNumbers": ["+19162255887"]}',
+     "message", False),
+    ("POST", "/api/3rdparty/v1/message", '{"textMessage": {"text": "%s"}, "phoneNumbers":'
+     ' ["+19162255887"]}', "textMessage.text", False),
+]
+LONE_HALVES = ["\\ud800", "\\uDBFF", "\\udc00", "x\\udc00\\ud83d", "\\ud83d\\ud83d\\ude00"]
+
+
+async def test_a_lone_surrogate_anywhere_in_a_body_is_a_400_naming_the_field(api):
+    """Half a UTF-16 pair is no character: UTF-8 cannot carry it, to the store or back in
+    the answer that quotes it."""
+    device = await register_device(api)
+    bearer = {"Authorization": f"Bearer {device['token']}"}
+    for method, path, template, field, as_device in SURROGATE_BODIES:
+        for half in LONE_HALVES:
+            response = await api.request(
+                method, path, content=(template % half).encode(),
+                headers={"Content-Type": "application/json", **(bearer if as_device else {})})
+            refused(response, f"{field}: \\u", "surrogate pair")
+        # spelled as raw (invalid) UTF-8 bytes too, as a lenient decoder would take them
+        raw = (template % "").encode().replace(b'""', b'"\xed\xa0\x80"', 1).replace(
+            b'/"', b'/\xed\xa0\x80"').replace(b'hi ', b'hi \xed\xa0\x80')
+        response = await api.request(
+            method, path, content=raw,
+            headers={"Content-Type": "application/json", **(bearer if as_device else {})})
+        assert response.status_code == 400, (path, response.text)
+    anonymous = await api.post("/mobile/v1/device", content=b'{"name": "\\ud800"}', auth=None,
+                               headers={"Content-Type": "application/json"})
+    refused(anonymous, "name: \\ud800")
+    # a whole pair, escaped or not, and text near the surrogates (Hangul) are characters
+    for text in ["\\ud83d\\ude00", "😀", "한국어 힣"]:
+        response = await post_raw(api, "/3rdparty/v1/messages",
+                                  f'{{"message": "{text}", "phoneNumbers": ["+19162255887"]}}')
+        assert response.status_code == 202, response.text
+    response = await post_raw(api, "/mobile/v1/device", '{"name": "힣 \\ud83d\\ude00"}')
+    assert response.status_code == 201, response.text
+
+
+async def test_numbers_sent_as_given_may_not_hold_control_characters(api):
+    """skipPhoneValidation sends a number as given: never a line break or an escape, which
+    would end up in a modem's AT command line, a log line or a CSV."""
+    await register_device(api)
+    for number in ["+1916\r\nAT+CMGD=1,4", "+1916\n", "\t+19162255887", "+1916\x1b[2J",
+                   "+1916\x85", "+1916\u2028"]:
+        for encrypted in (False, True):
+            response = await api.post("/3rdparty/v1/messages",
+                                      params={"skipPhoneValidation": "true"},
+                                      json={"message": "hi", "phoneNumbers": ["+19162255887", number],
+                                            "isEncrypted": encrypted})
+            refused(response, "phoneNumbers[1]: control characters")
+    assert (await api.get("/3rdparty/v1/messages")).json() == []
+    response = await api.post("/3rdparty/v1/messages", params={"skipPhoneValidation": "true"},
+                              json={"message": "hi", "phoneNumbers": ["12345", "*100#"]})
+    assert response.status_code == 202, response.text

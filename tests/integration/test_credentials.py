@@ -78,3 +78,24 @@ async def test_an_unknown_user_costs_the_same_argon2_check_as_a_wrong_password(g
         assert CountingHasher.verified == 3
     finally:
         await users.close()
+
+
+async def test_one_users_new_password_leaves_other_users_remembered_checks(two_gateways):
+    """Each user's checks carry that user's stamp: another tenant's new password, in any
+    process, costs them no new argon2 check."""
+    first, second = two_gateways
+    users = Users(second.sessions, second.stamps, passwords=Passwords(CountingHasher()))
+    try:
+        gina = await first.users.add("gina", "gina-secret")
+        await first.users.add("hugo", "hugo-secret")
+        assert await users.authenticate("gina", "gina-secret") == gina.id
+        CountingHasher.verified = 0
+        await first.users.set_password("hugo", "hugo-secret-2")
+        await first.users.set_password("hugo", "hugo-secret-3")
+        assert await users.authenticate("gina", "gina-secret") == gina.id
+        assert CountingHasher.verified == 0
+        await first.users.set_password("gina", "gina-secret-2")
+        assert await users.authenticate("gina", "gina-secret") is None
+        assert CountingHasher.verified == 1
+    finally:
+        await users.close()

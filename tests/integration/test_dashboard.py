@@ -204,6 +204,21 @@ async def test_a_new_password_ends_the_session(web, gateway):
     assert (await web.get("/")).status_code == 303
 
 
+async def test_a_new_password_ends_only_its_own_users_sessions(web, gateway):
+    """One tenant changing their password (a device can do it) logs no one else out."""
+    await gateway.users.add(BOB, BOB_PASSWORD)
+    await log_in(web)
+    async with httpx.AsyncClient(transport=web._transport, base_url="http://simgate") as bob:
+        await log_in(bob, BOB, BOB_PASSWORD)
+        await gateway.users.set_password(BOB, "bob-secret-2")
+        assert (await bob.get("/")).status_code == 303
+        assert (await web.get("/")).status_code == 200
+        await log_in(bob, BOB, "bob-secret-2")
+        await gateway.users.set_password(USER, "another-secret")
+        assert (await web.get("/")).status_code == 303
+        assert (await bob.get("/")).status_code == 200
+
+
 async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
     await register_device(api)
     token = await log_in(web)

@@ -4,14 +4,16 @@ server: a one-time user code, or the server key (which makes a user for the devi
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import httpx
 import pytest
 
 from simgate.config import Settings
 from simgate.server.app import create_app
-from simgate.services.enrolment import TooManyAttempts
+from simgate.services.enrolment import TRIES_PER_ADDRESS, TooManyAttempts
 from simgate.services.gateway import Gateway
+from simgate.services.users import CHANGE_WINDOW, CHANGES_PER_USER
 from tests.conftest import PASSWORD, USER, register_device
 
 SERVER_KEY = "server-key-for-private-mode"
@@ -91,6 +93,35 @@ async def test_device_info_and_password_change(api):
     assert (await api.get("/3rdparty/v1/devices")).status_code == 401  # the old password
 
 
+async def test_a_device_changing_its_users_password_over_and_over_gets_429(api, gateway):
+    """Each change ends the user's tokens and sessions and costs a slow hash: a few in ten
+    minutes, then 429 with Retry-After, before any password is checked."""
+    device = await register_device(api)
+    headers = {"Authorization": f"Bearer {device['token']}"}
+    passwords = [PASSWORD] + [f"new-password-{n}" for n in range(CHANGES_PER_USER + 1)]
+    for current, new in itertools.pairwise(passwords[:CHANGES_PER_USER + 1]):
+        changed = await api.patch("/mobile/v1/user/password", auth=None, headers=headers,
+                                  json={"currentPassword": current, "newPassword": new})
+        assert changed.status_code == 204, changed.text
+    current = passwords[CHANGES_PER_USER]
+    refused = await api.patch("/mobile/v1/user/password", auth=None, headers=headers,
+                              json={"currentPassword": current, "newPassword": "one-more-pw"})
+    assert refused.status_code == 429, refused.text
+    assert 0 < int(refused.headers["Retry-After"]) <= CHANGE_WINDOW
+    assert "password changed" in refused.json()["message"]
+    # the password stays the last one set; another user's device may still change theirs
+    assert (await api.get("/3rdparty/v1/devices", auth=(USER, current))).status_code == 200
+    # (changes asked all at once, with the right password: no more get through)
+    await gateway.users.add("bob", "bob-secret-1")
+    bobs = await register_device(api, auth=("bob", "bob-secret-1"))
+    changes = await asyncio.gather(*[api.patch(
+        "/mobile/v1/user/password", auth=None,
+        headers={"Authorization": f"Bearer {bobs['token']}"},
+        json={"currentPassword": "bob-secret-1", "newPassword": f"bob-new-pw-{n}"})
+        for n in range(CHANGES_PER_USER + 3)])
+    assert sorted(c.status_code for c in changes) == [204] * CHANGES_PER_USER + [429] * 3
+
+
 async def test_guessing_codes_is_cut_short_even_all_at_once(api, gateway):
     real = (await api.get("/mobile/v1/user/code")).json()["code"]
     guesses = [f"{n:06d}" for n in range(40) if f"{n:06d}" != real][:30]
@@ -113,6 +144,30 @@ async def test_guessing_codes_is_cut_short_even_all_at_once(api, gateway):
         joined = await other.post("/mobile/v1/device", json={"name": "mine"},
                                   headers={"Authorization": f"Code {real}"})
     assert joined.status_code == 201, joined.text
+
+
+async def test_guessing_the_server_key_is_cut_short_as_codes_are(private):
+    """Wrong Bearer keys on registration count as wrong codes: ten from an address, then
+    429, even for the right key; another address still joins with it."""
+    gateway = private.gateway
+    guesses = await asyncio.gather(*[
+        private.post("/mobile/v1/device", json={"name": "x"},
+                     headers={"Authorization": f"Bearer guess-{n}"}) for n in range(30)])
+    assert sorted(g.status_code for g in guesses) == [401] * 10 + [429] * 20
+    blocked = await private.post("/mobile/v1/device", json={"name": "x"},
+                                 headers={"Authorization": f"Bearer {SERVER_KEY}"})
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"
+    assert "server key" in blocked.json()["message"]
+    before = len(await gateway.users.list())
+    app = create_app(gateway.settings, gateway)
+    app.state.gateway = gateway
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5)),
+                                 base_url="http://simgate") as other:
+        for _ in range(TRIES_PER_ADDRESS + 1):  # the right key is no guess: never counted
+            joined = await other.post("/mobile/v1/device", json={"name": "mine"},
+                                      headers={"Authorization": f"Bearer {SERVER_KEY}"})
+            assert joined.status_code == 201, joined.text
+    assert len(await gateway.users.list()) == before + TRIES_PER_ADDRESS + 1
 
 
 async def test_a_refused_body_spends_no_code_and_makes_no_user(api, private, gateway):

@@ -7,8 +7,10 @@ import json
 
 import httpx
 
+from simgate.agent.agent import REPORT_BATCH
 from simgate.config import Settings
 from simgate.server.app import create_app
+from simgate.services.device_limits import MAX_BATCH, ROWS_PER_MINUTE
 from simgate.services.gateway import Gateway
 from simgate.webhooks.signing import sign
 from tests.conftest import register_device
@@ -240,9 +242,9 @@ async def test_the_apps_mms_ping_and_start_at_the_ingest_hook_reach_the_users_we
     for event, payload in (("mms:received", mms), ("mms:received", mms),
                            ("system:ping", {"health": {"status": "pass"}}),
                            ("app:started", {"simCards": [{"slotIndex": 0}]})):
-        posted = await post_signed(url[event], {
-            "id": "evt", "webhookId": "simgate", "event": event, "deviceId": device["id"],
-            "payload": payload})
+        posted = await post_signed(url[event], {  # the app gives every post an id of its own
+            "id": f"evt-{event}", "webhookId": "simgate", "event": event,
+            "deviceId": device["id"], "payload": payload})
         assert posted.status_code == 200, posted.text
     inbox = (await api.get("/3rdparty/v1/inbox")).json()
     assert [(m["type"], m["contentPreview"]) for m in inbox] == [("MMS", "a picture")]
@@ -262,3 +264,107 @@ async def test_patch_device_with_another_devices_id_is_forbidden(api):
     own = await api.patch("/mobile/v1/device", **bearer(device), json={
         "id": device["id"], "pushToken": "mine"})
     assert own.status_code == 204
+
+
+async def _ingest_hooks(api, device) -> tuple[dict[str, str], str]:
+    """The app's ingest URLs by event, and the signing key of its settings."""
+    hooks = (await api.get("/mobile/v1/webhooks", **bearer(device))).json()
+    key = (await api.get("/mobile/v1/settings", **bearer(device))).json()["webhooks"][
+        "signing_key"]
+    return {h["event"]: h["url"].removeprefix("http://simgate") for h in hooks}, key
+
+
+async def test_ingest_refuses_unsigned_posts_whatever_the_settings_say(api):
+    """A replace without the key (the official client's), an empty or a null key: the
+    user keeps a key, the phone's posts stay signed, an unsigned one is a 401."""
+    device = await register_device(api)
+    url, key = await _ingest_hooks(api, device)
+    ping = json.dumps({"id": "unsigned", "event": "system:ping", "payload": {}}).encode()
+    for change in [("PUT", {}), ("PUT", {"webhooks": {"retry_count": 3}}),
+                   ("PATCH", {"webhooks": {"signing_key": ""}}),
+                   ("PATCH", {"webhooks": {"signing_key": None}}),
+                   ("PATCH", {"webhooks": None}),
+                   ("PUT", {"webhooks": {"signing_key": ""}})]:
+        method, body = change
+        changed = await api.request(method, "/3rdparty/v1/settings", json=body)
+        assert changed.status_code == 200, (change, changed.text)
+        assert changed.json()["webhooks"]["signing_key_set"] is True, change
+        assert (await _ingest_hooks(api, device))[1] == key, change
+        unsigned = await api.post(url["system:ping"], auth=None, content=ping,
+                                  headers={"Content-Type": "application/json"})
+        assert unsigned.status_code == 401, (change, unsigned.text)
+        assert "X-Signature" in unsigned.json()["message"]
+    # a new key replaces the old one, and signs from then on
+    assert (await api.patch("/3rdparty/v1/settings", json={
+        "webhooks": {"signing_key": "a-new-key"}})).status_code == 200
+    signed = await api.post(url["system:ping"], auth=None, content=ping, headers={
+        "Content-Type": "application/json", **sign("a-new-key", ping)})
+    assert signed.status_code == 200, signed.text
+
+
+async def test_a_replayed_ingest_post_is_answered_but_acted_on_once(api):
+    """The same signed post again (within the signature's window) fires no webhook again;
+    a new post, with a new id, does."""
+    device = await register_device(api)
+    for event in ("system:ping", "app:started"):
+        await api.post("/3rdparty/v1/webhooks", json={"url": "https://1.1.1.1/hook",
+                                                      "event": event})
+    url, key = await _ingest_hooks(api, device)
+    posts = []
+    for event, event_id in [("system:ping", "ping-1"), ("app:started", "start-1"),
+                            ("system:ping", "ping-2")]:
+        content = json.dumps({"id": event_id, "event": event, "deviceId": device["id"],
+                              "payload": {}}).encode()
+        posts.append((url[event], content, sign(key, content)))
+    for path, content, headers in posts + posts[:2] + posts[:1]:
+        answer = await api.post(path, auth=None, content=content,
+                                headers={"Content-Type": "application/json", **headers})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"id": json.loads(content)["id"]}
+    raised = (await api.get("/3rdparty/v1/webhooks/deliveries")).json()
+    assert sorted(d["event"] for d in raised) == ["app:started", "system:ping", "system:ping"]
+
+
+def _sms(n: int) -> dict:
+    return {"id": f"sms-{n}", "type": "SMS", "sender": "+79990001234", "simNumber": 1,
+            "content": f"hello {n}", "isEncrypted": False, "createdAt": "2026-01-15T10:30:00Z"}
+
+
+def _log(n: int) -> dict:
+    return {"priority": "INFO", "module": "sim", "message": f"entry {n}"}
+
+
+async def test_a_device_posts_bounded_batches_at_a_bounded_rate(api, gateway):
+    """One tenant's device flooding /inbox or /logs gets 413 past a batch, 429 with
+    Retry-After past a minute's rows; nothing refused is stored, and another tenant's
+    device posts on as before."""
+    device = await register_device(api)
+    await gateway.users.add("bob", "bob-secret-1")
+    bobs = await register_device(api, auth=("bob", "bob-secret-1"))
+    for path, row in (("/mobile/v1/inbox", _sms), ("/mobile/v1/logs", _log)):
+        too_big = await api.post(path, **bearer(device),
+                                 json=[row(n) for n in range(MAX_BATCH + 1)])
+        assert too_big.status_code == 413, too_big.text[:200]
+        assert f"at most {MAX_BATCH}" in too_big.json()["message"]
+        sent = 0
+        while sent + MAX_BATCH <= ROWS_PER_MINUTE:
+            batch = await api.post(path, **bearer(device),
+                                   json=[row(n) for n in range(sent, sent + MAX_BATCH)])
+            assert batch.status_code < 300, batch.text[:200]
+            sent += MAX_BATCH
+        throttled = await api.post(path, **bearer(device), json=[row(sent)])
+        assert throttled.status_code == 429, throttled.text[:200]
+        assert 0 < int(throttled.headers["Retry-After"]) <= 60
+        assert "a minute" in throttled.json()["message"]
+        other = await api.post(path, **bearer(bobs), json=[row(0)])
+        assert other.status_code < 300, other.text
+    inbox = await api.get("/3rdparty/v1/inbox", params={"limit": 1})
+    assert inbox.headers["X-Total-Count"] == str(ROWS_PER_MINUTE)
+    logs = [e for e in (await api.get("/3rdparty/v1/logs")).json()
+            if e["message"].startswith("entry ")]
+    assert len(logs) == ROWS_PER_MINUTE
+
+
+def test_simgates_agent_sends_batches_the_server_takes():
+    """The agent's outbox posts up to REPORT_BATCH rows at once: never a 413."""
+    assert REPORT_BATCH <= MAX_BATCH

@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from simgate.files import UnsafeFile, check_private, read_private
+
 DEFAULT_PORT = 3000
 SERVER_FILE = "server.json"  # written by `run`/`serve` in their data directory
 CREDENTIALS_FILE = "credentials.json"  # written by `run` when it made its user
@@ -42,9 +44,11 @@ def read_config(path: Path) -> dict[str, str]:
     """The file's `server`, `username`, `password` and `token`; nothing if it is absent.
 
     Like ssh with its keys, a file with a secret that others may read is refused: a
-    password left readable is a password given away."""
+    password left readable is a password given away; and so is one another user owns or
+    may change (it names the server the credentials go to)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            info, raw = os.fstat(file.fileno()), file.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -59,28 +63,45 @@ def read_config(path: Path) -> dict[str, str]:
                           " server, username, password and token")
     if not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f"{path}: every value is a string in quotes")
-    if (data.get("password") or data.get("token")) and path.stat().st_mode & 0o077:
-        raise ConfigError(f"{path} holds a secret and others may read it: chmod 600 {path}")
+    try:
+        check_private(path, info, others_may_read=not (data.get("password") or data.get("token")))
+    except UnsafeFile as exc:
+        raise ConfigError(str(exc)) from None
     return data
 
 
 def local_gateway(data_dir: Path) -> tuple[str | None, tuple[str, str] | None]:
-    """The URL of the server last started on `data_dir`, and the user `run` made there."""
+    """The URL of the server last started on `data_dir`, and the user `run` made there,
+    each only from a file of the user's own that others may not change (credentials.json
+    not read either): ./simgate-data in a directory another user controls is not ours."""
     url = credentials = None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        url = json.loads((data_dir / SERVER_FILE).read_text())["url"]
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        stored = json.loads((data_dir / CREDENTIALS_FILE).read_text())
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, UnsafeFile):
+        url = json.loads(_read_trusted(data_dir / SERVER_FILE))["url"]
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, UnsafeFile):
+        stored = json.loads(read_private(data_dir / CREDENTIALS_FILE))
         credentials = (stored["username"], stored["password"])
     return url, credentials
 
 
+def _read_trusted(path: Path) -> bytes:
+    """A file that names where credentials go: the user's own, closed to others' changes."""
+    with path.open("rb") as file:
+        check_private(path, os.fstat(file.fileno()), others_may_read=True)
+        return file.read()
+
+
 def resolve(server: str | None, username: str | None, password: str | None,
             token: str | None, data_dir: Path, port: int = DEFAULT_PORT) -> Target:
-    """The first of: flags or SIMGATE_* variables, the config file, the local gateway."""
+    """The first of: flags or SIMGATE_* variables, the config file, the local gateway.
+
+    The local gateway's URL (its server.json) is used only with its own credentials
+    (credentials.json), or none: credentials given any other way never go to a URL found
+    in the working directory."""
     path = config_path()
     file = read_config(path)
     local_url, local_credentials = local_gateway(data_dir)
+    if token or username or file.get("token") or file.get("username"):
+        local_url = None
     url = server or file.get("server") or local_url or f"http://127.0.0.1:{port}"
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"server {url!r}: give a URL such as http://host:{DEFAULT_PORT}")

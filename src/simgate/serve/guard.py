@@ -1,5 +1,5 @@
 """Slow and greedy clients: deadlines for a request's headers and body, and a cap on the
-connections one address holds open.
+connections one address (an IPv6 /64) holds open.
 
 uvicorn times out only idle keep-alive connections: a client that trickles its headers,
 or declares a body and never sends it, holds a connection (and a request task) as long as
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from simgate.services.limits import address_groups
 
 BODY_MIN_RATE = 500  # bytes a second: each 500 bytes received give a body one more second
 
@@ -54,9 +56,35 @@ def _is_exempt(host: str, exempt: str) -> bool:
     return False
 
 
+class OpenConnections:
+    """The connections each client holds open, against the cap: an IPv4 address, or an
+    IPv6 /64 (a subscriber gets one, or more, and may use any address in it) counts as
+    one client; the proxies exempted are not counted."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._open: Counter[str] = Counter()  # one event loop per process: no lock
+
+    def open(self, host: str) -> tuple[str | None, bool]:
+        """The key `host` is counted under (None: not counted), and whether it may open
+        one more connection (counted when it may)."""
+        if not self._limits.per_address or _is_exempt(host, self._limits.exempt):
+            return None, True
+        key = address_groups(host)[0]
+        if self._open[key] >= self._limits.per_address:
+            return key, False
+        self._open[key] += 1
+        return key, True
+
+    def close(self, key: str) -> None:
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
+
+
 def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     """An HTTP protocol class for uvicorn.Config(http=...) that keeps `limits`."""
-    open_by_address: Counter[str] = Counter()  # one event loop per process: no lock
+    connections = OpenConnections(limits)
 
     class GuardedHttpTools(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
@@ -66,24 +94,22 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             host = self.client[0] if self.client else None
-            if limits.per_address and host and not _is_exempt(host, limits.exempt):
-                if open_by_address[host] >= limits.per_address:
+            if host:
+                address, admitted = connections.open(host)
+                if not admitted:
                     transport.write(_refusal(
                         503, "Service Unavailable",
-                        f"too many connections from {host}: at most {limits.per_address}"
+                        f"too many connections from {address}: at most {limits.per_address}"
                         " at once; reuse connections, or wait for some to close"))
                     transport.close()
                     return
-                open_by_address[host] += 1
-                self._address = host
+                self._address = address
             self._arm(limits.header_timeout, self._headers_late)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             if self._address is not None:
-                open_by_address[self._address] -= 1
-                if open_by_address[self._address] <= 0:
-                    del open_by_address[self._address]
+                connections.close(self._address)
                 self._address = None
             super().connection_lost(exc)
 

@@ -31,7 +31,8 @@ from simgate.bus.redis import RedisLink, channel_of
 from simgate.config import Settings, apply_log_level, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
-from simgate.files import write_private
+from simgate.files import read_private, write_private
+from simgate.serve import access_log
 from simgate.serve.guard import Limits, guarded_protocol
 from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
@@ -94,6 +95,7 @@ def uvicorn_server(settings: Settings, gateway: Gateway,
                                      settings.max_connections_per_address,
                                      exempt=settings.forwarded_allow_ips)),
     )
+    access_log.install()  # after the config: it sets up uvicorn's loggers
     return uvicorn.Server(config)
 
 
@@ -142,8 +144,8 @@ def _credentials(settings: Settings) -> tuple[str, str]:
     if settings.username and settings.password:
         return settings.username, settings.password
     path = settings.data_dir / "credentials.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
+    with contextlib.suppress(FileNotFoundError):
+        stored = json.loads(read_private(path))  # UnsafeFile if another user could plant it
         return stored["username"], stored["password"]
     username, password = "simgate", secrets.token_urlsafe(12)
     write_private(path, json.dumps({"username": username, "password": password}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from simgate.files import DIR_MODE, check_private, private_dir, read_private, write_private
 
 CA_DAYS = 3650
 SERVER_DAYS = 825  # the longest some clients accept for a server certificate
@@ -66,10 +69,13 @@ def lan_addresses() -> list[Address]:
     return addresses
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_bytes(data)
+def _own_directory(directory: Path) -> None:
+    """The directory of the keys, and its missing parents, made 0700 whatever the umask;
+    one that exists is closed to others if it is the user's, refused if it is not."""
+    private_dir(directory)
+    if directory.stat().st_uid == os.geteuid():
+        directory.chmod(DIR_MODE)
+    check_private(directory, directory.stat())
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -81,7 +87,7 @@ def _load_or_make_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurv
                                                bool]:
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     if cert_path.exists() and key_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(read_private(key_path), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, False
     key = ec.generate_private_key(ec.SECP256R1())
@@ -101,16 +107,15 @@ def _load_or_make_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurv
                        critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(key_path, _key_pem(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path, _key_pem(key))
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert, key, True
 
 
 def issue(directory: Path, extra_names: list[str] | None = None) -> Issued:
     """Make (or keep) the CA in `directory` and a new server certificate for this host's
     names and addresses plus `extra_names` (names or IP addresses)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    _own_directory(directory)
     ca_cert, ca_key, new_ca = _load_or_make_ca(directory)
     names, addresses = host_names(), lan_addresses()
     for extra in extra_names or []:
@@ -147,8 +152,8 @@ def issue(directory: Path, extra_names: list[str] | None = None) -> Issued:
         .sign(ca_key, hashes.SHA256())
     )
     server_cert, server_key = directory / "server.crt", directory / "server.key"
-    _write_private(server_key, _key_pem(key))
+    write_private(server_key, _key_pem(key))
     # the chain with it, so a client that trusts the CA can verify from this file alone
-    server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
-                            + ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_private(server_cert, cert.public_bytes(serialization.Encoding.PEM)
+                  + ca_cert.public_bytes(serialization.Encoding.PEM))
     return Issued(directory / "ca.crt", server_cert, server_key, names, addresses, new_ca)

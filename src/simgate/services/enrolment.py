@@ -24,7 +24,7 @@ CODE_LIFETIME = timedelta(minutes=5)
 # is asked, in each server process: per address, per network around it (IPv4 /24, IPv6 /48,
 # as a subscriber may hold a whole /64 or more), and, past a number of wrong codes in all,
 # an address that already got one wrong waits: whoever types the right code first still
-# gets in.
+# gets in. A wrong server key (Bearer on registration) counts as a wrong code.
 TRIES_PER_ADDRESS = 10
 TRIES_PER_NETWORK = 30
 WRONG_IN_ALL = 100
@@ -70,26 +70,46 @@ class Enrolment:
                 continue  # that code is someone else's for now: draw another
         raise Unavailable("no free code just now: ask again in a minute")
 
-    async def redeem(self, code: str, client: str) -> int | None:
-        """The user a valid code belongs to, spending the code (one device, even when
-        several try at once); TooManyAttempts when `client` tried too many lately."""
+    def _admit(self, client: str, advice: str) -> None:
+        """TooManyAttempts when `client` tried too many codes or keys lately."""
         address, network = address_groups(client)
         tries = self._tries
         wrong_lately = tries.count(("wrong", address)) > 0
         if (tries.count(address) >= TRIES_PER_ADDRESS
                 or tries.count(network) >= TRIES_PER_NETWORK
                 or (wrong_lately and tries.count("wrong") >= WRONG_IN_ALL)):
-            raise TooManyAttempts("too many codes tried: wait a minute, then ask for a new code",
+            raise TooManyAttempts(f"too many codes or keys tried: wait a minute, then {advice}",
                                   retry_after=WINDOW)
-        tries.add((address, network))
+
+    def _tried(self, client: str) -> None:
+        self._tries.add(address_groups(client))
+
+    def _wrong(self, client: str) -> None:
+        self._tries.add((("wrong", address_groups(client)[0]), "wrong"))
+
+    async def redeem(self, code: str, client: str) -> int | None:
+        """The user a valid code belongs to, spending the code (one device, even when
+        several try at once); TooManyAttempts when `client` tried too many lately."""
+        self._admit(client, "ask for a new code")
+        self._tried(client)  # counted before the store is asked
         async with self._sessions.begin() as session:
             user_id = await session.scalar(
                 delete(UserCode)
                 .where(UserCode.code == code.strip(), UserCode.valid_until > utcnow())
                 .returning(UserCode.user_id))
         if user_id is None:
-            tries.add((("wrong", address), "wrong"))
+            self._wrong(client)
         return user_id
+
+    def admit_key(self, client: str) -> None:
+        """Before a Bearer key is compared: TooManyAttempts when `client` got too many
+        codes or keys wrong lately (the limits of codes, shared with them)."""
+        self._admit(client, "check the server key (SIMGATE_PRIVATE_TOKEN)")
+
+    def wrong_key(self, client: str) -> None:
+        """A Bearer that was neither the server key nor a token: a guess, counted."""
+        self._tried(client)
+        self._wrong(client)
 
     def is_server_key(self, token: str) -> bool:
         """Whether `token` is the server key; an empty token or key never matches."""

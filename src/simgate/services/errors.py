@@ -38,6 +38,10 @@ class Conflict(ServiceError):
     status = 409
 
 
+class TooLarge(ServiceError):
+    status = 413
+
+
 class Unavailable(ServiceError):
     status = 503
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate.bus.local import LocalBus, user_channel
 from simgate.config import Settings
+from simgate.services.device_limits import DeviceRows
 from simgate.services.devices import Devices
 from simgate.services.enrolment import Enrolment
 from simgate.services.inbox import Inbox
@@ -54,6 +55,9 @@ class Gateway:
     # checks of the server's own parts beyond the store (the bus between replicas), by
     # name, each answering a /health check
     server_checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # what one device may post at once and per minute (per server process)
+    inbox_rows: DeviceRows = field(default_factory=lambda: DeviceRows("/mobile/v1/inbox"))
+    log_rows: DeviceRows = field(default_factory=lambda: DeviceRows("/mobile/v1/logs"))
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod

@@ -6,6 +6,10 @@ GET /mobile/v1/webhooks. So simgate hands such a phone its own ingest hooks, one
 URL per device, instead of the user's. What arrives there is stored (an SMS once per id
 the app gave it) and delivered to the user's webhooks by simgate itself: durable,
 signed, retried, with the SIM, and not a second time from the phone.
+
+Every post is signed with the user's webhook signing key (every user has one), and acted
+on once by the event id the phone gave it: a post replayed within the signature's window
+is answered as before and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from simgate.services.devices import DeviceIdentity, Devices
-from simgate.services.webhooks import WebhookEvent
+from simgate.services.webhooks import FirstTime, WebhookEvent
+from simgate.store.models import IngestedEvent, utcnow
 from simgate.webhooks.signing import verify
 
 # How the server tells its own agent from an Android app (they get different webhooks).
@@ -28,6 +38,9 @@ INGEST_EVENTS = (WebhookEvent.SMS_RECEIVED, WebhookEvent.SMS_DATA_RECEIVED,
                  WebhookEvent.SMS_SENT, WebhookEvent.SMS_DELIVERED, WebhookEvent.SMS_FAILED)
 # How far an X-Timestamp may be from our clock (the app signs each attempt afresh).
 SIGNATURE_WINDOW_SECONDS = 15 * 60
+# Event ids are kept past the window (clocks differ), then forgotten: a post that old is
+# refused by its signature.
+SEEN_FOR = timedelta(seconds=2 * SIGNATURE_WINDOW_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -84,3 +97,16 @@ def refused_by_the_app(url: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host != "localhost"
+def first_post(device_id: str, event_id: str) -> FirstTime:
+    """Whether a phone's event id is new, recorded in the caller's transaction (so the
+    event and its record commit together); the device's ids past SEEN_FOR are dropped."""
+
+    async def first(session: AsyncSession) -> bool:
+        await session.execute(delete(IngestedEvent).where(
+            IngestedEvent.device_id == device_id, IngestedEvent.seen_at < utcnow() - SEEN_FOR))
+        dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+        added = await session.execute(dialect.insert(IngestedEvent).values(
+            device_id=device_id, event_id=event_id, seen_at=utcnow()).on_conflict_do_nothing())
+        return added.rowcount == 1
+
+    return first

@@ -94,3 +94,26 @@ class Logs:
                     {"messageId": message.ext_id, "simNumber": message.sim_used,
                      "error": recipient.error},
                 ))
+
+    @staticmethod
+    async def hash_numbers(session: AsyncSession, messages: list[Message],
+                           hashed: dict[int, dict[str, str]]) -> None:
+        """The entries of messages being hashed, with each message's numbers (`hashed`, by
+        the message's pk: each clear number and its hash) replaced as in its recipients:
+        an entry outlives the message's readable time by weeks. In the caller's
+        transaction."""
+        numbers = {(m.user_id, m.ext_id): hashed[m.pk] for m in messages if hashed.get(m.pk)}
+        if not numbers:
+            return
+        entries = await session.scalars(select(LogEntry).where(
+            LogEntry.module == "messages",
+            LogEntry.user_id.in_({m.user_id for m in messages}),
+            LogEntry.created_at >= min(m.created_at for m in messages)))
+        for entry in entries:
+            found = numbers.get((entry.user_id, (entry.context or {}).get("messageId")))
+            if not found:
+                continue
+            text = entry.message
+            for clear, digest in found.items():
+                text = text.replace(clear, digest)
+            entry.message = text

@@ -142,8 +142,13 @@ def _hash_contents(message: Message) -> None:
     if message.data is not None:
         message.data = sha256_hex(message.data)
     for recipient in message.recipients:
-        recipient.phone_number = sha256_hex(recipient.phone_number)[:RECIPIENT_HASH_LENGTH]
+        recipient.phone_number = hashed_number(recipient.phone_number)
     message.is_hashed = True
+
+
+def hashed_number(number: str) -> str:
+    """A recipient's number as a hashed message keeps it."""
+    return sha256_hex(number)[:RECIPIENT_HASH_LENGTH]
 
 
 def _stamp(message: Message, state: ProcessState, at: datetime | None = None) -> None:
@@ -723,10 +728,14 @@ class Messages:
                     query = query.where(Message.state.in_(FINISHED_STATES),
                                         Message.pk > after).order_by(Message.pk).limit(HASH_BATCH)
                 found = list(await session.scalars(query))
+                hashed = {m.pk: {r.phone_number: hashed_number(r.phone_number)
+                                 for r in m.recipients} for m in found if _hashable(m)}
                 for message in found:
-                    if _hashable(message):
+                    if message.pk in hashed:
                         _hash_contents(message)
                         done += 1
+                # a failed send's log entry names its number: hashed with the message
+                await Logs.hash_numbers(session, [m for m in found if m.pk in hashed], hashed)
             if pending is None:
                 if len(found) < HASH_BATCH:
                     return done

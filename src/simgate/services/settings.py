@@ -76,7 +76,8 @@ class SettingsService:
         async with self._sessions.begin() as session:
             row = await session.get(UserSettings, user_id)
             try:
-                values = change(rules.validate(rules.loaded(row.values) if row else {}))
+                stored = rules.validate(rules.loaded(row.values) if row else {})
+                values = _keep_signing_key(stored, change(stored))
             except rules.InvalidSettings as exc:
                 raise BadRequest(f"invalid settings: {exc}") from None
             if row is None:
@@ -92,3 +93,13 @@ class SettingsService:
         for device_id in devices:
             self._push(device_id, "SettingsUpdated")
         return values
+
+
+def _keep_signing_key(stored: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """New settings with a webhook signing key, always: the one they set, else the one
+    stored, else a new one. A replace that leaves it out (as the official client's does),
+    or sets it empty or null, never leaves webhooks and the phone's posts unsigned."""
+    if (values.get("webhooks") or {}).get("signing_key"):
+        return values
+    key = (stored.get("webhooks") or {}).get("signing_key") or secrets.token_hex(32)
+    return {**values, "webhooks": {**(values.get("webhooks") or {}), "signing_key": key}}

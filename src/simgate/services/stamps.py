@@ -4,6 +4,8 @@ another server on the same store).
 
 Checks of passwords (argon2) and tokens are remembered per process; each remembered check
 carries the stamp it was made under and holds only while the store's stamp is the same.
+A password has a stamp per user ("passwords:<user id>", a row made at its first change):
+one user's new password ends that user's sessions and remembered checks, no one else's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.store.db import Sessions
@@ -25,6 +28,33 @@ async def bump(session: AsyncSession, *names: str) -> None:
     """Raise stamps in the caller's transaction: the change and the stamp commit together."""
     await session.execute(update(CredentialStamp).where(CredentialStamp.name.in_(names))
                           .values(value=CredentialStamp.value + 1))
+
+
+def user_passwords(user_id: int) -> str:
+    """The name of a user's password stamp."""
+    return f"{PASSWORDS}:{user_id}"
+
+
+async def bump_password(session: AsyncSession, user_id: int) -> None:
+    """Raise a user's password stamp in the caller's transaction (made at 1 the first time)."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    table = CredentialStamp.__table__
+    insert = dialect.insert(table).values(name=user_passwords(user_id), value=1)
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=["name"], set_={"value": table.c.value + 1}))
+
+
+def password_stamp(current: dict[str, int], user_id: int) -> int:
+    """A user's password stamp in a read of `current`; the server-wide row is part of it,
+    so sessions issued under it (before stamps were per user) still hold."""
+    return current[PASSWORDS] + current.get(user_passwords(user_id), 0)
+
+
+def password_generation(current: dict[str, int]) -> int:
+    """A number every password change raises: a check begun under one generation is not
+    shared with a request that came after a change."""
+    return sum(value for name, value in current.items()
+               if name == PASSWORDS or name.startswith(f"{PASSWORDS}:"))
 
 
 _READ = "SELECT name, value FROM credential_stamps"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +28,9 @@ from simgate.store.models import (
     utcnow,
 )
 from simgate.webhooks.urls import ForbiddenUrl, check_form
+
+# Asked in the transaction that would raise a device's event: whether it is new.
+FirstTime = Callable[[AsyncSession], Awaitable[bool]]
 
 log = logging.getLogger("simgate.webhooks")
 
@@ -287,15 +290,19 @@ class Webhooks:
                 payload=payload, next_attempt_at=now, last_error=None))
         return len(rows)
 
-    async def ping(self, device: DeviceIdentity, health: dict[str, Any]) -> None:
+    async def ping(self, device: DeviceIdentity, health: dict[str, Any],
+                   first: FirstTime | None = None) -> None:
         """A device heartbeat: the system:ping event with its health."""
-        await self.device_event(device, WebhookEvent.SYSTEM_PING, {"health": health})
+        await self.device_event(device, WebhookEvent.SYSTEM_PING, {"health": health}, first)
 
     async def device_event(self, device: DeviceIdentity, event: WebhookEvent,
-                           payload: dict[str, Any]) -> None:
+                           payload: dict[str, Any], first: FirstTime | None = None) -> None:
         """An event a device raised itself (a heartbeat, the app started), to the user's
-        webhooks."""
+        webhooks; when `first` says, in the same transaction, that the event came before,
+        nothing is raised again."""
         async with self._sessions.begin() as session:
+            if first is not None and not await first(session):
+                return
             count = await self.emit(session, device.user_id, device.device_id, event, payload)
         if count:
             self.wake()

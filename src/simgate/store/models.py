@@ -351,6 +351,19 @@ class UserCode(Base):
     valid_until: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class IngestedEvent(Base):
+    """An event a phone posted to its ingest hook and simgate acted on, by the id the
+    phone gave it: the same signed post again is answered, not acted on twice. Kept a
+    while longer than a signature is good for."""
+
+    __tablename__ = "ingested_events"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class ServerSecret(Base):
     """Keys the server makes once and every worker shares (the token signing key)."""
 
@@ -361,8 +374,9 @@ class ServerSecret(Base):
 
 
 class CredentialStamp(Base):
-    """A counter raised in the transaction that changes a password ("passwords") or revokes
-    a token ("tokens"): every process reads it to know its remembered checks still hold."""
+    """A counter raised in the transaction that changes a user's password ("passwords:<user
+    id>", made at the first change; "passwords" is server-wide) or revokes a token
+    ("tokens"): every process reads it to know its remembered checks still hold."""
 
     __tablename__ = "credential_stamps"
 

@@ -64,7 +64,7 @@ async def login(request: Request) -> Response:
     response = RedirectResponse(_safe_next(next_page), 303)
     # a new session (and CSRF token) at login: nothing chosen before it carries over
     await sessions.attach(request, response, sessions.new_session(
-        user_id, await sessions.password_stamp(request)))
+        user_id, await sessions.password_stamp(request, user_id)))
     return response
 
 

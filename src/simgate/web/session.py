@@ -3,8 +3,8 @@
 Nothing is stored on the server: the cookie holds the user id, the credential stamp it
 was issued under, when it was issued and a random CSRF token, signed with HMAC-SHA256 under
 a key derived from the server's signing key (the same in every worker and after a
-restart). A new password anywhere ends every session on the next request, as it ends the
-remembered password checks and the API tokens.
+restart). A user's new password ends that user's sessions on the next request, as it ends
+their remembered password checks and API tokens; other users stay logged in.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from simgate.services.stamps import PASSWORDS
+from simgate.services import stamps
 from simgate.services.tokens import signing_key
 
 COOKIE = "simgate_session"
@@ -82,16 +82,17 @@ async def decode(request: Request) -> WebSession | None:
     return WebSession(str(csrf), user_id, stamp, issued)
 
 
-async def password_stamp(request: Request) -> int:
-    return (await request.app.state.gateway.stamps.current())[PASSWORDS]
+async def password_stamp(request: Request, user_id: int) -> int:
+    """The user's password stamp, as the store has it now."""
+    return stamps.password_stamp(await request.app.state.gateway.stamps.current(), user_id)
 
 
 async def logged_in(request: Request) -> WebSession | None:
-    """The session if it names a user and no password changed since it was issued."""
+    """The session if it names a user whose password did not change since it was issued."""
     session = await decode(request)
-    if session is None or session.user_id is None:
+    if session is None or not isinstance(session.user_id, int):
         return None
-    if session.stamp != await password_stamp(request):
+    if session.stamp != await password_stamp(request, session.user_id):
         return None
     return session
 

@@ -1,8 +1,10 @@
 """Health endpoints: /health and its live, ready and startup probes.
 
-Anyone may ask (orchestrators do, without credentials), so an answer without credentials
-holds the overall status and the server's own checks only; the checks of devices and SIM
-slots are shown to their user. A failing check is a 503, as the original answers.
+Anyone may ask (orchestrators and load balancers do, without credentials), so an answer
+without credentials is about the server alone: its own checks, and a status of those
+only (one tenant's SIM in Error must not take the server out of a load balancer). The
+checks of devices and SIM slots are shown to their user, and count in the status they
+see. A failing check is a 503, as the original answers.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 DETAIL_SCOPE = "devices:list"
 
 
-def _respond(checks: dict[str, Check], status: str | None = None) -> JSONResponse:
-    status = status or overall(checks)
+def _respond(checks: dict[str, Check]) -> JSONResponse:
+    status = overall(checks)
     body = {"status": status, "version": __version__, "releaseId": 1, "checks": checks}
     return JSONResponse(body, status_code=503 if status == "fail" else 200)
 
@@ -39,9 +41,8 @@ def _respond(checks: dict[str, Check], status: str | None = None) -> JSONRespons
 @router.get("/health")
 async def health(request: Request, gateway: GatewayDep) -> JSONResponse:
     """The store, and, to a user (Basic or a token with devices:list), each of their
-    devices and SIM slots; without credentials the overall status of all devices, without
-    their checks; to the user, each SIM's usage against its routing limits too. 503 when
-    a check fails."""
+    devices and SIM slots, and each SIM's usage against its routing limits; without
+    credentials, the server's own checks alone. 503 when a check shown fails."""
     checks = {"database:connection": await database_check(gateway.engine),
               **{name: check() for name, check in gateway.server_checks.items()}}
     if has_credentials(request):
@@ -52,9 +53,7 @@ async def health(request: Request, gateway: GatewayDep) -> JSONResponse:
             routing = (await gateway.device_settings.get(caller.user_id)).get("routing") or {}
             checks.update(usage_checks(await sim_reports(
                 gateway.sessions, gateway.usage, caller.user_id, routing)))
-            return _respond(checks)
-    status = overall(checks | await device_checks(gateway.sessions))
-    return _respond(checks, status)
+    return _respond(checks)
 
 
 @router.get("/health/live")

@@ -37,7 +37,7 @@ from simgate.server.schemas import (
 from simgate.server.wirejson import StrictJSONRoute, loads
 from simgate.services.devices import DeviceIdentity
 from simgate.services.inbox import Incoming
-from simgate.services.ingest import AGENT_USER_AGENT, signed
+from simgate.services.ingest import AGENT_USER_AGENT, first_post, signed
 from simgate.services.logs import Entry, Priority
 from simgate.services.messages import RecipientUpdate, StateUpdate, wire_id
 from simgate.services.tokens import ALL
@@ -220,7 +220,9 @@ async def events(request: Request, device: Device, gateway: GatewayDep) -> Strea
 @router.post("/inbox")
 async def forward_incoming(body: list[IncomingIn], device: Device,
                            gateway: GatewayDep) -> list[dict[str, str]]:
-    """Incoming SMS from the device; the same id twice is stored once."""
+    """Incoming SMS from the device; the same id twice is stored once. At most
+    MAX_BATCH a request (413) and ROWS_PER_MINUTE a minute (429) per device."""
+    gateway.inbox_rows.admit(device.device_id, len(body))
     items = [
         Incoming(ident=i.id, sender=i.sender, recipient=i.recipient, sim_number=i.sim_number,
                  received_at=aware(i.at), text=i.text, data=i.data,
@@ -266,10 +268,10 @@ async def ingest(device_id: str, secret: str, request: Request,
         raise HTTPException(404, "unknown ingest URL: the phone gets its current one"
                                  " with GET /mobile/v1/webhooks")
     body = await request.body()
-    key = ((await gateway.device_settings.get(device.user_id)).get("webhooks")
-           or {}).get("signing_key")
-    if key and not signed(key, body, request.headers.get("X-Timestamp"),
-                          request.headers.get("X-Signature")):
+    # always signed: every user has a key (made now if none was ever set)
+    key = (await gateway.device_settings.webhooks_of(device.user_id))["signing_key"]
+    if not signed(key, body, request.headers.get("X-Timestamp"),
+                  request.headers.get("X-Signature")):
         raise HTTPException(401, "missing, wrong or stale X-Signature/X-Timestamp: sign with"
                                  " webhooks.signing_key of GET /mobile/v1/settings")
     try:  # read as every JSON route reads its body: what cannot be stored is a 400
@@ -283,6 +285,7 @@ async def ingest(device_id: str, secret: str, request: Request,
                                  " as a JSON object") from None
     await gateway.devices.touch(device.device_id)
     if received is not None:
+        gateway.inbox_rows.admit(device.device_id, 1)  # as a row of POST /inbox
         kind = RECEIVED_TYPES[post.event]
         await gateway.inbox.store(device, [Incoming(
             ident=received.message_id, sender=received.sender,
@@ -299,15 +302,17 @@ async def ingest(device_id: str, secret: str, request: Request,
             device, str(payload.get("messageId") or ""), payload.get("phoneNumber"),
             sim if isinstance(sim, int) and not isinstance(sim, bool) and 0 < sim <= 64
             else None)
-    elif post.event == "system:ping":
-        await gateway.webhooks.ping(device, post.payload.get("health") or {})
+    elif post.event == "system:ping":  # an SMS is once by its messageId; these by the post
+        await gateway.webhooks.ping(device, post.payload.get("health") or {},
+                                    first_post(device.device_id, post.id))
     elif post.event == "app:started":
         try:
             started = StartedIn.model_validate(post.payload)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         await gateway.devices.describe_sims(device, placed(started.sim_cards)[0])
-        await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload)
+        await gateway.webhooks.device_event(device, WebhookEvent.APP_STARTED, post.payload,
+                                            first_post(device.device_id, post.id))
     return {"id": post.id}
 
 
@@ -332,7 +337,9 @@ async def ping(device: Device, gateway: GatewayDep,
 
 @router.post("/logs", status_code=status.HTTP_204_NO_CONTENT)
 async def device_logs(body: list[LogIn], device: Device, gateway: GatewayDep) -> Response:
-    """Log entries of the device (SIM errors, send failures), kept with the server's."""
+    """Log entries of the device (SIM errors, send failures), kept with the server's; at
+    most MAX_BATCH a request (413) and ROWS_PER_MINUTE a minute (429) per device."""
+    gateway.log_rows.admit(device.device_id, len(body))
     await gateway.logs.write(device.user_id, device.device_id, [
         Entry(Priority(e.priority), e.module, e.message, e.context, aware(e.created_at))
         for e in body

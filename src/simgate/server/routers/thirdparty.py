@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 
@@ -36,6 +37,7 @@ router = APIRouter(tags=["messages"], route_class=StrictJSONRoute)
 MAX_LIST_LIMIT = 100  # the original's maxLimit of GET /messages
 
 W = TypeVar("W", bound=Wire)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line separators
 
 
 def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> NewMessage:
@@ -43,6 +45,10 @@ def to_new_message(body: SendRequest, skip_validation: bool, region: str) -> New
     send form comes through here too, so both accept the same."""
     numbers = body.phone_numbers
     is_encrypted = bool(body.is_encrypted)
+    for index, number in enumerate(numbers):  # as given too: a line break is no digit
+        if _CONTROL.search(number):
+            raise BadRequest(f"phoneNumbers[{index}]: control characters (a line break, a"
+                             " tab) are not part of a phone number; remove them")
     if not (is_encrypted or skip_validation):
         try:
             numbers = [normalize(n, region) for n in numbers]
@@ -95,9 +101,21 @@ def _validated(model: type[W], loc: str, value: bytes | dict) -> W:
         ) from None
 
 
+def _require_json(request: Request) -> None:
+    """A send's body must be declared JSON: a cross-site form or a no-cors fetch (plain
+    text, form, multipart, no type) can carry a browser's remembered Basic credentials,
+    but cannot declare application/json without the site's consent."""
+    declared = request.headers.get("content-type", "")
+    if declared.partition(";")[0].strip().lower() != "application/json":
+        got = f"Content-Type: {declared[:64]}" if declared else "no Content-Type"
+        raise HTTPException(415, f"the message must be sent as JSON with Content-Type:"
+                                 f" application/json (got {got})")
+
+
 async def send_message(request: Request) -> Response:
     """Accept a message for sending; `simNumber` picks the SIM slot (1-based)."""
     user_id = (await authorize(request, "messages:send")).user_id
+    _require_json(request)
     body = _validated(SendRequest, "body", await request.body())
     options = _validated(SendOptions, "query", dict(request.query_params))
     gateway: Gateway = request.app.state.gateway
@@ -142,6 +160,7 @@ SEND_OPERATION: dict[str, Any] = {
         "401": json_body("ErrorOut", "Missing or wrong credentials (Basic, or a Bearer token)"),
         "403": json_body("ErrorOut", "The token lacks the messages:send scope"),
         "409": json_body("ErrorOut", "The client-chosen id is already used"),
+        "415": json_body("ErrorOut", "The body is not declared application/json"),
         "503": json_body("ErrorOut", "The device's queue is full: it seems offline"),
     },
 }
