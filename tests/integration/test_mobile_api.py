@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from simgate.agent.agent import REPORT_BATCH
+from simgate.agent.outbox import BATCH as REPORT_BATCH
 from simgate.config import Settings
 from simgate.server.app import create_app
 from simgate.services.device_limits import MAX_BATCH, ROWS_PER_MINUTE

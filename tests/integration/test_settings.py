@@ -161,10 +161,10 @@ async def test_dropped_keys_of_any_spelling_are_named_safely(api):
 
 
 async def test_routing_group_is_validated_merged_and_reset(api):
-    """simgate's own group (issue 17): defaults shown, typos refused with the key named."""
+    """simgate's own group: defaults shown, typos refused with the key named."""
     assert (await api.get("/3rdparty/v1/settings")).json()["routing"] == {
         "strategy": None, "failover": True, "max_attempts": 3, "cooldown_failures": 3,
-        "cooldown_seconds": 300, "sims": {}}
+        "cooldown_seconds": 300, "sims": {}, "timezone": None}
     patched = await api.patch("/3rdparty/v1/settings", json={"routing": {
         "strategy": "Weighted", "sims": {"1": {"daily_limit": 3, "weight": 2,
                                                "prefixes": ["+44"]}}}})
@@ -184,3 +184,13 @@ async def test_routing_group_is_validated_merged_and_reset(api):
         assert all(f in answer.json()["message"] for f in fragments), answer.json()
     reset = (await api.patch("/3rdparty/v1/settings", json={"routing": None})).json()
     assert reset["routing"]["strategy"] is None and reset["routing"]["sims"] == {}
+
+
+async def test_the_zone_of_the_phones_work_hours_is_an_iana_name(api):
+    kept = await api.patch("/3rdparty/v1/settings", json={"routing": {
+        "timezone": "Europe/Berlin"}})
+    assert kept.status_code == 200 and kept.json()["routing"]["timezone"] == "Europe/Berlin"
+    wrong = await api.patch("/3rdparty/v1/settings", json={"routing": {"timezone": "Mars/Base"}})
+    assert wrong.status_code == 400
+    assert "routing.timezone" in wrong.json()["message"]
+    assert "IANA" in wrong.json()["message"]

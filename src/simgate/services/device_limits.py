@@ -2,9 +2,9 @@
 slow every other tenant down: the rows of /mobile/v1/inbox and /mobile/v1/logs.
 
 A batch is at most MAX_BATCH rows (simgate's own agent sends at most that many: its
-REPORT_BATCH); a device posts at most ROWS_PER_MINUTE rows a minute to each, then waits
-(429 with Retry-After; the agent keeps them in its journal and tries again). Counts live
-in each server process, as the login limits do.
+agent/outbox.py BATCH); a device posts at most ROWS_PER_MINUTE rows a minute to each,
+then waits (429 with Retry-After; the agent keeps them in its journal and tries again).
+Counts live in each server process, as the login limits do.
 """
 
 from __future__ import annotations
