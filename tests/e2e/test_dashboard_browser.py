@@ -138,7 +138,8 @@ def gateway_run(tmp_path_factory) -> Iterator[SimgateProcess]:
         ["run", "--sims", "3", "--fault", f"2:delay={SEND_DELAY}", "--fault", "3:pin"],
         tmp_path_factory.mktemp("dashboard") / "run",
         env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
-             "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true"}).start()
+             "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true",
+             "SIMGATE_WEBHOOK_RETRY_BASE": "0.5"}).start()  # a retry comes soon
     with httpx.Client(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
                       timeout=30) as api:
         _until(lambda: any(len(d["simCards"]) == 3 for d in api.get("/devices").json()),
@@ -275,7 +276,8 @@ def test_the_inbox_shows_an_sms_as_it_arrives(browser, gateway_run, api):
 def test_redrive_a_failed_webhook(browser, gateway_run, api):
     hook = Hook()
     try:
-        response = api.patch("/settings", json={"webhooks": {"retry_count": 0}})
+        # the fewest retries the app takes: one (then the delivery has failed)
+        response = api.patch("/settings", json={"webhooks": {"retry_count": 1}})
         assert response.status_code == 200, response.text
         _log_in(browser, gateway_run.url)
         browser.get(gateway_run.url + "/webhooks")
@@ -290,8 +292,8 @@ def test_redrive_a_failed_webhook(browser, gateway_run, api):
                                            "withDeliveryReport": False})
         assert sent.status_code == 202, sent.text
         _until(lambda: api.get("/webhooks/deliveries", params={"state": "failed"}).json(),
-               "the delivery to fail (the receiver answers 500, no retries)")
-        assert [status for status, _ in hook.received] == [500]
+               "the delivery to fail (the receiver answers 500, then again once)")
+        assert [status for status, _ in hook.received] == [500, 500]
         browser.get(gateway_run.url + "/webhooks")
         failed = browser.find_element(By.CSS_SELECTOR, '#deliveries tr[data-status="failed"]')
         assert "500" in failed.text
@@ -301,8 +303,9 @@ def test_redrive_a_failed_webhook(browser, gateway_run, api):
         notice = _until(lambda: browser.find_element(By.CSS_SELECTOR, ".notice").text,
                         "the page the redrive leads to")
         assert notice == "1 failed delivery queued to be sent again.", notice
-        _until(lambda: [s for s, _ in hook.received] == [500, 200], "the redriven delivery")
-        assert hook.received[1][1]["payload"]["messageId"] == sent.json()["id"]
+        _until(lambda: [s for s, _ in hook.received] == [500, 500, 200],
+               "the redriven delivery")
+        assert hook.received[2][1]["payload"]["messageId"] == sent.json()["id"]
 
         def delivered() -> bool:
             browser.refresh()
