@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import httpx
 
 from simgate.testing import SimgateProcess
@@ -56,3 +58,13 @@ async def final_state(api: httpx.AsyncClient, message_id: str, within: float = 1
 
 async def inbox(api: httpx.AsyncClient) -> list[dict]:
     return (await api.get("/inbox", params={"limit": 500})).json()
+
+
+def looks_random(sims: Sequence[int]) -> bool:
+    """Whether SIMs picked one message after another look like Random mode over two SIMs:
+    both used, at least one SIM taken twice in a row and at least one change. RoundRobin's
+    strict alternation fails it, and so does one SIM stuck; 30 truly random picks fail it
+    with a chance of 2 * 0.5**29 + 2 * 0.5**30 (about 6e-9)."""
+    pairs = list(zip(sims, sims[1:], strict=False))
+    return (set(sims) == {1, 2} and any(a == b for a, b in pairs)
+            and any(a != b for a, b in pairs))
