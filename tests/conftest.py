@@ -7,6 +7,7 @@ import gc
 import inspect
 import os
 import secrets
+import shutil
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -284,6 +285,24 @@ async def register_device(api: httpx.AsyncClient, sims: list[dict] | None = None
                               **({"auth": auth} if auth else {}))
     assert response.status_code == 201, response.text
     return response.json()
+
+
+ON_CI = os.environ.get("CI") == "true"
+
+
+def required_tool(command: str, package: str) -> str:
+    """The path of `command` (a name on PATH, or an absolute path), which Debian's `package`
+    provides. `.ci/run` installs it before the tests; the tests install nothing. Missing
+    under CI=true, the test fails (CI must not stay green without it); elsewhere it is
+    skipped, saying what to install."""
+    found = shutil.which(command) or (command if os.path.isabs(command)
+                                      and os.access(command, os.X_OK) else None)
+    if found:
+        return found
+    why = f"`{command}` is missing: apt-get install {package}"
+    if ON_CI:
+        pytest.fail(f"{why} (.ci/run installs it before the tests)", pytrace=False)
+    pytest.skip(why)
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
