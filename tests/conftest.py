@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import os
 import secrets
 import shutil
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -202,11 +204,36 @@ def chosen_store(request, pg_run_database, module_store, monkeypatch) -> Iterato
     in a tenth of the time a copy takes)."""
     monkeypatch.delenv("SIMGATE_DATABASE_URL", raising=False)
     if pg_run_database is None or request.node.path.parent.name not in ON_CHOSEN_STORE:
+        if request.node.path.parent.name == "integration" and (
+                request.node.path.name not in STORE_FREE):
+            _seed_sqlite(request)
         yield None
         return
     empty_pg_database(pg_run_database)
     monkeypatch.setenv("SIMGATE_DATABASE_URL", pg_run_database)
     yield pg_run_database
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite store migrated once per worker process, whole in its main file."""
+    path = tmp_path_factory.mktemp("store-template") / "migrated.sqlite"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+def _seed_sqlite(request: pytest.FixtureRequest) -> None:
+    """An integration test's SQLite store (`simgate.db` in its tmp_path, where its gateway
+    opens it) starts as a copy of the migrated template: the migration at open finds it
+    at the newest revision, in a moment instead of a second or two a test."""
+    if "store_url" in request.fixturenames:
+        return  # the store tests make their stores themselves
+    store = request.getfixturevalue("tmp_path") / SQLITE_STORE
+    if not store.exists():
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), store)
+        store.chmod(0o600)  # as the store makes its file
 
 
 async def _pg_available() -> bool:
