@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -24,6 +27,18 @@ def start_serve(tmp_path, user: str, password: str) -> SimgateProcess:
     """`simgate serve` alone, with `user` made at start: agents are the test's own."""
     return SimgateProcess(["serve"], tmp_path / "server",
                           env={"SIMGATE_USERNAME": user, "SIMGATE_PASSWORD": password}).start()
+
+
+def start_modem_agent(server: SimgateProcess, ports: Sequence[str], data_dir: Path,
+                      user: str, password: str) -> subprocess.Popen[bytes]:
+    """`simgate agent --modem PORT ...` against a running server, its log in data_dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "simgate", "agent", "--server", server.url,
+             *(option for port in ports for option in ("--modem", port)),
+             "--username", user, "--password", password, "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL, stderr=log)
 
 
 def client(process: SimgateProcess) -> httpx.AsyncClient:

@@ -25,7 +25,7 @@ import pytest
 
 from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.gateway import FINAL
+from tests.e2e.gateway import FINAL, start_modem_agent
 from tests.receiver import Receiver
 
 USER, PASSWORD = "crash-user", "crash-secret"
@@ -48,16 +48,6 @@ def start_network(data_dir: Path) -> tuple[subprocess.Popen, list[tuple[str, str
             _, _, pty, number = line.split()
             sims.append((pty, number))
     return process, sims
-
-
-def start_agent(server: SimgateProcess, sims: list[tuple[str, str]],
-                data_dir: Path) -> subprocess.Popen:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    modems = [option for pty, _ in sims for option in ("--modem", pty)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "simgate", "agent", "--server", server.url, *modems,
-         "--username", USER, "--password", PASSWORD, "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"))
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -94,7 +84,8 @@ def agents(server, sims, tmp_path) -> Iterator[Callable[[], subprocess.Popen]]:
     started: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
-        started.append(agent := start_agent(server, sims, tmp_path / "agent"))
+        started.append(agent := start_modem_agent(server, [pty for pty, _ in sims],
+                                                  tmp_path / "agent", USER, PASSWORD))
         return agent
 
     yield start

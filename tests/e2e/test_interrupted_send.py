@@ -13,7 +13,6 @@ SMS, before the modem's `+CMGS` answer is written back on the pty.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,28 +22,29 @@ import pytest
 from simgate.agent.backends.emulator import EmulatedNetwork
 from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.gateway import final_state, inbox, ready_device, send, start_serve
+from tests.e2e.gateway import (
+    final_state,
+    inbox,
+    ready_device,
+    send,
+    start_modem_agent,
+    start_serve,
+)
 
 USER, PASSWORD = "crash-user", "crash-secret"
 TEXT = "cut off between AT+CMGS and its answer"
 
 
 class Agent:
-    """`simgate agent --modem ... ` on the network's ptys, started and killed at will."""
+    """`simgate agent --modem ...` on the network's ptys, started and killed at will."""
 
     def __init__(self, server: SimgateProcess, ports: list[str], data_dir: Path) -> None:
-        self.command = [sys.executable, "-m", "simgate", "agent", "--server", server.url,
-                        *(o for port in ports for o in ("--modem", port)),
-                        "--username", USER, "--password", PASSWORD,
-                        "--data-dir", str(data_dir)]
-        self.data_dir = data_dir
+        self.server, self.ports, self.data_dir = server, ports, data_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / "agent.log").open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
-                                            stderr=log)
+        self.process = start_modem_agent(self.server, self.ports, self.data_dir, USER,
+                                         PASSWORD)
 
     def kill(self) -> None:
         """kill -9, and wait until it is gone: it reads nothing more from the modem."""

@@ -112,16 +112,23 @@ def test_without_routing_settings_the_original_modes_are_unchanged(states, curso
         assert ours() == expected
 
 
-def _picks(policy: Policy, slots: list[SimSlot], n: int) -> Counter[int]:
+def _order(policy: Policy, slots: list[SimSlot], n: int,
+           rng: random.Random | None = None) -> list[int]:
+    """The slots `route` picks for n messages in a row, each counted in the usage."""
     usage: dict[int, SimUsage] = {}
-    cursor, counts = 0, Counter()
+    cursor, order = 0, []
     for _ in range(n):
-        choice = route(policy, slots, usage, ["+447700900001"], default_slot=0, cursor=cursor)
+        choice = route(policy, slots, usage, ["+447700900001"], default_slot=0, cursor=cursor,
+                       rng=rng)
         cursor = choice.cursor
-        counts[choice.slot_index] += 1
-        day = counts[choice.slot_index]
+        order.append(choice.slot_index)
+        day = order.count(choice.slot_index)
         usage[choice.slot_index] = SimUsage(day=day, month=day)
-    return counts
+    return order
+
+
+def _picks(policy: Policy, slots: list[SimSlot], n: int) -> Counter[int]:
+    return Counter(_order(policy, slots, n))
 
 
 @settings(max_examples=100, deadline=None)
@@ -251,15 +258,9 @@ def test_sim_changes_are_named(before, after, change):
 
 
 def _sequence(mode: SimSelectionMode, n: int, seed: int) -> list[int]:
-    """The SIM numbers `route` picks for n messages in a row over two ready SIMs."""
+    """The SIM numbers picked for n messages in a row over two ready SIMs."""
     slots = [SimSlot(0, status=SimStatus.READY), SimSlot(1, status=SimStatus.READY)]
-    rng, cursor, picked = random.Random(seed), 0, []
-    for _ in range(n):
-        choice = route(Policy(mode=mode), slots, {}, ["+447700900001"], default_slot=0,
-                       cursor=cursor, rng=rng)
-        cursor = choice.cursor
-        picked.append(choice.slot_index + 1)
-    return picked
+    return [slot + 1 for slot in _order(Policy(mode=mode), slots, n, random.Random(seed))]
 
 
 @pytest.mark.parametrize("seed", range(20))
