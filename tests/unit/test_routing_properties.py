@@ -1,4 +1,5 @@
-"""Routing strategies as pure functions, checked by property (issue 17)."""
+"""Routing strategies as pure functions, checked by property: per-SIM limits, strategies
+and failover beside the three original selection modes."""
 
 from __future__ import annotations
 
