@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import os
 import secrets
+import shutil
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -35,14 +39,13 @@ LOG_TAIL_LINES = 60  # of each log a failed test shows
 # run on both stores already (test_store): the PostgreSQL leg leaves them to the default.
 STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
               "test_emulated_at_dialect.py", "test_termux.py", "test_field_tools.py",
-              "test_emulator_cli.py", "test_store.py", "test_acknowledged_events.py"}
-# Modules about the SQLite store itself (its file's mode, a store not yet made), or whose
-# module-wide server keeps users that the PostgreSQL leg's emptying before each test would
-# remove: they run in the default leg only. Their PostgreSQL paths (credential stamps
-# across processes) are covered in-process by test_credentials.py on both stores.
-# test_deploy.py checks files against a server's /metrics, the same on either store.
-SQLITE_ONLY = {"test_private_files.py", "test_parity_cli.py", "test_logins.py",
-               "test_auth.py", "test_dashboard_browser.py", "test_deploy.py"}
+              "test_emulator_cli.py", "test_store.py", "test_acknowledged_events.py",
+              "test_doctor_modem.py"}
+# Modules about the SQLite store itself (its file's mode, a store not yet made): they run
+# in the default leg only. test_deploy.py checks files against a server's /metrics, the
+# same on either store; test_dashboard_browser.py drives the dashboard, not the store.
+SQLITE_ONLY = {"test_private_files.py", "test_parity_cli.py", "test_dashboard_browser.py",
+               "test_deploy.py"}
 
 
 @pytest.hookimpl(hookwrapper=True, optionalhook=True)
@@ -112,16 +115,24 @@ def pytest_collection_modifyitems(config, items):
     keep, leave = [], []
     for item in items:
         on_store = (item.path.parent.name in ON_CHOSEN_STORE
-                    and item.path.name not in STORE_FREE | SQLITE_ONLY)
+                    and item.path.name not in STORE_FREE | SQLITE_ONLY
+                    and _store_param(item) != "sqlite")
         (keep if on_store else leave).append(item)
     if leave:
         config.hook.pytest_deselected(items=leave)
         items[:] = keep
 
 
+def _store_param(item: pytest.Item) -> str | None:
+    """The store a `store_url` test runs on: its SQLite case ran in the default leg."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("store_url") if callspec else None
+
+
 @pytest.fixture(scope="session")
-def pg_run_database(request) -> Iterator[str | None]:
-    """With --db postgresql: a fresh, migrated database of this run, dropped at its end."""
+def pg_template(request) -> Iterator[str | None]:
+    """With --db postgresql: a migrated database of this run that nothing connects to,
+    so that copies of it (CREATE DATABASE ... TEMPLATE) are made in a moment."""
     if request.config.getoption("--db") != "postgresql":
         yield None
         return
@@ -136,19 +147,93 @@ def pg_run_database(request) -> Iterator[str | None]:
         drop_pg_database(PG_ADMIN_URL, url)
 
 
+def _copy_of(template_url: str) -> str:
+    return create_pg_database(PG_ADMIN_URL, template=template_url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def pg_run_database(pg_template) -> Iterator[str | None]:
+    """With --db postgresql: the database each test's own servers use, emptied before
+    each test."""
+    if pg_template is None:
+        yield None
+        return
+    url = _copy_of(pg_template)
+    try:
+        yield url
+    finally:
+        drop_pg_database(PG_ADMIN_URL, url)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_store(request, pg_template, tmp_path_factory) -> Iterator[str | None]:
+    """The store of the servers a module's tests share (module-scoped fixtures, which
+    start before any test's `chosen_store`): on PostgreSQL, a database of the module's
+    own, so the emptying before each test leaves their users and devices alone.
+
+    Then the guard of the PostgreSQL leg: a server that opened SQLite (`simgate.db` in
+    its data directory) anywhere in this worker's temporary tree fails the run."""
+    if pg_template is None or request.path.parent.name not in ON_CHOSEN_STORE:
+        yield None
+        return
+    url = _copy_of(pg_template)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SIMGATE_DATABASE_URL", url)
+            yield url
+    finally:
+        drop_pg_database(PG_ADMIN_URL, url)
+    opened = sorted(set(tmp_path_factory.getbasetemp().rglob(SQLITE_STORE)) - _REPORTED)
+    _REPORTED.update(opened)
+    if opened:
+        pytest.fail("--db postgresql, yet a server opened SQLite: "
+                    + ", ".join(str(path) for path in opened)
+                    + " (start it after chosen_store, or in a module-scoped fixture: "
+                      "module_store sets SIMGATE_DATABASE_URL for those)", pytrace=False)
+
+
+SQLITE_STORE = "simgate.db"  # the file of a server's store on SQLite (Settings)
+_REPORTED: set[Path] = set()
+
+
 @pytest.fixture(autouse=True)
-def chosen_store(request, pg_run_database, monkeypatch) -> Iterator[str | None]:
-    """Point every gateway of an integration or e2e test at the chosen store: the
-    environment reaches in-process Settings and spawned `simgate` processes alike. On
+def chosen_store(request, pg_run_database, module_store, monkeypatch) -> Iterator[str | None]:
+    """Point every gateway an integration or e2e test starts itself at the chosen store:
+    the environment reaches in-process Settings and spawned `simgate` processes alike. On
     PostgreSQL each test starts on the run's database emptied (as a new one would be,
     in a tenth of the time a copy takes)."""
     monkeypatch.delenv("SIMGATE_DATABASE_URL", raising=False)
     if pg_run_database is None or request.node.path.parent.name not in ON_CHOSEN_STORE:
+        if request.node.path.parent.name == "integration" and (
+                request.node.path.name not in STORE_FREE):
+            _seed_sqlite(request)
         yield None
         return
     empty_pg_database(pg_run_database)
     monkeypatch.setenv("SIMGATE_DATABASE_URL", pg_run_database)
     yield pg_run_database
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite store migrated once per worker process, whole in its main file."""
+    path = tmp_path_factory.mktemp("store-template") / "migrated.sqlite"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+def _seed_sqlite(request: pytest.FixtureRequest) -> None:
+    """An integration test's SQLite store (`simgate.db` in its tmp_path, where its gateway
+    opens it) starts as a copy of the migrated template: the migration at open finds it
+    at the newest revision, in a moment instead of a second or two a test."""
+    if "store_url" in request.fixturenames:
+        return  # the store tests make their stores themselves
+    store = request.getfixturevalue("tmp_path") / SQLITE_STORE
+    if not store.exists():
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), store)
+        store.chmod(0o600)  # as the store makes its file
 
 
 async def _pg_available() -> bool:
@@ -227,6 +312,24 @@ async def register_device(api: httpx.AsyncClient, sims: list[dict] | None = None
                               **({"auth": auth} if auth else {}))
     assert response.status_code == 201, response.text
     return response.json()
+
+
+ON_CI = os.environ.get("CI") == "true"
+
+
+def required_tool(command: str, package: str) -> str:
+    """The path of `command` (a name on PATH, or an absolute path), which Debian's `package`
+    provides. `.ci/run` installs it before the tests; the tests install nothing. Missing
+    under CI=true, the test fails (CI must not stay green without it); elsewhere it is
+    skipped, saying what to install."""
+    found = shutil.which(command) or (command if os.path.isabs(command)
+                                      and os.access(command, os.X_OK) else None)
+    if found:
+        return found
+    why = f"`{command}` is missing: apt-get install {package}"
+    if ON_CI:
+        pytest.fail(f"{why} (.ci/run installs it before the tests)", pytrace=False)
+    pytest.skip(why)
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):

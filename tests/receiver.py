@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import socket
 from collections.abc import Callable
@@ -37,6 +39,15 @@ class Received:
     @property
     def json(self) -> dict[str, Any]:
         return json.loads(self.body)
+
+    def signed_with(self, key: str) -> bool:
+        """Whether X-Signature is the official app's HMAC-SHA256 of body + X-Timestamp
+        under `key`: checked here with hmac itself, not with simgate's own verify()."""
+        timestamp = self.headers.get("x-timestamp", "")
+        expected = hmac.new(key.encode(), self.body + timestamp.encode(),
+                            hashlib.sha256).hexdigest()
+        return timestamp.isdigit() and hmac.compare_digest(
+            expected, self.headers.get("x-signature", ""))
 
 
 @dataclass

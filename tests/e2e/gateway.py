@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
 import httpx
 
 from simgate.testing import SimgateProcess
@@ -22,6 +27,18 @@ def start_serve(tmp_path, user: str, password: str) -> SimgateProcess:
     """`simgate serve` alone, with `user` made at start: agents are the test's own."""
     return SimgateProcess(["serve"], tmp_path / "server",
                           env={"SIMGATE_USERNAME": user, "SIMGATE_PASSWORD": password}).start()
+
+
+def start_modem_agent(server: SimgateProcess, ports: Sequence[str], data_dir: Path,
+                      user: str, password: str) -> subprocess.Popen[bytes]:
+    """`simgate agent --modem PORT ...` against a running server, its log in data_dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "simgate", "agent", "--server", server.url,
+             *(option for port in ports for option in ("--modem", port)),
+             "--username", user, "--password", password, "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL, stderr=log)
 
 
 def client(process: SimgateProcess) -> httpx.AsyncClient:
@@ -56,3 +73,13 @@ async def final_state(api: httpx.AsyncClient, message_id: str, within: float = 1
 
 async def inbox(api: httpx.AsyncClient) -> list[dict]:
     return (await api.get("/inbox", params={"limit": 500})).json()
+
+
+def looks_random(sims: Sequence[int]) -> bool:
+    """Whether SIMs picked one message after another look like Random mode over two SIMs:
+    both used, at least one SIM taken twice in a row and at least one change. RoundRobin's
+    strict alternation fails it, and so does one SIM stuck; 30 truly random picks fail it
+    with a chance of 2 * 0.5**29 + 2 * 0.5**30 (about 6e-9)."""
+    pairs = list(zip(sims, sims[1:], strict=False))
+    return (set(sims) == {1, 2} and any(a == b for a, b in pairs)
+            and any(a != b for a, b in pairs))

@@ -115,7 +115,8 @@ def test_health_without_credentials_is_the_servers_own(server, api):
     assert device.status_code == 201, device.text
     other = subprocess.run(
         [sys.executable, "-m", "simgate", "users", "add", "health-other", "--password",
-         "other-secret", "--data-dir", str(server.data_dir)], capture_output=True, text=True)
+         "other-secret", "--data-dir", str(server.data_dir)], capture_output=True, text=True,
+        env=server.env)  # the server's store, whichever it is
     assert other.returncode == 0, other.stderr
 
     for path in ("/health", "/3rdparty/v1/health", "/api/3rdparty/v1/health"):

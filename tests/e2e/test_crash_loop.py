@@ -17,13 +17,15 @@ import random
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from simgate.testing import SimgateProcess
 from tests.conftest import wait_until
-from tests.e2e.gateway import FINAL
+from tests.e2e.gateway import FINAL, start_modem_agent
 from tests.receiver import Receiver
 
 USER, PASSWORD = "crash-user", "crash-secret"
@@ -48,29 +50,53 @@ def start_network(data_dir: Path) -> tuple[subprocess.Popen, list[tuple[str, str
     return process, sims
 
 
-def start_agent(server: SimgateProcess, sims: list[tuple[str, str]],
-                data_dir: Path) -> subprocess.Popen:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    modems = [option for pty, _ in sims for option in ("--modem", pty)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "simgate", "agent", "--server", server.url, *modems,
-         "--username", USER, "--password", PASSWORD, "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("ab"))
-
-
 def kill(process: subprocess.Popen) -> None:
     process.kill()
     process.wait(10)
 
 
-async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(tmp_path):
+@pytest.fixture
+def sims(tmp_path) -> Iterator[list[tuple[str, str]]]:
+    """The emulated network, apart from everything the test kills; its SIMs."""
     network, sims = start_network(tmp_path / "network")
-    (_, sim1), (_, sim2) = sims
-    server = SimgateProcess(["serve"], tmp_path / "server", env={
+    try:
+        yield sims
+    finally:
+        network.terminate()
+        network.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[SimgateProcess]:
+    process = SimgateProcess(["serve"], tmp_path / "server", env={
         "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
         "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true", "SIMGATE_WEBHOOK_RETRY_BASE": "0.5",
-        "SIMGATE_WEBHOOK_TIMEOUT": "5"}).start()
-    agent = start_agent(server, sims, tmp_path / "agent")
+        "SIMGATE_WEBHOOK_TIMEOUT": "5"})
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def agents(server, sims, tmp_path) -> Iterator[Callable[[], subprocess.Popen]]:
+    """Start the agent (again after each kill); whatever runs at the end is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        started.append(agent := start_modem_agent(server, [pty for pty, _ in sims],
+                                                  tmp_path / "agent", USER, PASSWORD))
+        return agent
+
+    yield start
+    for agent in started:
+        if agent.poll() is None:
+            kill(agent)
+
+
+async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(sims, server, agents):
+    (_, sim1), (_, sim2) = sims
+    agent = agents()
     receiver = await Receiver().start()
     accepted: dict[str, str] = {}  # id -> text, for 202 answers only
     # every text sent, answered or not: a kill between the commit and the answer leaves a
@@ -123,7 +149,7 @@ async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(tmp_path)
                 server.start()
             else:
                 kill(agent)
-                agent = start_agent(server, sims, tmp_path / "agent")
+                agent = agents()
             await wait_until(lambda before=before: len(accepted) > before + 5, timeout=120)
         sending = False
         await loader  # (each round waited for sends accepted after its kill: load went on)
@@ -139,6 +165,8 @@ async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(tmp_path)
 
         states = await wait_until(all_final, timeout=180, interval=0.5)
         went = {accepted[i] for i, s in states.items() if s["state"] in ("Sent", "Delivered")}
+        # a kill may or may not fall inside a send: test_interrupted_send.py makes sure one
+        # does, and that it ends Failed without a second SMS
         interrupted = [s for s in states.values() if s["state"] == "Failed"]
         assert all("interrupted" in s["recipients"][0]["error"] for s in interrupted), interrupted
         assert len(went) + len(interrupted) == len(accepted)
@@ -172,8 +200,4 @@ async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(tmp_path)
     finally:
         sending = False
         await api.aclose()
-        kill(agent)
-        server.stop()
         await receiver.stop()
-        network.terminate()
-        network.wait(10)

@@ -2,17 +2,15 @@
 PIN-locked SIM flagged with its advice, send through SIM 2 with the picker and watch the
 message reach Delivered without a reload, redrive a webhook that failed.
 
-Chromium and its driver are Debian's (`chromium`, `chromium-driver`); the session fixture
-installs them when missing and skips, saying why, only if that fails. Screenshots go to
+Chromium and its driver are Debian's (`chromium`, `chromium-driver`), which `.ci/run`
+installs; a missing one fails the tests under CI=true, and elsewhere skips them saying
+what to install. Screenshots go to
 test-artifacts/dashboard/ (ignored by git).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +21,7 @@ import httpx
 import pytest
 
 from simgate.testing import SimgateProcess
+from tests.conftest import required_tool
 from tests.e2e.gateway import OUTSIDE, PASSWORD, SIM2, USER
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium: pip install -e .[test]")
@@ -40,49 +39,19 @@ SEND_DELAY = "4"  # seconds SIM 2 takes to send: the message page opens before i
 WAIT = 60.0
 
 
-def _install_chromium() -> str | None:
-    """Install Debian's chromium and chromium-driver if missing; None when ready, else
-    why they could not be installed."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return None
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return "chromium is not installed and there is no apt-get to install it"
-    if os.geteuid() == 0:
-        sudo: list[str] = []
-    elif shutil.which("sudo"):
-        sudo = ["sudo", "-n"]
-    else:
-        return "chromium is not installed and installing it needs root (no sudo)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*sudo, apt, "install", "-y", "--no-install-recommends", "chromium",
-               "chromium-driver"]
-    for attempt in ([install], [[*sudo, apt, "update"], install]):
-        results = [subprocess.run(c, capture_output=True, text=True, env=env, timeout=900)
-                   for c in attempt]
-        if all(r.returncode == 0 for r in results):
-            break
-    else:
-        return f"`{' '.join(install)}` failed: {results[-1].stderr.strip()[-300:]}"
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        return f"apt-get installed chromium but not at {CHROMIUM} and {CHROMEDRIVER}"
-    return None
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless Chromium driven by Selenium, with a phone-sized window."""
-    missing = _install_chromium()
-    if missing:
-        pytest.skip(missing)
+    chromium = required_tool(str(CHROMIUM), "chromium")
+    chromedriver = required_tool(str(CHROMEDRIVER), "chromium-driver")
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", "--window-size=412,915"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(str(CHROMEDRIVER)))
+                              service=webdriver.ChromeService(chromedriver))
     driver.set_page_load_timeout(WAIT)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from simgate.cli import app
 from simgate.config import Settings
-from tests.conftest import wait_until
+from tests.conftest import required_tool, wait_until
 from tests.e2e.gateway import PASSWORD, SIM2, USER, start_run
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -120,9 +120,7 @@ def test_the_grafana_dashboard_asks_only_for_series_the_server_exports(tmp_path)
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path, unit):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    analyze = required_tool("systemd-analyze", "systemd")
     text = (DEPLOY / unit).read_text()
     exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
     program, *arguments = shlex.split(exec_start)

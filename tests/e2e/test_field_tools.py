@@ -2,16 +2,14 @@
 
 Gammu is the most used AT-modem client, Kannel's `at` driver the gateway field's; if they
 work unchanged against the emulated modem, the emulator speaks the standard dialect, not
-only simgate's. Both are installed here with apt-get when missing (as root); the tests
-are skipped, saying why, only where that cannot be done.
+only simgate's. `.ci/run` installs both (Debian's `gammu` and `kannel`); a missing one
+fails the test under CI=true, and elsewhere skips it saying what to install.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,30 +22,14 @@ import pytest
 from simgate.agent.backends.at import AtBackend
 from simgate.agent.backends.base import IncomingSms
 from simgate.testing import free_port
+from tests.conftest import required_tool
 
 GAMMU_TIMEOUT = 60  # seconds for one gammu command on a loaded machine
 
 
-def debian_command(command: str, package: str) -> str:
-    """The path of `command`, installing its Debian `package` first when missing."""
-    found = shutil.which(command)
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"`{command}` is missing and cannot be installed here (needs root and "
-                    f"apt-get): apt-get install {package}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for attempt in (["apt-get", "install", "-y", "-q", package],
-                    ["sh", "-c", f"apt-get update -q && apt-get install -y -q {package}"]):
-        result = subprocess.run(attempt, capture_output=True, text=True, env=env, timeout=600)
-        if result.returncode == 0 and shutil.which(command):
-            return shutil.which(command) or command
-    pytest.skip(f"apt-get could not install {package}: {result.stderr.strip()[-300:]}")
-
-
 @pytest.fixture(scope="session")
 def gammu() -> str:
-    return debian_command("gammu", "gammu")
+    return required_tool("gammu", "gammu")
 
 
 class Emulator:
@@ -177,8 +159,8 @@ def test_kannel_at_driver_sends_and_receives_through_the_emulator(tmp_path):
     real modem, sends through SIM 1 and simgate's driver reads the SMS on SIM 2; then an
     SMS from SIM 2 reaches Kannel (as +CMT, which its driver asks for) and Kannel's
     sms-service answers it, back to SIM 2."""
-    bearerbox = debian_command("bearerbox", "kannel")
-    smsbox = debian_command("smsbox", "kannel")
+    bearerbox = required_tool("bearerbox", "kannel")
+    smsbox = required_tool("smsbox", "kannel")
     emulated = Emulator(2)
     (device, number_1), (port_2, number_2) = emulated.sims
     ports = {"admin": free_port(), "smsbox": free_port(), "sendsms": free_port()}

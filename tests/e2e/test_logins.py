@@ -13,9 +13,11 @@ from simgate.testing import SimgateProcess
 USER, PASSWORD, NEW_PASSWORD = "login-user", "login-secret", "login-secret-2"
 
 
-def simgate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def simgate_cli(*args: str, env: dict[str, str] | None = None,
+                ) -> subprocess.CompletedProcess[str]:
+    """The CLI on a server's data directory: with the server's `env`, on its store too."""
     result = subprocess.run([sys.executable, "-m", "simgate", *args], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -56,7 +58,7 @@ def test_a_new_password_ends_the_old_one_and_its_tokens_at_once_in_every_worker(
     assert statuses(server, headers=bearer) == [200] * 20
 
     simgate_cli("users", "passwd", USER, "--password", NEW_PASSWORD,
-                "--data-dir", str(server.data_dir))
+                "--data-dir", str(server.data_dir), env=server.env)
 
     assert statuses(server, auth=(USER, PASSWORD)) == [401] * 20
     assert statuses(server, headers=bearer) == [401] * 20
@@ -69,7 +71,7 @@ def test_a_new_password_ends_the_old_one_and_its_tokens_at_once_in_every_worker(
 
 def add_user(server: SimgateProcess, name: str, password: str) -> None:
     simgate_cli("users", "add", name, "--password", password,
-                "--data-dir", str(server.data_dir))
+                "--data-dir", str(server.data_dir), env=server.env)
 
 
 def from_address(address: str) -> dict[str, str]:

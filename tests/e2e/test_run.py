@@ -24,6 +24,7 @@ from tests.e2e.gateway import (
     client,
     final_state,
     inbox,
+    looks_random,
     ready_device,
     send,
     start_run,
@@ -96,9 +97,8 @@ async def test_selection_modes_change_with_settings(run):
         assert rotation in ([1, 2] * 4, [2, 1] * 4), rotation
         await api.patch("/settings", json={"messages": {"sim_selection_mode": "Random"}})
         await applied(run, "Random")
-        ids = [await send(api, f"random {i}", OUTSIDE) for i in range(30)]
-        counts = Counter([(await final_state(api, i))["simNumber"] for i in ids])
-        assert set(counts) == {1, 2}, counts  # P(one SIM only) = 2 * 0.5**30
+        picked = await sims_used(api, 30)  # one after another, as the rotation was
+        assert looks_random(picked), picked
 
 
 async def applied(process, mode: str) -> None:
@@ -149,17 +149,15 @@ async def test_multipart_and_unicode_arrive_intact_with_signed_webhooks(run):
             await wait_until(lambda: len(receiver.events("sms:delivered")) >= 2, timeout=15)
             assert {e["payload"]["messageId"] for e in receiver.events("sms:sent")} == set(sent)
             assert all(e["payload"]["simNumber"] == 1 for e in receiver.events("sms:sent"))
-            from simgate.webhooks.signing import verify
-
-            for delivery in receiver.received:
-                assert verify("k3y", delivery.body, delivery.headers["x-timestamp"],
-                              delivery.headers["x-signature"])
+            # signed as the official app signs, checked with hmac itself
+            assert all(delivery.signed_with("k3y") for delivery in receiver.received)
+            assert not any(delivery.signed_with("k3z") for delivery in receiver.received)
     finally:
         await receiver.stop()
 
 
-async def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path):
-    process = start_run(tmp_path)
+async def test_kill_9_loses_nothing_and_sends_nothing_twice(restarts):
+    process = restarts()
     async with client(process) as api:
         await ready_device(api)
         # five a minute per SIM: the agent sends five, then holds the rest back
@@ -179,54 +177,49 @@ async def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path):
         # some sent and some still queued when the server dies, mid-way
         assert at_kill.count("Pending") + at_kill.count("Processed") == 15, at_kill
     process.kill()
-    process = start_run(tmp_path)
-    try:
-        async with client(process) as api:
-            await api.patch("/settings", json={"messages": {"limit_period": "Disabled"}})
-            states = [await final_state(api, i, within=60) for i in ids]
-            interrupted = [s for s in states if s["state"] == "Failed"]
-            assert all("interrupted" in s["recipients"][0]["error"] for s in interrupted)
-            assert len(interrupted) <= 1, json.dumps(interrupted, indent=1)
-            went = {text for text, s in zip(texts, states, strict=True)
-                    if s["state"] in ("Sent", "Delivered")}
-            assert len(went) == len(texts) - len(interrupted)
+    process = restarts()
+    async with client(process) as api:
+        await api.patch("/settings", json={"messages": {"limit_period": "Disabled"}})
+        states = [await final_state(api, i, within=60) for i in ids]
+        # (a send the kill cut off, if any; test_interrupted_send.py cuts one off for sure)
+        interrupted = [s for s in states if s["state"] == "Failed"]
+        assert all("interrupted" in s["recipients"][0]["error"] for s in interrupted)
+        assert len(interrupted) <= 1, json.dumps(interrupted, indent=1)
+        went = {text for text, s in zip(texts, states, strict=True)
+                if s["state"] in ("Sent", "Delivered")}
+        assert len(went) == len(texts) - len(interrupted)
 
-            async def arrived():
-                received = Counter(m["contentPreview"] for m in await inbox(api))
-                return received if set(received) >= went else None
+        async def arrived():
+            received = Counter(m["contentPreview"] for m in await inbox(api))
+            return received if set(received) >= went else None
 
-            # each message that went arrived at the network once: the five sent before
-            # the kill were not sent again, the fifteen held back were sent after it
-            received = await wait_until(arrived, timeout=30)
-            assert max(received.values()) == 1, received
-            assert set(received) <= set(texts)
+        # each message that went arrived at the network once: the five sent before
+        # the kill were not sent again, the fifteen held back were sent after it
+        received = await wait_until(arrived, timeout=30)
+        assert max(received.values()) == 1, received
+        assert set(received) <= set(texts)
 
-            async def reported():
-                states = [(await api.get(f"/messages/{i}")).json()["state"] for i in ids]
-                return states if states.count("Delivered") == len(went) else None
+        async def reported():
+            states = [(await api.get(f"/messages/{i}")).json()["state"] for i in ids]
+            return states if states.count("Delivered") == len(went) else None
 
-            # and no status report was lost at the kill: every one that went is Delivered
-            await wait_until(reported, timeout=30)
-    finally:
-        process.stop()
+        # and no status report was lost at the kill: every one that went is Delivered
+        await wait_until(reported, timeout=30)
 
 
-async def test_a_report_the_network_owed_at_kill_9_arrives_after_the_restart(tmp_path):
+async def test_a_report_the_network_owed_at_kill_9_arrives_after_the_restart(restarts):
     # the network takes a minute to report sends of SIM 1: the kill comes before
-    process = start_run(tmp_path, "--fault", "1:report-delay=60")
+    process = restarts("--fault", "1:report-delay=60")
     async with client(process) as api:
         await ready_device(api)
         message = await send(api, "report after the crash", SIM2, sim=1)
         assert (await final_state(api, message))["state"] == "Sent"
     process.kill()
-    process = start_run(tmp_path)
-    try:
-        async with client(process) as api:
-            async def delivered():
-                state = (await api.get(f"/messages/{message}")).json()
-                return state if state["state"] == "Delivered" else None
+    process = restarts()
+    async with client(process) as api:
+        async def delivered():
+            state = (await api.get(f"/messages/{message}")).json()
+            return state if state["state"] == "Delivered" else None
 
-            state = await wait_until(delivered, timeout=30)
-            assert state["recipients"][0]["state"] == "Delivered"
-    finally:
-        process.stop()
+        state = await wait_until(delivered, timeout=30)
+        assert state["recipients"][0]["state"] == "Delivered"

@@ -159,8 +159,9 @@ def test_each_failure_is_one_line_and_an_exit_code_scripts_can_tell_apart(tmp_pa
 
         def one_line(result, code: int, words: str) -> None:
             assert result.exit_code == code, result.output
-            assert "Traceback" not in result.output and result.exception is None or \
-                isinstance(result.exception, SystemExit)
+            assert "Traceback" not in result.output, result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                result.exception)
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and words in lines[0], result.stderr
 

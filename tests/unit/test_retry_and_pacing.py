@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -33,18 +34,22 @@ async def test_send_interval_spaces_sends_between_its_bounds():
     for _ in range(200):
         pacer = Pacer()
         pacer.configure({"send_interval_min": 2, "send_interval_max": 5})
-        await pacer.wait(priority=0)  # a first send goes at once
-        pause = pacer.delay(time.monotonic())  # the next one waits
-        assert 2 - 0.1 <= pause <= 5
-        waits.add(round(pause))
+        before = time.monotonic()
+        await pacer.wait(priority=0)  # a first send goes at once, stamped in [before, after]
+        after = time.monotonic()
+        pause = pacer.delay(after)  # the next one waits its drawn pause, less what passed
+        assert 2 - (after - before) <= pause <= 5
+        waits.add(math.ceil(pause))
     assert waits == {2, 3, 4, 5}  # drawn at each send, over the whole range
 
 
 async def test_only_a_minimum_interval_is_that_many_seconds():
     pacer = Pacer()
     pacer.configure({"send_interval_min": 3})
-    await pacer.wait(priority=0)
-    assert 3 - 0.1 <= pacer.delay(time.monotonic()) <= 3
+    before = time.monotonic()
+    await pacer.wait(priority=0)  # stamped between before and after
+    after = time.monotonic()
+    assert 3 - (after - before) <= pacer.delay(after) <= 3
 
 
 async def test_high_priority_skips_the_interval():

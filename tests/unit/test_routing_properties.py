@@ -1,4 +1,5 @@
-"""Routing strategies as pure functions, checked by property (issue 17)."""
+"""Routing strategies as pure functions, checked by property: per-SIM limits, strategies
+and failover beside the three original selection modes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simgate.domain.routing import (
+    Choice,
     LimitsReached,
     NoSimAvailable,
     Policy,
@@ -25,6 +27,7 @@ from simgate.domain.routing import (
     worth_failover,
 )
 from simgate.domain.sims import SimSlot, SimStatus, sim_change
+from tests.e2e.gateway import looks_random
 
 statuses = st.sampled_from(list(SimStatus))
 limits = st.none() | st.integers(0, 5)
@@ -72,9 +75,18 @@ def test_never_an_unready_disabled_exhausted_or_excluded_sim(
         assert not any(s.usable and policy.rule(s.slot_index).enabled
                        and s.slot_index not in exclude for s in slots)
         return
-    if policy.strategy is None and not policy.sims and not exclude:
-        return  # the original modes, checked below and in test_domain
+    plain = policy.strategy is None and not policy.sims and not exclude
+    if plain and policy.mode is SimSelectionMode.OS_DEFAULT:
+        # the original OSDefault: the phone's default slot, whatever its state
+        assert choice == Choice(0, cursor)
+        return
     chosen = next(s for s in slots if s.slot_index == choice.slot_index)
+    if plain and policy.mode is SimSelectionMode.ROUND_ROBIN:
+        # the original RoundRobin: the next usable slot from the cursor on, wrapping round,
+        # and the cursor moves past it
+        usable = sorted(s.slot_index for s in slots if s.usable)
+        assert choice == Choice(next((i for i in usable if i >= cursor), usable[0]),
+                                choice.slot_index + 1)
     rule = policy.rule(chosen.slot_index)
     assert chosen.usable and rule.enabled and chosen.slot_index not in exclude
     assert limit_reached(rule, usage[chosen.slot_index], to) is None
@@ -101,16 +113,23 @@ def test_without_routing_settings_the_original_modes_are_unchanged(states, curso
         assert ours() == expected
 
 
-def _picks(policy: Policy, slots: list[SimSlot], n: int) -> Counter[int]:
+def _order(policy: Policy, slots: list[SimSlot], n: int,
+           rng: random.Random | None = None) -> list[int]:
+    """The slots `route` picks for n messages in a row, each counted in the usage."""
     usage: dict[int, SimUsage] = {}
-    cursor, counts = 0, Counter()
+    cursor, order = 0, []
     for _ in range(n):
-        choice = route(policy, slots, usage, ["+447700900001"], default_slot=0, cursor=cursor)
+        choice = route(policy, slots, usage, ["+447700900001"], default_slot=0, cursor=cursor,
+                       rng=rng)
         cursor = choice.cursor
-        counts[choice.slot_index] += 1
-        day = counts[choice.slot_index]
+        order.append(choice.slot_index)
+        day = order.count(choice.slot_index)
         usage[choice.slot_index] = SimUsage(day=day, month=day)
-    return counts
+    return order
+
+
+def _picks(policy: Policy, slots: list[SimSlot], n: int) -> Counter[int]:
+    return Counter(_order(policy, slots, n))
 
 
 @settings(max_examples=100, deadline=None)
@@ -237,3 +256,16 @@ def test_never_a_paused_sim_and_a_message_waits_while_only_pauses_stand_in_the_w
 ])
 def test_sim_changes_are_named(before, after, change):
     assert sim_change(before, after) == change
+
+
+def _sequence(mode: SimSelectionMode, n: int, seed: int) -> list[int]:
+    """The SIM numbers picked for n messages in a row over two ready SIMs."""
+    slots = [SimSlot(0, status=SimStatus.READY), SimSlot(1, status=SimStatus.READY)]
+    return [slot + 1 for slot in _order(Policy(mode=mode), slots, n, random.Random(seed))]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_random_check_of_the_e2e_tests_tells_random_from_round_robin(seed):
+    assert looks_random(_sequence(SimSelectionMode.RANDOM, 30, seed))
+    assert not looks_random(_sequence(SimSelectionMode.ROUND_ROBIN, 30, seed))
+    assert not looks_random(_sequence(SimSelectionMode.OS_DEFAULT, 30, seed))
