@@ -122,15 +122,31 @@ MUTATIONS = (
     Mutation(
         "rotation-stuck-in-the-agent",
         "the agent forgets the RoundRobin cursor after each choice",
-        (Edit("agent/agent.py", r"self\._rr_cursor = choice\.cursor", "pass  # mutated"),),
+        (Edit("agent/routing.py", r"self\.cursor = choice\.cursor", "pass  # mutated"),),
         ("tests/e2e/test_run.py::test_selection_modes_change_with_settings",),
     ),
     Mutation(
         "sim-number-ignored-by-the-agent",
         "a message asked through SIM 2 goes out through the routing's choice",
-        (Edit("agent/agent.py", r"if message\.sim_number is not None:",
+        (Edit("agent/routing.py", r"if message\.sim_number is not None:",
               "if False:  # mutated"),),
         ("tests/e2e/test_run.py::test_explicit_sim_numbers_use_the_right_sim",),
+    ),
+    Mutation(
+        "phones-get-no-sim",
+        "the server routes no SIM for a phone: every message leaves the choice to the app",
+        (Edit("services/router.py", r"return Decision\(sim_number=choice\.slot_index \+ 1\)",
+              "return Decision()  # mutated"),),
+        ("tests/e2e/test_phone_routing.py::"
+         "test_round_robin_with_a_daily_limit_hands_each_message_its_sim",),
+    ),
+    Mutation(
+        "phones-never-fail-over",
+        "a phone's send failed for no service stays Failed: no next SIM",
+        (Edit("services/router.py", r"return attempt, device_id, paused",
+              "return attempt, None, paused  # mutated"),),
+        ("tests/e2e/test_phone_routing.py::"
+         "test_a_sim_without_service_fails_over_to_the_next_and_pauses_after_three",),
     ),
     Mutation(
         "sim-number-dropped-from-sms-received",
