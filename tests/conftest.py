@@ -40,7 +40,9 @@ LOG_TAIL_LINES = 60  # of each log a failed test shows
 STORE_FREE = {"test_at_driver.py", "test_bus.py", "test_emulated_modem.py",
               "test_emulated_at_dialect.py", "test_termux.py", "test_field_tools.py",
               "test_emulator_cli.py", "test_store.py", "test_acknowledged_events.py",
-              "test_doctor_modem.py"}
+              "test_doctor_modem.py",
+              # replicas always share a PostgreSQL database of their own
+              "test_replicas.py"}
 # Modules about the SQLite store itself (its file's mode, a store not yet made): they run
 # in the default leg only. test_deploy.py checks files against a server's /metrics, the
 # same on either store; test_dashboard_browser.py drives the dashboard, not the store.
