@@ -336,45 +336,6 @@ def emulator_memory(data_dir: Path) -> Path:
     return data_dir / "agent" / "emulated-network.db"
 
 
-def _sim_usage(server: str, user: str, secret: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """Each SIM's usage from GET /3rdparty/v1/routing/usage (none from an older server)."""
-    import httpx
-
-    try:
-        response = httpx.get(f"{server.rstrip('/')}/3rdparty/v1/routing/usage",
-                             auth=(user, secret), timeout=10)
-    except httpx.HTTPError:
-        return {}
-    if response.status_code != 200:
-        return {}
-    return {(u["deviceId"], u["simNumber"]): u for u in response.json()}
-
-
-def _usage_columns(used: dict[str, Any] | None) -> tuple[str, str, str]:
-    """Sends today, this month and distinct recipients, each "n/limit" when limited."""
-    if used is None:
-        return "-", "-", "-"
-    limits = used["limits"]
-
-    def of(value: int, limit: int | None) -> str:
-        return str(value) if limit is None else f"{value}/{limit}"
-
-    return (of(used["sentToday"], limits["dailyLimit"]),
-            of(used["sentThisMonth"], limits["monthlyLimit"]),
-            of(used["recipientsThisMonth"], limits["uniqueRecipientsMonthly"]))
-
-
-def _routing_note(used: dict[str, Any] | None) -> str:
-    if used is None:
-        return ""
-    notes = [] if used["enabled"] else ["disabled in routing.sims"]
-    if used.get("atLimit"):
-        notes.append(used["atLimit"])
-    if used.get("pausedUntil"):
-        notes.append(f"paused until {used['pausedUntil']}: {used.get('pauseReason') or ''}")
-    return "; ".join(notes)
-
-
 UserOpt = Annotated[str | None, typer.Option("--username", envvar="SIMGATE_USERNAME",
                                              help="API user.")]
 PasswordOpt = Annotated[str | None, typer.Option("--password", envvar="SIMGATE_PASSWORD",
@@ -438,49 +399,6 @@ def doctor(
     failed = sum(f.status == "fail" for f in findings)
     if failed:
         raise fail(f"{failed} check(s) failed")
-
-
-@app.command()
-def sims(
-    server: Annotated[str | None, typer.Option(
-        "--server", help="URL of the simgate server; default: the one last started on"
-        " --data-dir (its server.json), else http://127.0.0.1:3000.")] = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """List devices and their SIM slots with their live state.
-
-    Without --username/--password, uses the credentials `simgate run` keeps in the data
-    directory (credentials.json).
-    """
-    import httpx
-
-    server = server or local_server(data_dir)
-    user, secret = _stored_credentials(username, password, data_dir)
-    if not (user and secret):
-        raise fail("give --username and --password (or SIMGATE_USERNAME/SIMGATE_PASSWORD)")
-    try:
-        response = httpx.get(f"{server.rstrip('/')}/3rdparty/v1/devices", auth=(user, secret),
-                             timeout=10)
-    except httpx.HTTPError as exc:
-        raise fail(f"server {server} unreachable: {exc}") from None
-    if response.status_code != 200:
-        raise fail(f"server answered {response.status_code}: "
-                   f"{response.json().get('message', response.text)}")
-    usage = _sim_usage(server, user, secret)
-    table = Table("device", "SIM", "state", "phone number", "operator", "signal", "today",
-                  "month", "recipients", "detail")
-    for device in response.json():
-        for sim in device.get("simCards", []):
-            used = usage.get((device["id"], sim["simNumber"]))
-            counts = _usage_columns(used)
-            detail = "; ".join(d for d in (sim.get("detail"), _routing_note(used)) if d)
-            table.add_row(device["name"], str(sim["simNumber"]), sim.get("state", ""),
-                          sim.get("phoneNumber") or "-", sim.get("carrierName") or "-",
-                          "-" if sim.get("signal") is None else f"{sim['signal']}/31",
-                          *counts, detail)
-    console.print(table)
 
 
 @users_app.command("add")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.domain.states import ProcessState
@@ -64,10 +64,11 @@ class Overview:
 
 def _bucket(session: AsyncSession, column: Any, hourly: bool) -> Any:
     """The UTC hour ("2026-12-08 13") or day ("2026-12-08") of a timestamp, in SQL."""
+    # literal formats, not parameters: PostgreSQL matches the GROUP BY by its text
     if session.bind.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column),
-                            "YYYY-MM-DD HH24" if hourly else "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d %H" if hourly else "%Y-%m-%d", column)
+        return func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column(
+            "'YYYY-MM-DD HH24'" if hourly else "'YYYY-MM-DD'"))
+    return func.strftime(literal_column("'%Y-%m-%d %H'" if hourly else "'%Y-%m-%d'"), column)
 
 
 async def _sends(session: AsyncSession, user_id: int, since: datetime, hourly: bool,
@@ -116,11 +117,11 @@ async def overview(sessions: Sessions, user_id: int, queue_limit: int = 0,
         hourly = await _sends(session, user_id, hour_starts[0], True, names)
         daily = await _sends(session, user_id, day_starts[0], False, names)
         failures = list(await session.execute(
-            select(func.coalesce(Recipient.error, "no reason given"), func.count())
+            select(Recipient.error, func.count())
             .join(Message, Message.pk == Recipient.message_pk)
             .where(Message.user_id == user_id, Message.created_at >= day_starts[0],
                    Recipient.state == ProcessState.FAILED.value)
-            .group_by(func.coalesce(Recipient.error, "no reason given"))
+            .group_by(Recipient.error)
             .order_by(func.count().desc()).limit(TOP_REASONS)))
         finished = dict(list(await session.execute(
             select(Message.state, func.count())
@@ -138,7 +139,7 @@ async def overview(sessions: Sessions, user_id: int, queue_limit: int = 0,
         hourly=_series(hourly, [f"{h:%Y-%m-%d %H}" for h in hour_starts], names),
         days=[f"{d:%m-%d}" for d in day_starts],
         daily=_series(daily, [f"{d:%Y-%m-%d}" for d in day_starts], names),
-        failures=[(reason, count) for reason, count in failures],
+        failures=[(reason or "no reason given", count) for reason, count in failures],
         finished=finished,
         queued=[(d.name, waiting.get(d.id, 0)) for d in devices],
         queue_limit=queue_limit)
