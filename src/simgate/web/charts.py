@@ -65,7 +65,7 @@ def columns(name: str, labels: Sequence[str], series: Sequence[Series],
             parts.append(f'<text class="axis" x="{x + step / 2:.1f}" y="{HEIGHT - 6}" '
                          f'text-anchor="middle">{escape(label)}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts)) + legend(series)
+    return Markup("".join(parts)) + legend(f"{name}-legend", series)
 
 
 def _summary(series: Sequence[Series], total: int) -> str:
@@ -74,14 +74,14 @@ def _summary(series: Sequence[Series], total: int) -> str:
     return f"{total} sends: " + ", ".join(f"{s.label} {s.total}" for s in series)
 
 
-def legend(series: Sequence[Series]) -> Markup:
+def legend(name: str, series: Sequence[Series]) -> Markup:
     """Each series' colour, name and total, as text a reader (and a test) can find."""
     items = "".join(
         f'<li data-series="{_attr(s.label)}" data-total="{s.total}">'
         f'<svg class="swatch" viewBox="0 0 10 10" aria-hidden="true"><rect class="c'
         f'{i % COLOURS}" width="10" height="10"/></svg>{escape(s.label)}: {s.total}</li>'
         for i, s in enumerate(series))
-    return Markup(f'<ul class="legend">{items}</ul>') if items else Markup("")
+    return Markup(f'<ul class="legend" id="{_attr(name)}">{items}</ul>') if items else Markup("")
 
 
 def hbars(name: str, items: Sequence[tuple[str, int]], css: str = "bad") -> Markup:
