@@ -276,7 +276,7 @@ async def _send_through(api: httpx.AsyncClient, device: dict, sim: int, state: s
         "textMessage": {"text": f"via SIM {sim}"}, "phoneNumbers": ["+19162255887"]})
     assert sent.status_code == 202, sent.text
     auth = {"headers": {"Authorization": f"Bearer {device['token']}"}, "auth": None}
-    for step in ("Processed", state):
+    for step in ("Processed", "Sent", state) if state == "Delivered" else ("Processed", state):
         recipient = {"phoneNumber": "+19162255887", "state": step,
                      **({"error": error} if step == "Failed" else {})}
         answer = await api.patch("/mobile/v1/message", **auth, json=[{
@@ -348,3 +348,38 @@ async def test_a_token_made_on_the_token_page_is_shown_once_and_revoked_there(we
     assert (await api.get("/3rdparty/v1/messages", headers=bearer,
                           auth=None)).status_code == 401
     assert 'id="no-tokens"' in (await web.get("/tokens")).text
+
+
+async def test_a_finished_message_says_why_its_text_is_gone_and_its_attempt_is_a_result(
+        web, gateway, api):
+    device = await register_device(api)
+    await _send_through(api, device, 2, "Delivered")
+    [message] = await gateway.messages.list(await _id_of(gateway, USER), MessageQuery())
+    assert await gateway.messages.hash_finished(None) == 1
+    await log_in(web)
+    page = (await web.get(f"/messages/{message.ext_id}")).text
+    assert "keeps only a hash of its text and numbers" in page
+    attempts = page.split("<h2>Attempts</h2>")[1]
+    assert "<th>Error</th>" not in attempts and 'data-label="Result">sent<' in attempts
+    rows = (await web.get("/messages/rows")).text
+    assert "(text not kept after sending)" in rows and "(hashed)" not in rows
+
+
+def test_a_webhook_answer_is_red_only_when_it_failed():
+    """The Webhooks page's "Last answer": a 2xx is no error; a 500 or a refused
+    connection is."""
+    from types import SimpleNamespace
+
+    from simgate.web.render import _templates
+
+    def delivery(status: int | None, error: str | None) -> SimpleNamespace:
+        return SimpleNamespace(status="delivered" if error is None else "failed",
+                               created_at=None, event="sms:sent", attempts=1, event_id="e",
+                               last_status=status, last_error=error)
+
+    page = _templates.get_template("webhooks.html").render(
+        path="/webhooks", who=None, csrf="x", webhooks=[], events=[], devices=[],
+        deliveries=[(delivery(200, None), "ok"), (delivery(500, "HTTP 500"), "bad"),
+                    (delivery(None, "connection refused"), "down")])
+    cells = re.findall(r'<td( class="[^"]+")? data-label="Last answer">', page)
+    assert cells == [' class="ok-text"', ' class="error-text"', ' class="error-text"']
