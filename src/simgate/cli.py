@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simgate import __version__
-from simgate.client.config import SERVER_FILE, local_gateway
+from simgate.client.config import CREDENTIALS_FILE, SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import MAX_SIM_SLOTS
@@ -358,7 +358,9 @@ def doctor(
     modem: Annotated[list[str] | None, typer.Option("--modem", help="Serial port to check.")]
     = None,
     termux: Annotated[bool, typer.Option("--termux", help="Check Termux:API.")] = False,
-    emulator: Annotated[int, typer.Option("--emulator", min=0, max=MAX_SIM_SLOTS)] = 0,
+    emulator: Annotated[int, typer.Option(
+        "--emulator", min=0, max=MAX_SIM_SLOTS,
+        help="Check the built-in emulated modem with this many SIM slots (0: not).")] = 0,
     username: UserOpt = None,
     password: PasswordOpt = None,
     data_dir: DataDirOpt = None,
@@ -368,11 +370,21 @@ def doctor(
 
     With no option, checks the local gateway: the server started on the data directory
     (./simgate-data, or --data-dir), with the credentials `simgate run` keeps there.
+    Exit code: 0 all checks pass or warn, 4 the server is unreachable, 3 no credentials
+    or refused ones, 1 another check failed.
     """
     from simgate.agent import doctor as checks
 
+    local = settings_from(data_dir=data_dir).data_dir
+    start = "`simgate run` (or `simgate serve`) on that host"
     if not (server or modem or termux or emulator):
         server = local_server(data_dir)
+        # `run` keeps its user's credentials beside server.json; `serve` does not
+        start = ("`simgate serve`" if (local / SERVER_FILE).exists()
+                 and not (local / CREDENTIALS_FILE).exists() else "`simgate run`")
+    looked_at = ("--username/--password, SIMGATE_USERNAME/SIMGATE_PASSWORD and"
+                 f" {(local if local.is_absolute() else Path.cwd() / local) / CREDENTIALS_FILE}"
+                 " (from another directory, give --data-dir or set SIMGATE_DATA_DIR)")
 
     async def examine() -> list[checks.Finding]:
         found: list[checks.Finding] = []
@@ -385,7 +397,7 @@ def doctor(
                 _backend(modem or [], termux, emulator, settings_from(data_dir=data_dir).data_dir))
         if server:
             user, secret = _stored_credentials(username, password, data_dir)
-            found += await checks.server_findings(server, user, secret)
+            found += await checks.server_findings(server, user, secret, start, looked_at)
         found += checks.journal_findings(
             settings_from(data_dir=data_dir).data_dir / "agent" / "journal.db")
         return found
@@ -396,9 +408,11 @@ def doctor(
     for f in findings:
         table.add_row(f.check, f"[{colors[f.status]}]{f.status}[/]", f.detail, f.fix)
     console.print(table)
-    failed = sum(f.status == "fail" for f in findings)
+    failed = [f for f in findings if f.status == "fail"]
     if failed:
-        raise fail(f"{failed} check(s) failed")
+        code = (4 if any(f.check == "server" for f in failed)
+                else 3 if any(f.check == "credentials" for f in failed) else 1)
+        raise fail(f"{len(failed)} check(s) failed", code)
 
 
 @users_app.command("add")

@@ -29,7 +29,7 @@ ADVICE = {
     SimStatus.NO_NETWORK: "check coverage and the antenna, and that the SIM is active with "
                           "its operator",
     SimStatus.ERROR: "check the modem's cable, power and port name (is another program using "
-                     "it?), then run `simgate doctor`",
+                     "it?), then restart the agent",
     SimStatus.UNKNOWN: "the phone does not report this slot's state; sends through it are "
                        "tried, and fail on the phone if the slot is empty",
 }
