@@ -188,7 +188,7 @@ def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) ->
     )
 
 
-@app.command()
+@app.command(short_help="Run everything in one process: server, agent, emulated SIMs.")
 def run(
     host: HostOpt = None,
     port: PortOpt = None,
@@ -249,7 +249,7 @@ def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bo
     return faults
 
 
-@app.command()
+@app.command(short_help="Run the emulated multi-SIM modem alone, on a pty.")
 def emulator(
     sims: Annotated[int, typer.Option("--sims", min=1, max=MAX_SIM_SLOTS,
                                       help="Number of emulated SIM slots.")] = 2,
@@ -350,7 +350,7 @@ def _stored_credentials(username: str | None, password: str | None,
     return local_gateway(settings_from(data_dir=data_dir).data_dir)[1] or (username, password)
 
 
-@app.command()
+@app.command(short_help="Check modems, SIMs, server, webhooks; say what to do.")
 def doctor(
     server: Annotated[str | None, typer.Option(
         "--server", help="Check this server; default, with no other check given: the one"

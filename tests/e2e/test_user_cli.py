@@ -371,3 +371,18 @@ async def test_an_interrupted_bulk_send_resumes_and_sends_no_row_twice(tmp_path)
     finally:
         await relay.stop()
         process.stop()
+
+
+def test_help_shows_whole_summaries_at_80_columns_and_every_webhook_event():
+    from simgate.services.webhooks import WebhookEvent
+
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "80"})
+    commands = top.stdout.split("Commands:")[1]
+    assert "..." not in commands and "sims" in commands and "devices" in commands, commands
+    doctor = " ".join(runner.invoke(app, ["doctor", "--help"], env={"COLUMNS": "200"})
+                      .stdout.split())
+    assert "--emulator <int range> Check the built-in emulated modem" in doctor, doctor
+    add = " ".join(runner.invoke(app, ["webhooks", "add", "--help"], env={"COLUMNS": "300"})
+                   .stdout.split())
+    missing = [e.value for e in WebhookEvent if e.value not in add]
+    assert not missing, missing

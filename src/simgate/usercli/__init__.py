@@ -13,10 +13,14 @@ def register(app: typer.Typer) -> None:
     """Add the user commands to the `simgate` app."""
     from simgate.usercli import browse, devices, send, webhooks
 
-    app.command("send")(send.send)
-    app.command("messages")(browse.messages)
-    app.command("message")(browse.message)
+    # short summaries: the top-level --help shows them whole at 80 columns
+    app.command("send", short_help="Send an SMS (or a CSV of them) through a SIM.")(send.send)
+    app.command("messages", short_help="List messages, their state and SIM; --follow.")(
+        browse.messages)
+    app.command("message", short_help="One message: its states, recipients, attempts.")(
+        browse.message)
     app.command("inbox")(browse.inbox)
     app.add_typer(webhooks.app, name="webhooks")
     app.add_typer(devices.app, name="devices")
-    app.command("sims")(devices.sims)
+    app.command("sims", short_help="The SIM slots: state, number, sends against limits.")(
+        devices.sims)
