@@ -102,7 +102,11 @@ def check_sim_number(sim_number: int, slots: list[SimSlot], device: str) -> SimS
     not told its slots (the original Android app does not) is taken at its word, as the
     original server does: None, and the device fails a slot it does not have.
     """
-    if not slots:
+    if not slots:  # the slots are not known: only the range is
+        if not 1 <= sim_number <= MAX_SIM_SLOTS:
+            raise InvalidSimNumber(
+                f"simNumber {sim_number} is out of range: device {device} has not said how"
+                f" many SIM slots it has; valid simNumber values: 1 to {MAX_SIM_SLOTS}")
         return None
     by_number = {s.sim_number: s for s in slots}
     slot = by_number.get(sim_number)
