@@ -83,12 +83,13 @@ def settings_from(host: str | None = None, port: int | None = None,
 
 
 def claim(settings: Settings) -> None:
-    """Take the data directory and check the port before starting a server."""
+    """Check the port, then take the data directory, before starting a server: a port
+    in use leaves the directory as it was (no simgate.pid of a server that never ran)."""
     from simgate.serve.claim import InUse, check_port, lock_data_dir
 
     try:
-        _held.append(lock_data_dir(settings.data_dir))
         check_port(settings.host, settings.port)
+        _held.append(lock_data_dir(settings.data_dir))
     except InUse as exc:
         raise fail(str(exc)) from None
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -171,3 +172,14 @@ async def test_doctor_advice_for_no_credentials_a_dead_device_and_a_post_only_ho
     finally:
         process.stop()
         receiver.shutdown()
+
+
+def test_a_taken_port_leaves_a_new_data_directory_without_a_pid_file(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data_dir = tmp_path / "new"
+        result = cli("serve", "--data-dir", str(data_dir), "--port", str(port))
+        assert result.returncode == 1 and f"port {port}" in result.stderr, result.stderr
+        assert not (data_dir / "simgate.pid").exists()
