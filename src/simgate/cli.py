@@ -308,6 +308,12 @@ def agent(
     if sum(chosen) != 1:
         raise fail("choose exactly one SIM backend: --modem PORT (repeatable), --termux "
                    "or --emulator N")
+    if modem:  # a port that cannot be opened: say so, and register no device for it
+        from simgate.agent.doctor import serial_findings
+
+        for finding in serial_findings(modem):
+            if finding.status == "fail":
+                raise fail(f"{finding.check} {finding.detail}: {finding.fix}")
     settings = settings_from(data_dir=data_dir)
     backend = _backend(modem or [], termux, emulator, settings.data_dir)
     config = AgentConfig(server_url=server, journal_path=settings.data_dir / "agent" / "journal.db",

@@ -183,3 +183,12 @@ def test_a_taken_port_leaves_a_new_data_directory_without_a_pid_file(tmp_path):
         result = cli("serve", "--data-dir", str(data_dir), "--port", str(port))
         assert result.returncode == 1 and f"port {port}" in result.stderr, result.stderr
         assert not (data_dir / "simgate.pid").exists()
+
+
+def test_an_agent_whose_modem_cannot_be_opened_exits_with_the_advice():
+    """It registers no device: none that never worked is left for doctor to flag."""
+    result = cli("agent", "--server", f"http://127.0.0.1:{free_port()}", "--modem",
+                 "/dev/ttyUSB99", "--username", USER, "--password", PASSWORD)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "port /dev/ttyUSB99 does not exist" in result.stderr
+    assert "ls /dev/ttyUSB" in result.stderr and "Traceback" not in result.stderr
