@@ -89,7 +89,7 @@ def hbars(name: str, items: Sequence[tuple[str, int]], css: str = "bad") -> Mark
     if not items:
         return Markup("")
     top = max(count for _, count in items)
-    row, label_w = 22, 0
+    row = 22
     height = row * len(items) + 4
     parts = [f'<svg class="chart bars" id="{_attr(name)}" viewBox="0 0 {WIDTH} {height}" '
              f'role="img" aria-label="{_attr(", ".join(f"{t}: {c}" for t, c in items))}">']
@@ -98,7 +98,7 @@ def hbars(name: str, items: Sequence[tuple[str, int]], css: str = "bad") -> Mark
         w = (WIDTH * .45 - 40) * count / top
         parts.append(f'<text class="label" x="{WIDTH * .55 - 6:.1f}" y="{y + 15}" '
                      f'text-anchor="end">{escape(_short(label))}</text>'
-                     f'<rect class="{css}" x="{WIDTH * .55 + label_w:.1f}" y="{y + 2}" '
+                     f'<rect class="{css}" x="{WIDTH * .55:.1f}" y="{y + 2}" '
                      f'width="{max(w, 1):.1f}" height="{row - 6}" data-count="{count}">'
                      f'<title>{escape(label)}: {count}</title></rect>'
                      f'<text class="axis" x="{WIDTH * .55 + w + 6:.1f}" y="{y + 15}">'
