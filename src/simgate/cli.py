@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simgate import __version__
-from simgate.client.config import SERVER_FILE, local_gateway
+from simgate.client.config import CREDENTIALS_FILE, SERVER_FILE, local_gateway
 from simgate.config import Settings, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import MAX_SIM_SLOTS
@@ -83,12 +83,13 @@ def settings_from(host: str | None = None, port: int | None = None,
 
 
 def claim(settings: Settings) -> None:
-    """Take the data directory and check the port before starting a server."""
+    """Check the port, then take the data directory, before starting a server: a port
+    in use leaves the directory as it was (no simgate.pid of a server that never ran)."""
     from simgate.serve.claim import InUse, check_port, lock_data_dir
 
     try:
-        _held.append(lock_data_dir(settings.data_dir))
         check_port(settings.host, settings.port)
+        _held.append(lock_data_dir(settings.data_dir))
     except InUse as exc:
         raise fail(str(exc)) from None
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
@@ -190,7 +191,7 @@ def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) ->
     )
 
 
-@app.command()
+@app.command(short_help="Run everything in one process: server, agent, emulated SIMs.")
 def run(
     host: HostOpt = None,
     port: PortOpt = None,
@@ -251,7 +252,7 @@ def _parse_faults(specs: list[str], sims: int) -> dict[int, dict[str, float | bo
     return faults
 
 
-@app.command()
+@app.command(short_help="Run the emulated multi-SIM modem alone, on a pty.")
 def emulator(
     sims: Annotated[int, typer.Option("--sims", min=1, max=MAX_SIM_SLOTS,
                                       help="Number of emulated SIM slots.")] = 2,
@@ -309,6 +310,12 @@ def agent(
     if sum(chosen) != 1:
         raise fail("choose exactly one SIM backend: --modem PORT (repeatable), --termux "
                    "or --emulator N")
+    if modem:  # a port that cannot be opened: say so, and register no device for it
+        from simgate.agent.doctor import serial_findings
+
+        for finding in serial_findings(modem):
+            if finding.status == "fail":
+                raise fail(f"{finding.check} {finding.detail}: {finding.fix}")
     settings = settings_from(data_dir=data_dir)
     backend = _backend(modem or [], termux, emulator, settings.data_dir)
     config = AgentConfig(server_url=server, journal_path=settings.data_dir / "agent" / "journal.db",
@@ -338,45 +345,6 @@ def emulator_memory(data_dir: Path) -> Path:
     return data_dir / "agent" / "emulated-network.db"
 
 
-def _sim_usage(server: str, user: str, secret: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """Each SIM's usage from GET /3rdparty/v1/routing/usage (none from an older server)."""
-    import httpx
-
-    try:
-        response = httpx.get(f"{server.rstrip('/')}/3rdparty/v1/routing/usage",
-                             auth=(user, secret), timeout=10)
-    except httpx.HTTPError:
-        return {}
-    if response.status_code != 200:
-        return {}
-    return {(u["deviceId"], u["simNumber"]): u for u in response.json()}
-
-
-def _usage_columns(used: dict[str, Any] | None) -> tuple[str, str, str]:
-    """Sends today, this month and distinct recipients, each "n/limit" when limited."""
-    if used is None:
-        return "-", "-", "-"
-    limits = used["limits"]
-
-    def of(value: int, limit: int | None) -> str:
-        return str(value) if limit is None else f"{value}/{limit}"
-
-    return (of(used["sentToday"], limits["dailyLimit"]),
-            of(used["sentThisMonth"], limits["monthlyLimit"]),
-            of(used["recipientsThisMonth"], limits["uniqueRecipientsMonthly"]))
-
-
-def _routing_note(used: dict[str, Any] | None) -> str:
-    if used is None:
-        return ""
-    notes = [] if used["enabled"] else ["disabled in routing.sims"]
-    if used.get("atLimit"):
-        notes.append(used["atLimit"])
-    if used.get("pausedUntil"):
-        notes.append(f"paused until {used['pausedUntil']}: {used.get('pauseReason') or ''}")
-    return "; ".join(notes)
-
-
 UserOpt = Annotated[str | None, typer.Option("--username", envvar="SIMGATE_USERNAME",
                                              help="API user.")]
 PasswordOpt = Annotated[str | None, typer.Option("--password", envvar="SIMGATE_PASSWORD",
@@ -391,7 +359,7 @@ def _stored_credentials(username: str | None, password: str | None,
     return local_gateway(settings_from(data_dir=data_dir).data_dir)[1] or (username, password)
 
 
-@app.command()
+@app.command(short_help="Check modems, SIMs, server, webhooks; say what to do.")
 def doctor(
     server: Annotated[str | None, typer.Option(
         "--server", help="Check this server; default, with no other check given: the one"
@@ -399,7 +367,9 @@ def doctor(
     modem: Annotated[list[str] | None, typer.Option("--modem", help="Serial port to check.")]
     = None,
     termux: Annotated[bool, typer.Option("--termux", help="Check Termux:API.")] = False,
-    emulator: Annotated[int, typer.Option("--emulator", min=0, max=MAX_SIM_SLOTS)] = 0,
+    emulator: Annotated[int, typer.Option(
+        "--emulator", min=0, max=MAX_SIM_SLOTS,
+        help="Check the built-in emulated modem with this many SIM slots (0: not).")] = 0,
     username: UserOpt = None,
     password: PasswordOpt = None,
     data_dir: DataDirOpt = None,
@@ -409,11 +379,21 @@ def doctor(
 
     With no option, checks the local gateway: the server started on the data directory
     (./simgate-data, or --data-dir), with the credentials `simgate run` keeps there.
+    Exit code: 0 all checks pass or warn, 4 the server is unreachable, 3 no credentials
+    or refused ones, 1 another check failed.
     """
     from simgate.agent import doctor as checks
 
+    local = settings_from(data_dir=data_dir).data_dir
+    start = "`simgate run` (or `simgate serve`) on that host"
     if not (server or modem or termux or emulator):
         server = local_server(data_dir, username)
+        # `run` keeps its user's credentials beside server.json; `serve` does not
+        start = ("`simgate serve`" if (local / SERVER_FILE).exists()
+                 and not (local / CREDENTIALS_FILE).exists() else "`simgate run`")
+    looked_at = ("--username/--password, SIMGATE_USERNAME/SIMGATE_PASSWORD and"
+                 f" {(local if local.is_absolute() else Path.cwd() / local) / CREDENTIALS_FILE}"
+                 " (from another directory, give --data-dir or set SIMGATE_DATA_DIR)")
 
     async def examine() -> list[checks.Finding]:
         found: list[checks.Finding] = []
@@ -426,7 +406,7 @@ def doctor(
                 _backend(modem or [], termux, emulator, settings_from(data_dir=data_dir).data_dir))
         if server:
             user, secret = _stored_credentials(username, password, data_dir)
-            found += await checks.server_findings(server, user, secret)
+            found += await checks.server_findings(server, user, secret, start, looked_at)
         found += checks.journal_findings(
             settings_from(data_dir=data_dir).data_dir / "agent" / "journal.db")
         return found
@@ -437,52 +417,11 @@ def doctor(
     for f in findings:
         table.add_row(f.check, f"[{colors[f.status]}]{f.status}[/]", f.detail, f.fix)
     console.print(table)
-    failed = sum(f.status == "fail" for f in findings)
+    failed = [f for f in findings if f.status == "fail"]
     if failed:
-        raise fail(f"{failed} check(s) failed")
-
-
-@app.command()
-def sims(
-    server: Annotated[str | None, typer.Option(
-        "--server", help="URL of the simgate server; default: the one last started on"
-        " --data-dir (its server.json), else http://127.0.0.1:3000.")] = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """List devices and their SIM slots with their live state.
-
-    Without --username/--password, uses the credentials `simgate run` keeps in the data
-    directory (credentials.json).
-    """
-    import httpx
-
-    server = server or local_server(data_dir, username)
-    user, secret = _stored_credentials(username, password, data_dir)
-    if not (user and secret):
-        raise fail("give --username and --password (or SIMGATE_USERNAME/SIMGATE_PASSWORD)")
-    try:
-        response = httpx.get(f"{server.rstrip('/')}/3rdparty/v1/devices", auth=(user, secret),
-                             timeout=10)
-    except httpx.HTTPError as exc:
-        raise fail(f"server {server} unreachable: {exc}") from None
-    if response.status_code != 200:
-        raise fail(f"server answered {response.status_code}: "
-                   f"{response.json().get('message', response.text)}")
-    usage = _sim_usage(server, user, secret)
-    table = Table("device", "SIM", "state", "phone number", "operator", "signal", "today",
-                  "month", "recipients", "detail")
-    for device in response.json():
-        for sim in device.get("simCards", []):
-            used = usage.get((device["id"], sim["simNumber"]))
-            counts = _usage_columns(used)
-            detail = "; ".join(d for d in (sim.get("detail"), _routing_note(used)) if d)
-            table.add_row(device["name"], str(sim["simNumber"]), sim.get("state", ""),
-                          sim.get("phoneNumber") or "-", sim.get("carrierName") or "-",
-                          "-" if sim.get("signal") is None else f"{sim['signal']}/31",
-                          *counts, detail)
-    console.print(table)
+        code = (4 if any(f.check == "server" for f in failed)
+                else 3 if any(f.check == "credentials" for f in failed) else 1)
+        raise fail(f"{len(failed)} check(s) failed", code)
 
 
 @users_app.command("add")

@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium against a real `simgate run`: log in, see a
 PIN-locked SIM flagged with its advice, send through SIM 2 with the picker and watch the
-message reach Delivered without a reload, redrive a webhook that failed.
+message reach Delivered without a reload, redrive a webhook that failed, read the run's
+sends per SIM on the overview's charts, make and revoke an API token.
 
 Chromium and its driver are Debian's (`chromium`, `chromium-driver`), which `.ci/run`
 installs; a missing one fails the tests under CI=true, and elsewhere skips them saying
@@ -108,7 +109,7 @@ def gateway_run(tmp_path_factory) -> Iterator[SimgateProcess]:
         tmp_path_factory.mktemp("dashboard") / "run",
         env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD,
              "SIMGATE_ALLOW_PRIVATE_WEBHOOKS": "true",
-             "SIMGATE_WEBHOOK_RETRY_BASE": "0.5"}).start()  # a retry comes soon
+             "SIMGATE_WEBHOOK_RETRY_BASE": "0.2"}).start()
     with httpx.Client(base_url=f"{process.url}/3rdparty/v1", auth=(USER, PASSWORD),
                       timeout=30) as api:
         _until(lambda: any(len(d["simCards"]) == 3 for d in api.get("/devices").json()),
@@ -155,7 +156,7 @@ def _log_in(driver: Any, url: str) -> None:
 
 def test_login_and_a_pin_locked_sim_flagged_with_advice(browser, gateway_run):
     _log_in(browser, gateway_run.url)
-    browser.get(gateway_run.url + "/")
+    browser.get(gateway_run.url + "/devices")
     locked = browser.find_element(By.CSS_SELECTOR, 'section.sim[data-status="PinRequired"]')
     assert locked.find_element(By.TAG_NAME, "h3").text.startswith("SIM 3")
     advice = locked.find_element(By.CSS_SELECTOR, ".advice").text
@@ -200,7 +201,7 @@ def test_send_through_sim_2_and_watch_it_reach_delivered(browser, gateway_run, a
     row = browser.find_element(By.ID, f"message-{message_id}")
     assert row.get_attribute("data-state") == "Delivered"
     assert row.find_element(By.CSS_SELECTOR, ".sim-used").text == "2"
-    browser.get(gateway_run.url + "/")  # SIM 2's sends today count it
+    browser.get(gateway_run.url + "/devices")  # SIM 2's sends today count it
     usage = browser.find_element(By.CSS_SELECTOR, 'section.sim[id$="-2"] .usage').text
     assert usage.startswith("today 1/") or usage.startswith("today 1,"), usage
 
@@ -245,7 +246,7 @@ def test_the_inbox_shows_an_sms_as_it_arrives(browser, gateway_run, api):
 def test_redrive_a_failed_webhook(browser, gateway_run, api):
     hook = Hook()
     try:
-        # the fewest retries the app takes: one (then the delivery has failed)
+        # the fewest retries the settings take (the Android app refuses 0): one
         response = api.patch("/settings", json={"webhooks": {"retry_count": 1}})
         assert response.status_code == 200, response.text
         _log_in(browser, gateway_run.url)
@@ -261,7 +262,7 @@ def test_redrive_a_failed_webhook(browser, gateway_run, api):
                                            "withDeliveryReport": False})
         assert sent.status_code == 202, sent.text
         _until(lambda: api.get("/webhooks/deliveries", params={"state": "failed"}).json(),
-               "the delivery to fail (the receiver answers 500, then again once)")
+               "the delivery to fail (the receiver answers 500, one retry)")
         assert [status for status, _ in hook.received] == [500, 500]
         browser.get(gateway_run.url + "/webhooks")
         failed = browser.find_element(By.CSS_SELECTOR, '#deliveries tr[data-status="failed"]')
@@ -286,3 +287,89 @@ def test_redrive_a_failed_webhook(browser, gateway_run, api):
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def _sends_per_sim(api: httpx.Client) -> dict[str, int]:
+    """The run's messages sent through each SIM, as the API lists them."""
+    counts: dict[str, int] = {}
+    for message in api.get("/messages", params={"limit": 100}).json():
+        if message.get("simNumber") and message["state"] != "Pending":
+            label = f"SIM {message['simNumber']}"
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def _legend(driver: Any, chart: str) -> dict[str, int]:
+    return {item.get_attribute("data-series"): int(item.get_attribute("data-total"))
+            for item in driver.find_elements(By.CSS_SELECTOR, f"#{chart}-legend li")}
+
+
+def test_the_overview_charts_the_sends_of_this_run_per_sim_and_follows_them(
+        browser, gateway_run, api):
+    """Each chart is drawn (an SVG with marks of a real size), its legend counts the
+    run's sends through each SIM, and a new send shows up without a reload."""
+    sent = api.post("/messages", json={"textMessage": {"text": "for the overview"},
+                                       "phoneNumbers": [OUTSIDE], "simNumber": 1})
+    assert sent.status_code == 202, sent.text
+    _until(lambda: api.get(f"/messages/{sent.json()['id']}").json()["state"] == "Delivered",
+           "the message to be delivered")
+    _log_in(browser, gateway_run.url)
+    browser.get(gateway_run.url + "/")
+    expected = _sends_per_sim(api)
+    assert expected.get("SIM 1"), expected
+    for chart in ("chart-hours", "chart-days"):
+        assert _legend(browser, chart) == expected, chart
+        svg = browser.find_element(By.ID, chart)
+        assert svg.size["width"] > 200 and svg.size["height"] > 50, svg.size
+        marks = svg.find_elements(By.CSS_SELECTOR, "rect[data-count]")
+        assert sum(int(m.get_attribute("data-count")) for m in marks) == sum(expected.values())
+        assert all(m.size["height"] > 0 for m in marks)
+    delivery = browser.find_element(By.ID, "chart-delivery")
+    assert delivery.size["width"] > 100
+    assert browser.find_element(By.ID, "delivery-rate").text.startswith("100%")
+    assert int(browser.find_element(By.ID, "tile-online").text.split()[0]) == 1
+    _shot(browser, "overview-phone")
+    _until(lambda: browser.execute_script("return document.body.dataset.live") == "on",
+           "the overview's event stream to open")
+    browser.execute_script("window.stayed = true")
+    again = api.post("/messages", json={"textMessage": {"text": "one more for the chart"},
+                                        "phoneNumbers": [OUTSIDE], "simNumber": 1})
+    assert again.status_code == 202, again.text
+    _until(lambda: _legend(browser, "chart-hours").get("SIM 1") == expected["SIM 1"] + 1,
+           "the chart to count the new send")
+    assert browser.execute_script("return window.stayed === true")
+    browser.set_window_size(1280, 900)
+    try:
+        _shot(browser, "overview-desktop")
+    finally:
+        browser.set_window_size(412, 915)
+
+
+def test_a_token_made_on_the_token_page_works_until_it_is_revoked(browser, gateway_run):
+    _log_in(browser, gateway_run.url)
+    browser.get(gateway_run.url + "/tokens")
+    for scope in ("messages:send", "messages:read"):
+        browser.find_element(By.CSS_SELECTOR, f'input[name="scope"][value="{scope}"]').click()
+    Select(browser.find_element(By.NAME, "ttl")).select_by_visible_text("1 day")
+    browser.find_element(By.CSS_SELECTOR, "#new-token button").click()
+    token = _until(lambda: browser.find_element(By.ID, "access-token").text,
+                   "the new token, shown once")
+    _shot(browser, "token-made")
+    body = {"textMessage": {"text": "sent with a dashboard token"}, "phoneNumbers": [OUTSIDE]}
+    bearer = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=f"{gateway_run.url}/3rdparty/v1", timeout=30) as client:
+        sent = client.post("/messages", json=body, headers=bearer)
+        assert sent.status_code == 202, sent.text
+        assert client.get(f"/messages/{sent.json()['id']}", headers=bearer).status_code == 200
+        assert client.get("/webhooks", headers=bearer).status_code == 403  # not its scope
+        browser.get(gateway_run.url + "/tokens")
+        assert token not in browser.page_source  # shown once only
+        rows = browser.find_elements(By.CSS_SELECTOR, "#tokens tbody tr")
+        assert len(rows) == 1 and "messages:read, messages:send" in rows[0].text
+        rows[0].find_element(By.CSS_SELECTOR, "button.danger").click()
+        _until(lambda: browser.find_element(By.CSS_SELECTOR, ".notice").text,
+               "the page the revocation leads to")
+        assert browser.find_elements(By.ID, "no-tokens")
+        _shot(browser, "token-revoked")
+        refused = client.post("/messages", json=body, headers=bearer)
+        assert refused.status_code == 401 and "revoked" in refused.json()["message"]

@@ -204,6 +204,64 @@ def test_each_failure_is_one_line_and_an_exit_code_scripts_can_tell_apart(tmp_pa
         process.stop()
 
 
+def test_devices_and_sims_from_the_cli_fit_80_columns_and_remove_a_dead_device(tmp_path):
+    """`sims --json` has every SIM with its number; the table at 80 columns drops other
+    columns before it cuts a phone number; `devices rm` removes a device that never
+    worked, and `/health` stops counting it."""
+    process = start_run(tmp_path)
+    try:
+        ready(process)
+        dead = httpx.post(f"{process.url}/mobile/v1/device", auth=(USER, PASSWORD),
+                              json={"name": "ttyUSB9", "simCards": []}, timeout=30).json()
+        as_json = cli(process, tmp_path, "sims", "--json")
+        assert as_json.exit_code == 0, as_json.output
+        found = json.loads(as_json.stdout)
+        assert {(s["simNumber"], s["phoneNumber"]) for s in found} >= {(2, SIM2)}
+        assert all("usage" in s for s in found)
+        table = cli(process, tmp_path, "sims")
+        assert table.exit_code == 0, table.output
+        lines = table.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, table.stdout
+        for sim in found:
+            assert any(sim["phoneNumber"] in line for line in lines), table.stdout
+        listed = json.loads(cli(process, tmp_path, "devices", "list", "--json").stdout)
+        assert dead["id"] in [d["id"] for d in listed] and len(listed) == 2
+        assert "ttyUSB9" in cli(process, tmp_path, "devices", "list").stdout
+        removed = cli(process, tmp_path, "devices", "rm", dead["id"])
+        assert removed.exit_code == 0 and "ttyUSB9" in removed.stdout, removed.output
+        left = json.loads(cli(process, tmp_path, "devices", "list", "--json").stdout)
+        assert [d["id"] for d in left] == [listed[0]["id"] if listed[0]["id"] != dead["id"]
+                                          else listed[1]["id"]]
+        unknown = cli(process, tmp_path, "devices", "rm", dead["id"])
+        assert unknown.exit_code == 1 and "devices list" in unknown.stderr
+    finally:
+        process.stop()
+
+
+def test_no_credentials_names_the_places_looked_at_and_unreachable_wins(tmp_path,
+                                                                       monkeypatch):
+    """From another directory, every user command (and `sims`) says where it looked
+    for credentials, with exit 3; a server that does not answer is exit 4, credentials
+    or not."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    bare = {"SIMGATE_CLIENT_CONFIG": str(tmp_path / "none.toml")}
+    process = start_run(tmp_path / "gateway")
+    try:
+        for command in (["messages"], ["sims"], ["devices", "list"], ["inbox"]):
+            result = runner.invoke(app, [*command, "--server", process.url], env=bare)
+            assert result.exit_code == 3, (command, result.output)
+            for place in ("simgate-data", "SIMGATE_DATA_DIR", "none.toml", "SIMGATE_TOKEN"):
+                assert place in result.stderr, (command, place, result.stderr)
+        dead = f"http://127.0.0.1:{free_port()}"
+        for command in (["send", "--to", SIM2, "hi"], ["sims"], ["messages"]):
+            result = runner.invoke(app, [*command, "--server", dead], env=bare)
+            assert result.exit_code == 4 and "unreachable" in result.stderr, result.output
+    finally:
+        process.stop()
+
+
 def test_follow_prints_each_state_change_as_it_comes(tmp_path):
     process = start_run(tmp_path, "--fault", "2:delay=3")  # SIM 2 takes 3 s a send
     follower = None
@@ -357,3 +415,18 @@ async def test_a_local_server_json_is_used_only_with_its_own_credentials_and_if_
         assert len(heard) == 1
     finally:
         catcher.close()
+
+
+def test_help_shows_whole_summaries_at_80_columns_and_every_webhook_event():
+    from simgate.services.webhooks import WebhookEvent
+
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "80"})
+    commands = top.stdout.split("Commands:")[1]
+    assert "..." not in commands and "sims" in commands and "devices" in commands, commands
+    doctor = " ".join(runner.invoke(app, ["doctor", "--help"], env={"COLUMNS": "200"})
+                      .stdout.split())
+    assert "--emulator <int range> Check the built-in emulated modem" in doctor, doctor
+    add = " ".join(runner.invoke(app, ["webhooks", "add", "--help"], env={"COLUMNS": "300"})
+                   .stdout.split())
+    missing = [e.value for e in WebhookEvent if e.value not in add]
+    assert not missing, missing

@@ -61,7 +61,10 @@ async def test_all_prefixes_and_text_forms(api):
     [
         (None, 3, "simNumber 3 is out of range: device .* has 2 SIM slot\\(s\\); valid simNumber values: 1, 2"),
         ([{"slotIndex": 0}, {"slotIndex": 1, "state": "Absent"}], 2, "SIM slot 2 .* is empty; valid simNumber values: 1"),
-        (None, 0, "simNumber: Input should be greater than or equal to 1"),
+        (None, 0, "simNumber 0 is out of range: .* valid simNumber values: 1, 2"),
+        (None, 65, "simNumber 65 is out of range: .* valid simNumber values: 1, 2"),
+        ([], 65, "simNumber 65 is out of range: .* has not said how many SIM slots it has;"
+                 " valid simNumber values: 1 to 64"),
     ],
 )
 async def test_bad_sim_number_is_a_clear_400(api, sims, sim_number, expected):
@@ -72,6 +75,15 @@ async def test_bad_sim_number_is_a_clear_400(api, sims, sim_number, expected):
     assert body["code"] == 400
     assert re.search(expected, body["message"]), body["message"]
     assert (await api.get("/3rdparty/v1/messages")).json() == []  # nothing stored
+
+
+async def test_a_misspelt_content_key_is_named(api):
+    await register_device(api)
+    response = await send(api, {"textMesage": {"text": "hi"}, "phoneNumbers": ["+19162255887"]})
+    assert response.status_code == 400
+    assert "(got none; unknown key(s) textMesage: misspelt?)" in response.json()["message"]
+    ignored = await send(api, {**SEED, "colour": "blue"})  # with content: ignored, as before
+    assert ignored.status_code == 202, ignored.text
 
 
 async def test_phone_numbers_are_normalised_or_rejected(api):

@@ -13,8 +13,8 @@ from simgate.services.logins import FAILURES_PER_ADDRESS
 from simgate.services.messages import MessageQuery
 from tests.conftest import PASSWORD, USER, register_device
 
-PAGES = ["/", "/messages", "/send", "/inbox", "/webhooks", "/settings", "/logs",
-         "/messages/rows", "/devices/part", "/inbox/rows"]
+PAGES = ["/", "/devices", "/messages", "/send", "/inbox", "/webhooks", "/settings", "/logs",
+         "/tokens", "/messages/rows", "/devices/part", "/overview/part", "/inbox/rows"]
 BOB, BOB_PASSWORD = "bob", "bob-secret-1"
 
 
@@ -233,7 +233,7 @@ async def test_settings_form_saves_sim_selection_and_limits(web, gateway, api):
     assert stored["routing"]["sims"]["1"]["daily_limit"] == 50
     assert stored["routing"]["sims"]["2"] == {"rate_per_minute": 3, "daily_limit": None,
                                               "monthly_limit": None, "enabled": False}
-    page = (await web.get("/")).text
+    page = (await web.get("/devices")).text
     assert "today 0/50, month 0" in page  # SIM 1, with its usage against the limit
     assert "minute 0/3, " in page and "disabled in routing.sims" in page  # SIM 2
     assert "settings changed" in (await web.get("/logs")).text  # and the log says so
@@ -282,3 +282,119 @@ async def test_the_message_list_filters_by_sim_and_device_and_keeps_them_live(we
     assert "asks SIM" not in rows and "No messages through SIM 3." in rows
     everything = (await web.get("/messages", params={"sim": "not a number"})).text
     assert "asks SIM 1" in everything and "asks SIM 2" in everything
+
+
+async def _send_through(api: httpx.AsyncClient, device: dict, sim: int, state: str,
+                        error: str | None = None) -> None:
+    """A message sent by `device` through SIM `sim`, reported as `state`."""
+    sent = await api.post("/3rdparty/v1/messages", json={
+        "textMessage": {"text": f"via SIM {sim}"}, "phoneNumbers": ["+19162255887"]})
+    assert sent.status_code == 202, sent.text
+    auth = {"headers": {"Authorization": f"Bearer {device['token']}"}, "auth": None}
+    for step in ("Processed", "Sent", state) if state == "Delivered" else ("Processed", state):
+        recipient = {"phoneNumber": "+19162255887", "state": step,
+                     **({"error": error} if step == "Failed" else {})}
+        answer = await api.patch("/mobile/v1/message", **auth, json=[{
+            "id": sent.json()["id"], "state": step, "simNumber": sim,
+            "recipients": [recipient]}])
+        assert answer.status_code == 200, answer.text
+
+
+async def test_the_overview_charts_sends_per_sim_failures_and_the_queue(web, api):
+    """The overview counts today's messages by state and draws, as inline SVG, the sends
+    of each SIM, the failures by reason, the delivery rate and each device's queue."""
+    device = await register_device(api)
+    for sim, state in ((1, "Delivered"), (1, "Delivered"), (2, "Sent"), (2, "Failed")):
+        await _send_through(api, device, sim, state, "+CMS ERROR 331 (no network service)")
+    await api.post("/3rdparty/v1/messages", json={  # stays Pending: the queue
+        "textMessage": {"text": "waits"}, "phoneNumbers": ["+19162255887"]})
+    await log_in(web)
+    page = await web.get("/")
+    assert page.status_code == 200 and "<script" not in page.text.split("</head>")[1]
+    part = (await web.get("/overview/part")).text
+    assert re.search(r'id="today-Delivered" data-count="2"', part)
+    assert re.search(r'id="today-Pending" data-count="1"', part)
+    assert re.search(r'id="tile-online"><strong>1</strong>', part)
+    for chart in ("chart-hours", "chart-days"):
+        svg = part.split(f'id="{chart}"')[1].split("</ul>")[0]
+        assert 'data-series="SIM 1" data-total="2"' in svg, chart
+        assert 'data-series="SIM 2" data-total="2"' in svg, chart
+    failures = part.split('id="chart-failures"')[1].split("</svg>")[0]
+    assert "+CMS ERROR 331 (no network service): 1" in failures
+    assert re.search(r'id="delivery-rate"><strong>75%</strong>', part)
+    assert 'data-value="1"' in part.split('id="queue-1"')[1].split("</svg>")[0]
+    assert 'data-live="/overview/part" data-event="messages devices"' in page.text
+
+
+async def test_the_devices_page_draws_each_sims_usage_against_its_limits(web, gateway, api):
+    device = await register_device(api)
+    await gateway.device_settings.patch(await _id_of(gateway, USER), {
+        "routing": {"sims": {"1": {"daily_limit": 4}}}})
+    await _send_through(api, device, 1, "Sent")
+    await log_in(web)
+    page = (await web.get("/devices")).text
+    bar = page.split(f'id="usage-{device["id"]}-1-1"')[1].split("</svg>")[0]
+    assert 'data-value="1"' in bar and 'data-limit="4"' in bar
+    assert "today: 1 of 4" in page and "today: 0 (no limit)" in page
+
+
+async def test_a_token_made_on_the_token_page_is_shown_once_and_revoked_there(web, api):
+    token = await log_in(web)
+    refused = await web.post("/tokens", data={"csrf": token, "ttl": "3600"})
+    assert refused.status_code == 400 and "at least one scope" in refused.text
+    assert (await web.post("/tokens", data={"scope": "messages:send",
+                                            "ttl": "3600"})).status_code == 403
+    made = await web.post("/tokens", data={"csrf": token, "scope": ["messages:list",
+                                                                    "devices:list"],
+                                           "ttl": "86400"})
+    assert made.status_code == 201
+    access = re.search(r'id="access-token">([^<]+)<', made.text).group(1)
+    bearer = {"Authorization": f"Bearer {access}"}
+    listed = await api.get("/3rdparty/v1/messages", headers=bearer, auth=None)
+    assert listed.status_code == 200
+    assert (await api.post("/3rdparty/v1/messages", headers=bearer, auth=None, json={
+        "textMessage": {"text": "x"}, "phoneNumbers": ["+19162255887"]})).status_code == 403
+    page = (await web.get("/tokens")).text
+    assert access not in page  # shown once
+    token_id = re.search(r'id="token-([^"]+)"', page).group(1)
+    assert "devices:list, messages:list" in page
+    revoked = await web.post(f"/tokens/{token_id}/revoke", data={"csrf": token})
+    assert revoked.status_code == 303
+    assert (await api.get("/3rdparty/v1/messages", headers=bearer,
+                          auth=None)).status_code == 401
+    assert 'id="no-tokens"' in (await web.get("/tokens")).text
+
+
+async def test_a_finished_message_says_why_its_text_is_gone_and_its_attempt_is_a_result(
+        web, gateway, api):
+    device = await register_device(api)
+    await _send_through(api, device, 2, "Delivered")
+    [message] = await gateway.messages.list(await _id_of(gateway, USER), MessageQuery())
+    assert await gateway.messages.hash_finished(None) == 1
+    await log_in(web)
+    page = (await web.get(f"/messages/{message.ext_id}")).text
+    assert "keeps only a hash of its text and numbers" in page
+    attempts = page.split("<h2>Attempts</h2>")[1]
+    assert "<th>Error</th>" not in attempts and 'data-label="Result">sent<' in attempts
+    rows = (await web.get("/messages/rows")).text
+    assert "(text not kept after sending)" in rows and "(hashed)" not in rows
+
+
+def test_a_webhook_answer_is_red_only_when_it_failed():
+    """The Webhooks page's "Last answer": a 2xx is no error; a 500 or a refused
+    connection is."""
+    from types import SimpleNamespace
+
+    from simgate.web.render import _templates
+
+    def delivery(status: int | None, error: str | None) -> SimpleNamespace:
+        return SimpleNamespace(status="delivered" if error is None else "failed",
+                               created_at=None, event="sms:sent", attempts=1, event_id="e",
+                               last_status=status, last_error=error)
+
+    page = _templates.get_template("webhooks.html").render(
+        path="/webhooks", who=None, csrf="x", webhooks=[], events=[], devices=[],
+        deliveries=[(delivery(200, None), "ok"), (delivery(500, "HTTP 500"), "bad"),
+                    (delivery(None, "connection refused"), "down")])
+    cells = re.findall(r'<td( class="[^"]+")? data-label="Last answer">', page)
+    assert cells == [' class="ok-text"', ' class="error-text"', ' class="error-text"']

@@ -109,39 +109,64 @@ async def backend_findings(backend: SimBackend) -> list[Finding]:
         await backend.close()
 
 
-async def server_findings(url: str, username: str | None, password: str | None
-                          ) -> list[Finding]:
+NO_CREDENTIALS = "not given"
+
+
+async def server_findings(url: str, username: str | None, password: str | None,
+                          start: str = "`simgate run` (or `simgate serve`)",
+                          looked_at: str = "") -> list[Finding]:
+    """The server, the credentials, each device and its SIMs, the phones' warnings and
+    the webhooks. `start` is how the user starts this server (advice when it is down);
+    `looked_at` names where credentials were looked for (advice when none were found)."""
     findings = []
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10) as http:
         try:
             await http.get("/health/live")
         except httpx.HTTPError as exc:
             return [Finding("server", "fail", f"{url} unreachable: {exc!r}",
-                            "check the URL and that `simgate serve` runs there")]
+                            f"check the URL, or start it: {start}")]
         findings.append(Finding("server", "pass", f"{url} answers"))
         if not (username and password):
-            return findings + [Finding("credentials", "warn", "not given",
-                                       "pass --username and --password to check them")]
+            return findings + [Finding(
+                "credentials", "fail", NO_CREDENTIALS,
+                "pass --username and --password" + (f"; looked at {looked_at}"
+                                                    if looked_at else ""))]
         auth = (username, password)
         devices = await http.get("/3rdparty/v1/devices", auth=auth)
         if devices.status_code == 401:
             return findings + [Finding("credentials", "fail", "refused by the server",
                                        "check them, or reset with `simgate users passwd`")]
         findings.append(Finding("credentials", "pass", f"valid for {username}"))
-        for device in devices.json():
-            sims = [SimInfo(slot=s["slotIndex"], state=SimState(s.get("state", "Ready")),
-                            phone_number=s.get("phoneNumber"), operator=s.get("carrierName"),
-                            signal=s.get("signal"), detail=s.get("detail") or "")
-                    for s in device.get("simCards", [])]
-            for finding in sim_findings(sims):
-                findings.append(Finding(f"{device['name']}: {finding.check}", finding.status,
-                                        finding.detail, finding.fix))
-        names = {d["id"]: d["name"] for d in devices.json()}
         health = (await http.get("/health", auth=auth)).json().get("checks") or {}
+        for device in devices.json():
+            findings += _device_findings(device, health)
+        names = {d["id"]: d["name"] for d in devices.json()}
         findings.extend(phone_findings(health, names))
         for hook in (await http.get("/3rdparty/v1/webhooks", auth=auth)).json():
             findings.append(await _webhook_finding(hook))
     return findings
+
+
+def _device_findings(device: dict, health: dict[str, dict]) -> list[Finding]:
+    """A device's SIMs; a device gone quiet, or one that never reported a SIM, is
+    named with how to remove it."""
+    name, gone = device["name"], f"`simgate devices rm {device['id']}`"
+    sims = [SimInfo(slot=s["slotIndex"], state=SimState(s.get("state", "Ready")),
+                    phone_number=s.get("phoneNumber"), operator=s.get("carrierName"),
+                    signal=s.get("signal"), detail=s.get("detail") or "")
+            for s in device.get("simCards", [])]
+    if not sims:
+        return [Finding(f"{name}: SIM slots", "fail", "the device reported no SIM slot",
+                        f"start its agent with a modem it can open, or remove it: {gone}")]
+    found = [Finding(f"{name}: {f.check}", f.status, f.detail, f.fix)
+             for f in sim_findings(sims)]
+    connection = health.get(f"devices:{device['id']}:connection") or {}
+    if connection.get("status", "pass") != "pass":
+        found.insert(0, Finding(f"{name}: connection", "warn",
+                                connection.get("description", "not seen lately"),
+                                f"start its agent (or the phone's app) again; if it is gone"
+                                f" for good: {gone}"))
+    return found
 
 
 # Health checks that tell of an Android phone handed what it cannot use, by name.
@@ -171,4 +196,12 @@ async def _webhook_finding(hook: dict) -> Finding:
     except httpx.HTTPError as exc:
         return Finding(name, "fail", f"{hook['url']} unreachable: {exc!r}",
                        "check the receiver runs and this host can reach it")
-    return Finding(name, "pass", f"{hook['url']} answers ({response.status_code})")
+    code = response.status_code
+    if code in (405, 501):  # a receiver that takes only POST: up, but not proven to work
+        return Finding(name, "warn", f"{hook['url']} is up but answers HEAD with {code}:"
+                       " whether it takes the POSTs is not checked",
+                       "watch its deliveries on the dashboard's Webhooks page")
+    if code >= 500:
+        return Finding(name, "fail", f"{hook['url']} answers {code}",
+                       "fix the receiver: deliveries to it fail and are retried")
+    return Finding(name, "pass", f"{hook['url']} answers ({code})")

@@ -102,6 +102,21 @@ class Api:
             "GET", path, params={k: v for k, v in params.items() if v is not None})
         return Page(response.json(), _total(response))
 
+    async def devices(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/devices")).json()
+
+    async def remove_device(self, device_id: str) -> None:
+        await self.request("DELETE", f"/devices/{quote(device_id, safe='')}", ok=(204,))
+
+    async def sim_usage(self) -> list[dict[str, Any]]:
+        """Each SIM's sends against its limits; none from a server without the route."""
+        try:
+            return (await self.request("GET", "/routing/usage")).json()
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                return []
+            raise
+
     async def webhooks(self) -> list[dict[str, Any]]:
         return (await self.request("GET", "/webhooks")).json()
 

@@ -29,7 +29,7 @@ ADVICE = {
     SimStatus.NO_NETWORK: "check coverage and the antenna, and that the SIM is active with "
                           "its operator",
     SimStatus.ERROR: "check the modem's cable, power and port name (is another program using "
-                     "it?), then run `simgate doctor`",
+                     "it?), then restart the agent",
     SimStatus.UNKNOWN: "the phone does not report this slot's state; sends through it are "
                        "tried, and fail on the phone if the slot is empty",
 }
@@ -102,7 +102,11 @@ def check_sim_number(sim_number: int, slots: list[SimSlot], device: str) -> SimS
     not told its slots (the original Android app does not) is taken at its word, as the
     original server does: None, and the device fails a slot it does not have.
     """
-    if not slots:
+    if not slots:  # the slots are not known: only the range is
+        if not 1 <= sim_number <= MAX_SIM_SLOTS:
+            raise InvalidSimNumber(
+                f"simNumber {sim_number} is out of range: device {device} has not said how"
+                f" many SIM slots it has; valid simNumber values: 1 to {MAX_SIM_SLOTS}")
         return None
     by_number = {s.sim_number: s for s in slots}
     slot = by_number.get(sim_number)

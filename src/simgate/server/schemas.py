@@ -95,7 +95,8 @@ class SendRequest(StrictWire):
     data_message: DataMessageIn | None = None
     phone_numbers: Annotated[list[Annotated[str, Field(max_length=512)]],
                              Field(min_length=1, max_length=100)]
-    sim_number: SimNumber = None
+    # any slot number the store can hold: the service names the device's valid ones
+    sim_number: Annotated[int | None, Field(ge=-32768, le=32767)] = None
     with_delivery_report: bool | None = True
     is_encrypted: bool | None = False
     priority: Annotated[int | None, Field(ge=-128, le=127)] = 0
@@ -105,9 +106,19 @@ class SendRequest(StrictWire):
     schedule_at: AwareDatetime | None = None
     device_id: Annotated[str | None, Field(max_length=36)] = None
 
+    # unknown keys are kept only to be named when no content came (one is likely the
+    # content misspelt, `textMesage`), then forgotten: the original ignores them
+    model_config = ConfigDict(**StrictWire.model_config | {"extra": "allow"})
+
     @model_validator(mode="after")
     def _one_content(self) -> SendRequest:
         given = [n for n in ("message", "text_message", "data_message") if getattr(self, n)]
+        stray, self.__pydantic_extra__ = list(self.model_extra or {})[:5], {}
+        if not given and stray:
+            raise ValueError(
+                "give exactly one of message, textMessage or dataMessage (got none;"
+                f" unknown key(s) {', '.join(json.dumps(k)[1:-1][:40] for k in stray)}:"
+                " misspelt?)")
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of message, textMessage or dataMessage"

@@ -197,6 +197,16 @@ class Tokens:
             await _revoke_descendants(session, token_id)
             await bump(session, TOKENS)
 
+    async def list(self, user_id: int) -> list[ApiToken]:
+        """The user's pairs that can still be used (not revoked, a token not yet expired),
+        newest first: what the dashboard lists to revoke."""
+        async with self._sessions() as session:
+            return list(await session.scalars(
+                select(ApiToken)
+                .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None),
+                       ApiToken.expires_at > utcnow())
+                .order_by(ApiToken.created_at.desc()).limit(200)))
+
     async def authenticate(self, token: str) -> TokenClaims:
         """The claims of a good access token; InvalidToken says what is wrong with it."""
         claims = self._decode(token)

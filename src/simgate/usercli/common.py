@@ -68,11 +68,15 @@ PasswordOpt = Annotated[str | None, typer.Option(
 TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="SIMGATE_TOKEN", show_envvar=False,
     help="An API access token instead of a password [SIMGATE_TOKEN].")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="The local gateway's data directory, whose server.json and"
+    " credentials.json are used when no server or credentials are given"
+    " [SIMGATE_DATA_DIR; default: ./simgate-data].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 CONNECTION = {"server": ServerOpt, "username": UserOpt, "password": PasswordOpt,
-              "token": TokenOpt}
+              "token": TokenOpt, "data_dir": DataDirOpt}
 
 
 def connected(command: Callable[..., None]) -> Callable[..., None]:
@@ -115,21 +119,43 @@ class LazyApi:
 
 
 def connect(server: str | None, username: str | None, password: str | None,
-            token: str | None) -> Api:
+            token: str | None, data_dir: Path | None = None) -> Api:
     """The API client for the chosen server and credentials, or a one-line exit."""
     from simgate.config import Settings
 
     try:  # the local gateway's data directory and port (SIMGATE_*, simgate.toml)
-        local = Settings()
+        local = Settings(**({"data_dir": data_dir} if data_dir else {}))
         data_dir, port = local.data_dir, local.port
     except ValueError:
-        data_dir, port = Path("simgate-data"), DEFAULT_PORT
+        data_dir, port = data_dir or Path("simgate-data"), DEFAULT_PORT
     try:
-        return Api(resolve(server, username, password, token, data_dir, port))
+        target = resolve(server, username, password, token, data_dir, port)
     except ConfigError as exc:
         raise fail(str(exc), Exit.BAD_INPUT) from None
-    except ApiError as exc:
-        raise fail(exc.message, code_of(exc)) from None
+    if not target.token and not (target.username and target.password):
+        raise no_credentials(target.server, data_dir)
+    return Api(target)
+
+
+def no_credentials(server: str, data_dir: Path) -> typer.Exit:
+    """Exit 3 naming every place credentials were looked for; exit 4 instead when the
+    server does not answer at all (credentials would not help)."""
+    import httpx
+
+    from simgate.client.config import config_path
+
+    try:
+        httpx.get(f"{server}/health", timeout=5)
+    except httpx.HTTPError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return fail(f"server {server} unreachable: {reason}", Exit.UNREACHABLE)
+    here = data_dir if data_dir.is_absolute() else Path.cwd() / data_dir
+    return fail(
+        f"no credentials for {server}: looked at --username/--password and --token,"
+        " SIMGATE_USERNAME/SIMGATE_PASSWORD and SIMGATE_TOKEN, the client config file"
+        f" {config_path()}, and {here / 'credentials.json'} (kept by `simgate run` for the"
+        " server it started; from another directory, give --data-dir or set"
+        " SIMGATE_DATA_DIR)", Exit.AUTH)
 
 
 def run(api: Api, work: Callable[[Api], Awaitable[T]]) -> T:

@@ -17,8 +17,11 @@ from simgate.usercli.common import (
 
 app = typer.Typer(help="Your webhooks: the URLs the server posts events to.",
                   no_args_is_help=True, rich_markup_mode=None)
+# every event the server takes (POST /3rdparty/v1/webhooks)
 EVENTS = ("sms:received", "sms:data-received", "sms:sent", "sms:delivered", "sms:failed",
-          "sms:cancelled", "system:ping", "mms:received", "mms:downloaded", "app:started")
+          "sms:cancelled", "system:ping", "mms:received", "mms:downloaded", "app:started",
+          "sms:batch:received", "sms:batch:data-received", "mms:batch:received",
+          "mms:batch:downloaded", "sim:changed")
 
 
 @app.command("add")

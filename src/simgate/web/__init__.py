@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from simgate.web import actions, live, login, pages
+from simgate.web import actions, live, login, pages, tokens
 from simgate.web.render import CsrfRefused, LoginRequired, render
 
 STATIC = "/static"
@@ -18,7 +18,7 @@ STATIC = "/static"
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages, forms, event stream and static files to the app."""
-    for module in (login, live, pages, actions):
+    for module in (login, live, pages, actions, tokens):
         app.include_router(module.router)
     app.mount(STATIC, StaticFiles(directory=str(files("simgate.web") / "static")),
               name="dashboard-static")

@@ -1,4 +1,4 @@
-"""The dashboard's pages (GET): devices, messages, a message, send, inbox, webhooks,
+"""The dashboard's pages (GET): the overview, devices, messages, a message, send, inbox, webhooks,
 settings and logs; the `rows`/`part` fragments are what the live pages fetch again."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from simgate.domain.states import ProcessState
 from simgate.services.errors import NotFound
 from simgate.services.inbox import InboxQuery
 from simgate.services.messages import MessageQuery
+from simgate.services.overview import overview
 from simgate.services.webhooks import WebhookEvent
 from simgate.web import panels
 from simgate.web.render import Viewer, ViewerDep, render
@@ -49,7 +50,15 @@ async def _devices_context(_: Request, who: Viewer) -> dict[str, Any]:
     return {"devices": await panels.devices(who.gateway, who.user_id)}
 
 
-live_page("/", "/devices/part", "devices.html", "_devices.html", _devices_context)
+live_page("/devices", "/devices/part", "devices.html", "_devices.html", _devices_context)
+
+
+async def _overview_context(_: Request, who: Viewer) -> dict[str, Any]:
+    return {"overview": await overview(who.gateway.sessions, who.user_id,
+                                       who.gateway.settings.max_queued_per_device)}
+
+
+live_page("/", "/overview/part", "overview.html", "_overview.html", _overview_context)
 
 
 def _query(request: Request) -> MessageQuery:

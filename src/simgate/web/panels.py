@@ -15,6 +15,13 @@ from simgate.store.models import Device, Message, utcnow
 
 
 @dataclass(frozen=True)
+class UsageBar:
+    name: str  # "today", "this month", ...
+    used: int
+    limit: int | None
+
+
+@dataclass(frozen=True)
 class SimPanel:
     number: int  # 1-based simNumber
     status: str
@@ -26,6 +33,8 @@ class SimPanel:
     advice: str  # what to do when it is not ready; empty when it is
     usage: str = ""  # sends this minute, today, this month against the limits
     held: str = ""  # why routing skips it now (a limit reached, a cool-down), if it does
+    # each counter routing limits, against its limit (None: no limit), drawn as bars
+    bars: tuple[UsageBar, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,19 @@ def _usage(report: SimReport | None) -> tuple[str, str]:
         held = (f"paused until {report.paused_until:%H:%M:%S} UTC"
                 + (f": {report.pause_reason}" if report.pause_reason else ""))
     return minute + report.describe(), held
+
+
+def _bars(report: SimReport | None) -> tuple[UsageBar, ...]:
+    """The counters that have a limit, and today's sends always."""
+    if report is None:
+        return ()
+    rule, usage = report.rule, report.usage
+    bars = [UsageBar("this minute", usage.minute, rule.rate_per_minute),
+            UsageBar("today", usage.day, rule.daily_limit),
+            UsageBar("this month", usage.month, rule.monthly_limit),
+            UsageBar("recipients this month", usage.recipients_month,
+                     rule.unique_recipients_monthly)]
+    return tuple(b for b in bars if b.limit is not None or b.name == "today")
 
 
 async def devices(gateway: Gateway, user_id: int) -> list[DevicePanel]:
@@ -78,12 +100,13 @@ def _sim(device: Device, sim: Any, checks: dict[str, Any],
     status = SimStatus(sim.status)
     number = sim.slot_index + 1
     advice = "" if status is SimStatus.READY else (sim.detail or ADVICE[status])
-    usage, held = _usage(reports.get((device.id, number)))
+    report = reports.get((device.id, number))
+    usage, held = _usage(report)
     return SimPanel(
         number=number, status=status.value, ready=status is SimStatus.READY,
         phone_number=sim.phone_number, operator=sim.carrier_name, signal=sim.signal,
         health=checks.get(f"devices:{device.id}:sim:{number}", {}).get("description", ""),
-        advice=advice, usage=usage, held=held)
+        advice=advice, usage=usage, held=held, bars=_bars(report))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from simgate.services.gateway import Gateway
+from simgate.web import charts
 from simgate.web import session as sessions
 
 _templates = Environment(
@@ -42,6 +43,8 @@ def _when(value: datetime | str | None) -> str:
 
 _templates.filters["when"] = _when
 _templates.filters["urlpart"] = lambda value: quote(str(value), safe="")
+_templates.globals.update(columns=charts.columns, hbars=charts.hbars, gauge=charts.gauge,
+                          stack=charts.stack)
 
 
 class LoginRequired(Exception):

@@ -17,17 +17,39 @@ router = APIRouter(prefix="/settings", tags=["settings"],
 SettingsBody = dict[str, Any]
 
 
-def _warn_dropped(body: dict[str, Any], response: Response) -> None:
+# The answer's list of keys not kept: curl shows a body, not a Warning header. The
+# official clients read the answer as a dict (Python) or into a struct that ignores a key
+# it does not know (Go), so one more top-level key costs them nothing; written back in a
+# PUT, it is ignored.
+DROPPED = "dropped"
+
+
+def _without_note(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != DROPPED}
+
+
+def _answer(shown: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The settings, and the names not kept, escaped as in the header (a name may hold
+    what JSON cannot carry, such as a lone surrogate)."""
+    return {**shown, DROPPED: [_safe(n) for n in names[:MAX_NAMED * 10]]} if names else shown
+
+
+def _safe(name: str) -> str:
+    return json.dumps(name[:64])[1:-1]
+
+
+def _warn_dropped(body: dict[str, Any], response: Response) -> list[str]:
     """Keys the original server drops are dropped here too; the Warning header names them
-    (RFC 9111 warn-code 299: a persistent warning)."""
+    (RFC 9111 warn-code 299: a persistent warning), and so does the answer's `dropped`."""
     names = dropped(body)
     if names:
         # a header is Latin-1 and a quoted-string ends at '"': names go JSON-escaped, ASCII,
         # cut to 64 characters, ten at most (an answer does not echo the whole input)
-        shown = ", ".join(json.dumps(name[:64])[1:-1] for name in names[:MAX_NAMED])
+        shown = ", ".join(_safe(name) for name in names[:MAX_NAMED])
         more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
         response.headers["Warning"] = (
             f'299 simgate "settings not kept (sms-gate.app drops them too): {shown}{more}"')
+    return names
 
 
 MAX_NAMED = 10
@@ -49,15 +71,19 @@ async def replace_settings(
     response: Response,
     body: SettingsBody = Body(),
 ) -> dict[str, Any]:
-    """Replace all settings; keys not given go back to their defaults."""
-    _warn_dropped(body, response)
+    """Replace all settings; keys not given go back to their defaults. Keys not kept are
+    named in `dropped` (and the Warning header)."""
+    body = _without_note(body)
+    names = _warn_dropped(body, response)
     values = {k: v for k, v in body.items() if v is not None}
-    return public_view(await gateway.device_settings.replace(user_id, values))
+    return _answer(public_view(await gateway.device_settings.replace(user_id, values)), names)
 
 
 @router.patch("")
 async def patch_settings(user_id: Annotated[int, user_with("settings:write")], gateway: GatewayDep,
                          response: Response, body: SettingsBody = Body()) -> dict[str, Any]:
-    """Merge into the settings; a null value resets that key, or group, to its default."""
-    _warn_dropped(body, response)
-    return public_view(await gateway.device_settings.patch(user_id, body))
+    """Merge into the settings; a null value resets that key, or group, to its default.
+    Keys not kept are named in `dropped` (and the Warning header)."""
+    body = _without_note(body)
+    names = _warn_dropped(body, response)
+    return _answer(public_view(await gateway.device_settings.patch(user_id, body)), names)

@@ -9,13 +9,15 @@
     var source = new EventSource("/events");
     parts.forEach(function (part) {
       var timer = null;
-      source.addEventListener(part.dataset.event, function (event) {
-        var ids = (JSON.parse(event.data).ids || []);
-        if (part.dataset.watch && ids.indexOf(part.dataset.watch) < 0) { return; }
-        clearTimeout(timer);  // a burst of changes: one fetch
-        timer = setTimeout(function () {
-          htmx.ajax("GET", part.dataset.live, {target: part, swap: "innerHTML"});
-        }, 100);
+      part.dataset.event.split(" ").forEach(function (name) {
+        source.addEventListener(name, function (event) {
+          var ids = (JSON.parse(event.data).ids || []);
+          if (part.dataset.watch && ids.indexOf(part.dataset.watch) < 0) { return; }
+          clearTimeout(timer);  // a burst of changes: one fetch
+          timer = setTimeout(function () {
+            htmx.ajax("GET", part.dataset.live, {target: part, swap: "innerHTML"});
+          }, 100);
+        });
       });
     });
     source.addEventListener("open", function () { document.body.dataset.live = "on"; });
