@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # process could otherwise claim to be any address.
     forwarded_allow_ips: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Downloaded MMS (mms:downloaded): the bytes of one message's parts, and of all the
+    # parts one user keeps, stored in the store. Parts past a cap keep their metadata only.
+    # A phone's ingest posts may be as large as one message's parts in base64.
+    mms_max_bytes: int = Field(default=3_145_728, ge=1024)
+    mms_max_bytes_per_user: int = Field(default=268_435_456, ge=0)
     # Slow clients: a request's headers must arrive within header_timeout seconds, its body
     # within body_timeout plus one second per 500 bytes; one address may hold at most
     # max_connections_per_address connections per server process (0: no cap).

@@ -13,7 +13,7 @@ from simgate.bus.local import LocalBus, user_channel
 from simgate.config import Settings
 from simgate.services.devices import Devices
 from simgate.services.enrolment import Enrolment
-from simgate.services.inbox import Inbox
+from simgate.services.inbox import Caps, Inbox
 from simgate.services.ingest import Ingest
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
@@ -115,7 +115,8 @@ class Gateway:
             device_id, "MessageEnqueued", {}))
         bus.on("schedule-changed", due.wake)
         messages.scheduled.append(lambda: bus.signal("schedule-changed"))
-        inbox = Inbox(sessions, wake=wake_dispatcher)
+        inbox = Inbox(sessions, wake=wake_dispatcher,
+                      caps=Caps(settings.mms_max_bytes, settings.mms_max_bytes_per_user))
         inbox.received.append(lambda user_id, ids: bus.notify(
             user_channel(user_id), "inbox", {"ids": ids}))
         inbox.export_requested.append(lambda device_id, request: push(
