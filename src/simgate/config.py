@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     # The server key: a device that registers with it (Authorization: Bearer <key>, the
     # Android app's "private server" mode) gets a new user of its own. Unset: no such joins.
     private_token: str | None = None
+    # `public`: a device may also join with no credentials at all and get a user of its own
+    # (the original's public mode), a few joins per address an hour. `private` (the
+    # default): only with a code, a user's login or the server key.
+    mode: Literal["private", "public"] = "private"
     # Region used to read numbers written without a country code.
     default_region: str = "US"
     # Webhook receivers on loopback/private addresses (an SSRF guard when off).
@@ -155,3 +160,14 @@ def apply_log_level(level: str) -> None:
     number = logging.getLevelName(level.upper())
     if isinstance(number, int):  # uvicorn's `trace` is no logging level: left as it is
         logging.getLogger().setLevel(number)
+
+
+def notices(settings: Settings) -> list[str]:
+    """What the operator must know at start: who may join without an account, and what
+    leaves the server."""
+    lines = []
+    if settings.mode == "public":
+        lines.append("public mode (SIMGATE_MODE=public): any device may join with no"
+                     " credentials and gets a user of its own, at most 5 an hour per address;"
+                     " set SIMGATE_MODE=private to allow only codes, logins and the server key")
+    return lines

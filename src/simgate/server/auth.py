@@ -117,8 +117,8 @@ class Registrant:
 
 async def registrant(request: Request) -> Registrant:
     """Who a registering device joins: `Authorization: Code <code>` (a code
-    the user asked for), `Bearer <server key>` (a new user), or the user's own credentials
-    (Basic, or a token with all:any)."""
+    the user asked for), `Bearer <server key>` (a new user), the user's own credentials
+    (Basic, or a token with all:any), or, in public mode, no Authorization (a new user)."""
     gateway = request.app.state.gateway
     scheme, value = _authorization(request)
     if scheme == "code":
@@ -130,6 +130,10 @@ async def registrant(request: Request) -> Registrant:
         return Registrant(user_id, await gateway.users.name_of(user_id) or "")
     if scheme == "bearer" and gateway.enrolment.is_server_key(value):
         new = await gateway.enrolment.new_user()
+        return Registrant(new.user_id, new.login, new.password)
+    if gateway.enrolment.open_joins and (not has_credentials(request)
+                                         or (scheme == "bearer" and not value)):
+        new = await gateway.enrolment.join_openly(client_address(request))
         return Registrant(new.user_id, new.login, new.password)
     caller = await authorize(request, ALL)
     return Registrant(caller.user_id, await gateway.users.name_of(caller.user_id) or "")

@@ -124,7 +124,8 @@ class Gateway:
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
             stamps=stamps, users=users, tokens=tokens,
-            enrolment=Enrolment(sessions, users, settings.private_token),
+            enrolment=Enrolment(sessions, users, settings.private_token,
+                                open_joins=settings.mode == "public"),
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=inbox, logs=logs, dispatcher=dispatcher,
