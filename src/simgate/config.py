@@ -69,9 +69,10 @@ class Settings(BaseSettings):
     # Server processes sharing the port; more than the number of cores does not help.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
-    # FCM pushes to Android apps through sms-gate.app's upstream service (off: apps with
-    # Google Play poll every 15 minutes unless set to SSE only). See README.
-    push_relay: bool = False
+    # FCM pushes to Android apps with an FCM token through sms-gate.app's upstream service,
+    # as the original's private mode: only the token, the event name and ids leave the
+    # server. Off: such phones are handed notification_channel SSE_ONLY. See README.
+    push_relay: bool = True
     push_relay_url: str = "https://api.sms-gate.app/upstream/v1"
     push_relay_debounce: float = Field(default=5.0, ge=0.1, le=60)
     # The address phones and clients reach this server at ("https://gw.example.org"): the
@@ -166,6 +167,11 @@ def notices(settings: Settings) -> list[str]:
     """What the operator must know at start: who may join without an account, and what
     leaves the server."""
     lines = []
+    if settings.push_relay:
+        lines.append(f"push relay on: for phones with an FCM token, the token, the event name"
+                     f" and ids (a message id, a period) go to {settings.push_relay_url} and"
+                     " on to Google's FCM, never text or numbers; SIMGATE_PUSH_RELAY=false"
+                     " turns it off (phones then keep an event stream open instead)")
     if settings.mode == "public":
         lines.append("public mode (SIMGATE_MODE=public): any device may join with no"
                      " credentials and gets a user of its own, at most 5 an hour per address;"

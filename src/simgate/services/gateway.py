@@ -82,7 +82,8 @@ class Gateway:
             if settings.push_relay:
                 bus.signal("relay", device_id, event, relay_data(data or {}))
 
-        device_settings = SettingsService(sessions, push=push)
+        device_settings = SettingsService(sessions, push=push,
+                                          fcm_reaches_phones=settings.push_relay)
         dispatcher = Dispatcher(
             sessions, device_settings.webhooks_of, allow_private=settings.allow_private_webhooks,
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,

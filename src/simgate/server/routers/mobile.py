@@ -236,8 +236,10 @@ async def forward_incoming(body: list[IncomingIn], device: Device,
 
 @router.get("/settings")
 async def device_settings(device: Device, gateway: GatewayDep) -> dict[str, Any]:
-    """The settings the device applies (its owner's), secrets included."""
-    return await gateway.device_settings.get(device.user_id)
+    """The settings the device applies (its owner's), secrets included; a phone with an
+    FCM token is told to keep an event stream open when no FCM push is sent."""
+    found = await gateway.devices.get(device.user_id, device.device_id)
+    return await gateway.device_settings.for_device(device.user_id, found.push_token)
 
 
 def _is_simgate_agent(request: Request) -> bool:
