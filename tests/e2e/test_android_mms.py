@@ -140,3 +140,28 @@ async def test_a_part_of_another_users_message_is_not_found(server, user_api, ph
         assert answer.status_code == 404, answer.text
     finally:
         await stranger.close()
+
+
+async def test_an_mms_larger_than_the_body_limit_still_comes_in_at_the_ingest_hook(tmp_path):
+    """A phone's ingest post carries its parts in base64: over SIMGATE_MAX_BODY_BYTES
+    there, within SIMGATE_MMS_MAX_BYTES; every other route keeps the body limit."""
+    process = SimgateProcess(["serve"], tmp_path, env={
+        "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD}).start()
+    phone = Phone(f"{process.url}/mobile/v1")
+    try:
+        await phone.register(login=USER, password=PASSWORD)
+        await phone.sync_settings()
+        await phone.sync_webhooks()
+        video = os.urandom(1_500_000)  # 2 MB in base64, over the 1 MiB body limit
+        await phone.receive_mms("+19162255887", [("video/mp4", "clip.mp4", video)])
+        assert [r.status_code for r in phone.answers] == [200]
+        async with httpx.AsyncClient(base_url=f"{process.url}/3rdparty/v1", timeout=30,
+                                     auth=(USER, PASSWORD)) as api:
+            inbox = (await api.get("/inbox", params={"type": "MMS_DOWNLOADED"})).json()
+            assert (await api.get(f"/inbox/{inbox[0]['id']}/attachments/100")).content == video
+            too_large = await api.post("/webhooks", content=b" " * 1_500_000,
+                                       headers={"Content-Type": "application/json"})
+            assert too_large.status_code == 413
+    finally:
+        await phone.close()
+        process.stop()
