@@ -10,7 +10,7 @@ import os
 
 import httpx
 import pytest
-from android_sms_gateway import client, domain
+from android_sms_gateway import client, domain, webhooks
 
 from simgate.testing import SimgateProcess
 from simgate.testing_android import Phone
@@ -77,6 +77,8 @@ async def test_a_downloaded_mms_reaches_the_webhook_once_and_the_client_gets_its
         payload = receiver.received[0].json["payload"]
         assert (payload["body"], payload["subject"], payload["sender"]) == (
             "look at this", "a cat", "+19162255887")
+        parsed = webhooks.MmsDownloadedPayload.from_dict(payload)  # as the client reads it
+        assert parsed.body == "look at this" and len(parsed.attachments) == 2
         parts = {p["partId"]: p for p in payload["attachments"]}
         assert base64.b64decode(parts[100]["data"]) == picture
         assert (parts[100]["contentType"], parts[100]["name"], parts[100]["size"]) == (
