@@ -22,11 +22,17 @@ from simgate.server.app import create_app
 from simgate.services.gateway import Gateway
 from simgate.store.db import migrate
 from simgate.testing import (
+    TEST_ENV,
     create_pg_database,
     drop_pg_database,
     empty_pg_database,
     pg_reachable,
 )
+
+# No test reaches the internet: servers in this process and every child (a `simgate`
+# spawned any way) have the push relay off and pointed at a closed local port, unless a
+# test turns it on against its own local stand-in of the upstream.
+os.environ.update(TEST_ENV)
 
 USER, PASSWORD = "alice", "alice-secret"
 PG_ADMIN_URL = os.environ.get("SIMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

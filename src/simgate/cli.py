@@ -21,7 +21,7 @@ from rich.table import Table
 
 from simgate import __version__
 from simgate.client.config import CREDENTIALS_FILE, SERVER_FILE, local_gateway
-from simgate.config import Settings, configure_logging
+from simgate.config import Settings, configure_logging, notices
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import MAX_SIM_SLOTS
 from simgate.files import UnsafeFile, write_private
@@ -155,6 +155,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     settings = settings_from(host, port, data_dir, workers=workers, tls_cert=tls_cert,
                              tls_key=tls_key, access_log=access_log or None)
     claim(settings)
+    _print_notices(settings)
     if settings.workers == 1:
         run_async(serve_forever(settings))
         return
@@ -172,6 +173,12 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
 ModeOpt = Annotated[SimSelectionMode, typer.Option(
     "--sim-selection", help="SIM for messages without simNumber.", case_sensitive=False)]
+
+
+def _print_notices(settings: Settings) -> None:
+    """One line for each setting that changes who may join or what leaves the server."""
+    for line in notices(settings):
+        console.print(f"[bold yellow]note:[/] {line}", soft_wrap=True)
 
 
 def _print_ready(url: str, username: str, password: str, sims: list[SimSlot]) -> None:
@@ -212,6 +219,7 @@ def run(
     settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key,
                              access_log=access_log or None)
     claim(settings)
+    _print_notices(settings)
     backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims),
                       state_path=emulator_memory(settings.data_dir))
     with contextlib.suppress(KeyboardInterrupt):

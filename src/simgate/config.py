@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tomllib
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     # The server key: a device that registers with it (Authorization: Bearer <key>, the
     # Android app's "private server" mode) gets a new user of its own. Unset: no such joins.
     private_token: str | None = None
+    # `public`: a device may also join with no credentials at all and get a user of its own
+    # (the original's public mode), a few joins per address an hour. `private` (the
+    # default): only with a code, a user's login or the server key.
+    mode: Literal["private", "public"] = "private"
     # Region used to read numbers written without a country code.
     default_region: str = "US"
     # Webhook receivers on loopback/private addresses (an SSRF guard when off).
@@ -64,6 +69,11 @@ class Settings(BaseSettings):
     # process could otherwise claim to be any address.
     forwarded_allow_ips: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Downloaded MMS (mms:downloaded): the bytes of one message's parts, and of all the
+    # parts one user keeps, stored in the store. Parts past a cap keep their metadata only.
+    # A phone's ingest posts may be as large as one message's parts in base64.
+    mms_max_bytes: int = Field(default=3_145_728, ge=1024)
+    mms_max_bytes_per_user: int = Field(default=268_435_456, ge=0)
     # Slow clients: a request's headers must arrive within header_timeout seconds, its body
     # within body_timeout plus one second per 500 bytes; one address may hold at most
     # max_connections_per_address connections per server process (0: no cap).
@@ -87,9 +97,10 @@ class Settings(BaseSettings):
     # differently, such as by another host name)
     bus_channel: str | None = Field(default=None, max_length=200)
     log_level: str = "info"
-    # FCM pushes to Android apps through sms-gate.app's upstream service (off: apps with
-    # Google Play poll every 15 minutes unless set to SSE only). See README.
-    push_relay: bool = False
+    # FCM pushes to Android apps with an FCM token through sms-gate.app's upstream service,
+    # as the original's private mode: only the token, the event name and ids leave the
+    # server. Off: such phones are handed notification_channel SSE_ONLY. See README.
+    push_relay: bool = True
     push_relay_url: str = "https://api.sms-gate.app/upstream/v1"
     push_relay_debounce: float = Field(default=5.0, ge=0.1, le=60)
     # The address phones and clients reach this server at ("https://gw.example.org"): the
@@ -184,3 +195,19 @@ def apply_log_level(level: str) -> None:
     number = logging.getLevelName(level.upper())
     if isinstance(number, int):  # uvicorn's `trace` is no logging level: left as it is
         logging.getLogger().setLevel(number)
+
+
+def notices(settings: Settings) -> list[str]:
+    """What the operator must know at start: who may join without an account, and what
+    leaves the server."""
+    lines = []
+    if settings.push_relay:
+        lines.append(f"push relay on: for phones with an FCM token, the token, the event name"
+                     f" and ids (a message id, a period) go to {settings.push_relay_url} and"
+                     " on to Google's FCM, never text or numbers; SIMGATE_PUSH_RELAY=false"
+                     " turns it off (phones then keep an event stream open instead)")
+    if settings.mode == "public":
+        lines.append("public mode (SIMGATE_MODE=public): any device may join with no"
+                     " credentials and gets a user of its own, at most 5 an hour per address;"
+                     " set SIMGATE_MODE=private to allow only codes, logins and the server key")
+    return lines

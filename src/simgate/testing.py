@@ -31,11 +31,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A test server sends no push to the internet: the relay is off unless a test turns it
+# on (pointing it at a local stand-in of the upstream).
+TEST_ENV = {"SIMGATE_PUSH_RELAY": "false",
+            "SIMGATE_PUSH_RELAY_URL": "http://127.0.0.1:9/upstream/v1"}
+
+
 class SimgateProcess:
-    """`simgate <command>` in a child process with its own data directory."""
+    """`simgate <command>` in a child process with its own data directory; `env` adds
+    variables to this process's, and a None value removes one (the product's default)."""
 
     def __init__(self, command: list[str], data_dir: Path, port: int | None = None,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: dict[str, str | None] | None = None, cwd: Path | None = None) -> None:
         self.port = port or free_port()
         self.cwd = cwd  # where a simgate.toml would be read
         self.data_dir = data_dir
@@ -43,7 +50,8 @@ class SimgateProcess:
         self.log_path = data_dir / f"simgate-{self.port}.log"
         self.command = [sys.executable, "-m", "simgate", *command,
                         "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        merged = {**os.environ, **TEST_ENV, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {k: v for k, v in merged.items() if v is not None}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> SimgateProcess:

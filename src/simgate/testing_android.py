@@ -414,6 +414,35 @@ class Phone:
         return message_id
 
 
+    async def receive_mms(self, sender: str, parts: list[tuple[str, str | None, bytes]],
+                          body: str | None = None, subject: str | None = None,
+                          sim_number: int = 1, at: datetime | None = None,
+                          mms_id: int | None = None) -> str:
+        """An MMS arrives (ReceiverService): mms:received for its WAP push, then, once the
+        phone has downloaded it, mms:downloaded with its text and its parts, each
+        (content type, name, bytes) sent in base64 as MmsContentReader reads them.
+        Returns the downloaded message's id (the app's MMS row number)."""
+        when = format_app_date(at or datetime.now(UTC), self.zone)
+        recipient = self.sims[sim_number - 1].phone_number
+        transaction = f"T{secrets.randbits(40):x}"
+        await self.fire("mms:received", {
+            "messageId": transaction, "transactionId": transaction, "subject": subject,
+            "size": sum(len(data) for _, _, data in parts), "contentClass": None,
+            "receivedAt": when, "sender": sender, "recipient": recipient,
+            "simNumber": sim_number, "phoneNumber": sender,
+        })
+        message_id = str(mms_id if mms_id is not None else secrets.randbelow(10**6))
+        await self.fire("mms:downloaded", {
+            "messageId": message_id, "sender": sender, "recipient": recipient,
+            "simNumber": sim_number, "phoneNumber": sender, "body": body,
+            "subject": subject, "receivedAt": when,
+            "attachments": [{"partId": 100 + n, "contentType": content_type, "name": name,
+                             "size": len(data), "data": base64.b64encode(data).decode()}
+                            for n, (content_type, name, data) in enumerate(parts)],
+        })
+        return message_id
+
+
 class Listening:
     """The phone's event stream read in the background, event by event."""
 

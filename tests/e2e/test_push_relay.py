@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from simgate.testing import SimgateProcess
-from simgate.testing_android import Phone
+from simgate.testing_android import Listening, Phone
 from tests.conftest import wait_until
 from tests.receiver import Receiver
 
@@ -52,4 +52,61 @@ async def test_with_the_relay_on_a_new_message_is_one_post_with_the_push_token(t
             await phone.close()
         without.stop()
         with_relay.stop()
+        await upstream.stop()
+
+
+async def test_with_default_settings_a_phone_with_an_fcm_token_is_pushed_within_seconds(
+        tmp_path):
+    upstream = await Receiver(path="/upstream/v1/push", status=202).start()
+    # the product's own default for the relay (the tests' "off" removed); only its URL
+    # points at the local stand-in of the upstream
+    server = SimgateProcess(["serve"], tmp_path / "default", env={
+        "SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD, "SIMGATE_PUSH_RELAY": None,
+        "SIMGATE_PUSH_RELAY_URL": f"http://127.0.0.1:{upstream.port}/upstream/v1"}).start()
+    phone = Phone(f"{server.url}/mobile/v1")
+    try:
+        assert "push relay on" in server.output()
+        assert "never text or numbers" in server.output()
+        await phone.register(login=USER, password=PASSWORD, push_token="fcm-token-default")
+        # on AUTO (the app's default) with a token, it opens no stream: FCM is its push
+        assert (await phone.sync_settings()).get("gateway", {}).get(
+            "notification_channel") in (None, "AUTO")
+        await send_to(server, phone)
+        await wait_until(lambda: upstream.received, timeout=20)
+        assert upstream.received[0].json == [
+            {"token": "fcm-token-default", "event": "MessageEnqueued", "data": {}}]
+        assert "wake up" not in upstream.received[0].body.decode()
+    finally:
+        await phone.close()
+        server.stop()
+        await upstream.stop()
+
+
+async def test_with_the_relay_off_a_phone_with_an_fcm_token_is_told_to_keep_a_stream(
+        tmp_path):
+    upstream = await Receiver(path="/upstream/v1/push", status=202).start()
+    server = start(tmp_path, "off", upstream, relay=False)
+    phone = Phone(f"{server.url}/mobile/v1")
+    without_token = Phone(f"{server.url}/mobile/v1")
+    try:
+        assert "push relay on" not in server.output()
+        await phone.register(login=USER, password=PASSWORD, push_token="fcm-token-off")
+        await without_token.register(login=USER, password=PASSWORD)
+        settings = await phone.sync_settings()  # the app imports it
+        assert settings["gateway"]["notification_channel"] == "SSE_ONLY"
+        assert "notification_channel" not in (
+            (await without_token.sync_settings()).get("gateway") or {})
+        async with httpx.AsyncClient(base_url=server.url, auth=(USER, PASSWORD)) as api:
+            checks = (await api.get("/health")).json()["checks"]
+            push = checks[f"devices:{phone.device_id}:push"]
+            assert push["status"] == "warn" and "restart the app" in push["description"]
+            assert f"devices:{without_token.device_id}:push" not in checks
+            async with Listening(phone):  # restarted, the app opens its stream
+                checks = (await api.get("/health")).json()["checks"]
+                assert f"devices:{phone.device_id}:push" not in checks
+        assert upstream.received == []
+    finally:
+        await phone.close()
+        await without_token.close()
+        server.stop()
         await upstream.stop()

@@ -210,7 +210,7 @@ async def test_the_app_gets_simgates_ingest_hooks_and_the_agent_the_users_hooks(
         "User-Agent": "me.capcom.smsgateway/1.40.0"}, auth=None)).json()
     # the state events tell which SIM a phone chose when it was handed none
     assert {h["event"] for h in app} == {"sms:received", "sms:data-received", "mms:received",
-                                         "system:ping", "app:started", "sms:sent",
+                                         "mms:downloaded", "system:ping", "app:started", "sms:sent",
                                          "sms:delivered", "sms:failed"}
     assert all(h["url"].startswith(f"http://simgate/mobile/v1/ingest/{device['id']}/")
                for h in app)

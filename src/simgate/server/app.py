@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,23 +50,31 @@ class NoNulInUrl:
         await self.app(scope, receive, send)
 
 
+# Where phones post their events (the ingest hooks of GET /mobile/v1/webhooks).
+INGEST_PATH = re.compile(r"^(/api)?/mobile/v1/ingest/")
+
+
 class BodyLimit:
     """Refuse bodies over the limit with 413 before reading them into memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, ingest_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # a phone's events at its ingest hook carry MMS parts in base64
+        self.ingest_bytes = max(max_bytes, ingest_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = (self.ingest_bytes if INGEST_PATH.match(scope.get("path", ""))
+                 else self.max_bytes)
         declared = None  # the last one, as a dict of the headers would hold
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(send, limit)
             return
         seen = 0
 
@@ -74,8 +83,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge(self.max_bytes)
+                if seen > limit:
+                    raise _TooLarge(limit)
             return message
 
         try:
@@ -84,8 +93,8 @@ class BodyLimit:
             await errors.error_response(413, exc.detail, headers=exc.headers)(
                 {"type": "http"}, _no_receive, send)
 
-    async def _too_large(self, send: Send) -> None:
-        exc = _TooLarge(self.max_bytes)
+    async def _too_large(self, send: Send, limit: int) -> None:
+        exc = _TooLarge(limit)
         await errors.error_response(413, exc.detail, headers=exc.headers)(
             {"type": "http"}, _no_receive, send)
 
@@ -167,7 +176,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
     app.include_router(health.router)
     meta.install(app, settings.metrics_allow_ips)
     web.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       ingest_bytes=settings.mms_max_bytes * 4 // 3 + 65_536)
     app.add_middleware(NoNulInUrl)
     app.add_middleware(LinkHeader)
     app.add_middleware(SendFastPath, handler=thirdparty.send_message,

@@ -117,8 +117,8 @@ class Registrant:
 
 async def registrant(request: Request) -> Registrant:
     """Who a registering device joins: `Authorization: Code <code>` (a code
-    the user asked for), `Bearer <server key>` (a new user), or the user's own credentials
-    (Basic, or a token with all:any)."""
+    the user asked for), `Bearer <server key>` (a new user), the user's own credentials
+    (Basic, or a token with all:any), or, in public mode, no Authorization (a new user)."""
     gateway = request.app.state.gateway
     scheme, value = _authorization(request)
     if scheme == "code":
@@ -128,6 +128,10 @@ async def registrant(request: Request) -> Registrant:
                                      " GET /mobile/v1/user/code",
                                 headers={"WWW-Authenticate": "Code"})
         return Registrant(user_id, await gateway.users.name_of(user_id) or "")
+    if gateway.enrolment.open_joins and (not has_credentials(request)
+                                         or (scheme == "bearer" and not value)):
+        new = await gateway.enrolment.join_openly(client_address(request))
+        return Registrant(new.user_id, new.login, new.password)
     if scheme == "bearer":  # the server key, or a token: a wrong one is a guess, limited
         gateway.enrolment.admit_key(client_address(request))
         if gateway.enrolment.is_server_key(value):

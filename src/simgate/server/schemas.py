@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -598,6 +599,64 @@ class AppReceivedIn(Wire):
                            "contentClass": self.content_class})
 
 
+class MmsPartIn(Wire):
+    """One part of the app's mms:downloaded (MmsDownloadedPayload.Attachment): `data` is
+    its content in base64, absent when the app did not read it."""
+
+    part_id: Annotated[int, Field(ge=0, le=INT64_MAX)]
+    content_type: Annotated[str, Field(min_length=1, max_length=255)]
+    name: Annotated[str | None, Field(max_length=255)] = None
+    size: Annotated[int | None, Field(ge=0, le=INT64_MAX)] = None
+    data: str | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("data is not base64: send the part's bytes"
+                                 " base64-encoded") from None
+        return value
+
+    def content(self) -> bytes | None:
+        """The part's bytes (None when the app sent none)."""
+        return None if self.data is None else base64.b64decode(self.data)
+
+
+class AppMmsDownloadedIn(Wire):
+    """The payload of the app's mms:downloaded (MmsDownloadedPayload.kt): the message's
+    text, subject and parts, read once the phone has downloaded it."""
+
+    message_id: Annotated[str, Field(min_length=1, max_length=255)]
+    sender: Annotated[str, Field(min_length=1, max_length=64)]
+    recipient: Annotated[str | None, Field(max_length=64)] = None
+    sim_number: SimNumber = None
+    body: Annotated[str | None, Field(max_length=65535)] = None
+    subject: Annotated[str | None, Field(max_length=4096)] = None
+    attachments: Annotated[list[MmsPartIn], Field(max_length=256)] = []
+    received_at: datetime
+
+    @field_validator("attachments")
+    @classmethod
+    def _distinct_parts(cls, parts: list[MmsPartIn]) -> list[MmsPartIn]:
+        ids = [p.part_id for p in parts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("attachments: each partId once")
+        return parts
+
+
+class AttachmentOut(Wire):
+    """An MMS part as the inbox lists it (includeAttachments=true); its bytes are at
+    GET /inbox/{id}/attachments/{partId}."""
+
+    part_id: int
+    name: str | None
+    size: int
+    content_type: str
+
+
 class IncomingOut(Wire):
     id: str
     type: str
@@ -606,6 +665,7 @@ class IncomingOut(Wire):
     sim_number: int | None
     content_preview: str
     created_at: datetime
+    attachments: list[AttachmentOut] | None = None
 
 
 class ExportRequest(Wire):

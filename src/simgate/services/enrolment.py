@@ -1,6 +1,7 @@
 """How a device joins without its user's password, as the Android app does with a private
 server: a one-time code the user asked for, or the server key, which makes a new user for
-the device (the app then shows that user's login and password)."""
+the device (the app then shows that user's login and password); in public mode, nothing
+at all, which also makes a new user."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ TRIES_PER_ADDRESS = 10
 TRIES_PER_NETWORK = 30
 WRONG_IN_ALL = 100
 WINDOW = 60.0
+# Open joins (public mode) make a user each: a few per address and per network an hour.
+JOINS_PER_ADDRESS = 5
+JOINS_PER_NETWORK = 20
+JOIN_WINDOW = 3600.0
 
 
 class TooManyAttempts(TooManyRequests):
@@ -49,11 +54,14 @@ class NewUser:
 
 
 class Enrolment:
-    def __init__(self, sessions: Sessions, users: Users, server_key: str | None) -> None:
+    def __init__(self, sessions: Sessions, users: Users, server_key: str | None,
+                 open_joins: bool = False) -> None:
         self._sessions = sessions
         self._users = users
         self._server_key = server_key
         self._tries = SlidingCounts(WINDOW)
+        self.open_joins = open_joins
+        self._joins = SlidingCounts(JOIN_WINDOW)
 
     async def issue_code(self, user_id: int) -> IssuedCode:
         """A six-digit code, good once within five minutes; the user's earlier codes end."""
@@ -116,6 +124,20 @@ class Enrolment:
         if not self._server_key or not token.strip():
             return False
         return hmac.compare_digest(token.encode(), self._server_key.encode())
+
+    async def join_openly(self, client: str) -> NewUser:
+        """Public mode: a user of its own for a device that came with no credentials;
+        TooManyAttempts when `client`'s address or network made too many lately."""
+        address, network = address_groups(client)
+        wait = max(self._joins.wait(address, JOINS_PER_ADDRESS),
+                   self._joins.wait(network, JOINS_PER_NETWORK))
+        if wait > 0:
+            raise TooManyAttempts(
+                f"too many devices joined from this address lately (at most"
+                f" {JOINS_PER_ADDRESS} an hour): wait, or sign in with a user's login or a"
+                " code", retry_after=wait)
+        self._joins.add((address, network))
+        return await self.new_user()
 
     async def new_user(self) -> NewUser:
         """A user of its own for a device that joined with the server key."""

@@ -15,7 +15,7 @@ from simgate.config import Settings
 from simgate.services.device_limits import DeviceRows
 from simgate.services.devices import Devices
 from simgate.services.enrolment import Enrolment
-from simgate.services.inbox import Inbox
+from simgate.services.inbox import Caps, Inbox
 from simgate.services.ingest import Ingest
 from simgate.services.logs import Logs
 from simgate.services.messages import Messages
@@ -90,7 +90,8 @@ class Gateway:
             if settings.push_relay:
                 bus.signal("relay", device_id, event, relay_data(data or {}))
 
-        device_settings = SettingsService(sessions, push=push)
+        device_settings = SettingsService(sessions, push=push,
+                                          fcm_reaches_phones=settings.push_relay)
         dispatcher = Dispatcher(
             sessions, device_settings.webhooks_of, allow_private=settings.allow_private_webhooks,
             timeout=settings.webhook_timeout, retry_base=settings.webhook_retry_base,
@@ -123,7 +124,8 @@ class Gateway:
             device_id, "MessageEnqueued", {}))
         bus.on("schedule-changed", due.wake)
         messages.scheduled.append(lambda: bus.signal("schedule-changed"))
-        inbox = Inbox(sessions, wake=wake_dispatcher)
+        inbox = Inbox(sessions, wake=wake_dispatcher,
+                      caps=Caps(settings.mms_max_bytes, settings.mms_max_bytes_per_user))
         inbox.received.append(lambda user_id, ids: bus.notify(
             user_channel(user_id), "inbox", {"ids": ids}))
         inbox.export_requested.append(lambda device_id, request: push(
@@ -131,7 +133,8 @@ class Gateway:
         gateway = cls(
             settings=settings, engine=engine, sessions=sessions, bus=bus,
             stamps=stamps, users=users, tokens=tokens,
-            enrolment=Enrolment(sessions, users, settings.private_token),
+            enrolment=Enrolment(sessions, users, settings.private_token,
+                                open_joins=settings.mode == "public"),
             devices=devices, messages=messages,
             device_settings=device_settings, webhooks=webhooks,
             inbox=inbox, logs=logs, dispatcher=dispatcher,

@@ -123,3 +123,18 @@ def ingest_check(url: str | None) -> dict[str, Check]:
                        " the Android app refuses to any host but 127.0.0.1: set"
                        " SIMGATE_PUBLIC_URL to the https:// address the phone reaches"
                        " (README \"Use your Android phone\")"}}
+
+
+def push_check(push_token: str | None, fcm_reaches_phones: bool,
+               streaming: bool) -> dict[str, Check]:
+    """A warning for a phone with an FCM token while no FCM push is sent (the relay off)
+    and it has no event stream open: on AUTO it hears of new messages only when it polls,
+    every 15 minutes. It is handed SSE_ONLY, which the app applies when restarted."""
+    if not push_token or fcm_reaches_phones or streaming:
+        return {}
+    return {"push": {
+        "status": "warn",
+        "description": "the phone waits for FCM pushes, which this server does not send"
+                       " (SIMGATE_PUSH_RELAY=false), and has no event stream open: it is"
+                       " handed notification_channel SSE_ONLY; restart the app to apply"
+                       " (or set SIMGATE_PUSH_RELAY=true)"}}

@@ -1,7 +1,9 @@
-"""Incoming SMS: stored once per identity, each raising its webhook event."""
+"""Incoming SMS and MMS: stored once per identity, each raising its webhook event; a
+downloaded MMS keeps its parts in the store, within size caps."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection
@@ -10,13 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import undefer
 
 from simgate.services import usage
 from simgate.services.devices import DeviceIdentity
 from simgate.services.ids import new_id
+from simgate.services.logs import Entry, Logs, Priority
 from simgate.services.webhooks import WebhookEvent, Webhooks
-from simgate.store.models import Device, IncomingMessage
+from simgate.store.models import Device, IncomingAttachment, IncomingMessage
 
 PREVIEW_CHARS = 256
 BATCH_SIZE = 100  # messages in one batch event at most: receivers get bounded bodies
@@ -43,6 +47,26 @@ class Incoming:
     data: str | None = None  # base64; for an MMS, JSON of its header fields
     port: int | None = None
     type: str | None = None  # SMS, DATA_SMS (told by `data`), MMS, MMS_DOWNLOADED
+    attachments: tuple[Part, ...] = ()  # of an MMS_DOWNLOADED
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a downloaded MMS; `content` None when the phone sent no bytes."""
+
+    part_id: int
+    content_type: str
+    name: str | None
+    size: int | None
+    content: bytes | None
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The bytes of MMS parts kept: per message and per user (all their messages)."""
+
+    per_message: int = 3_145_728
+    per_user: int = 268_435_456
 
 
 @dataclass(frozen=True)
@@ -68,8 +92,10 @@ def _matching(user_id: int, query: InboxQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def event_of(message: IncomingMessage) -> tuple[WebhookEvent, dict]:
-    """The sms:received / sms:data-received payload of a stored message."""
+def event_of(message: IncomingMessage,
+             parts: list[IncomingAttachment] | None = None) -> tuple[WebhookEvent, dict]:
+    """The received event and payload of a stored message (`parts`: an MMS_DOWNLOADED's
+    attachments, their content loaded)."""
     payload = {
         "messageId": message.id,
         "phoneNumber": message.sender,
@@ -81,21 +107,64 @@ def event_of(message: IncomingMessage) -> tuple[WebhookEvent, dict]:
     if message.type == "DATA_SMS":
         return WebhookEvent.SMS_DATA_RECEIVED, payload | {"data": message.data,
                                                           "port": message.port}
-    if message.type in ("MMS", "MMS_DOWNLOADED"):
+    if message.type == "MMS_DOWNLOADED":  # as the app's mms:downloaded has it
+        return WebhookEvent.MMS_DOWNLOADED, payload | {
+            "body": message.text, "subject": _subject(message),
+            "attachments": [_part_payload(p) for p in parts or []]}
+    if message.type == "MMS":
         try:
             headers = json.loads(message.data or "{}")
         except ValueError:
             headers = {}
-        event = (WebhookEvent.MMS_RECEIVED if message.type == "MMS"
-                 else WebhookEvent.MMS_DOWNLOADED)
-        return event, payload | {"subject": message.text, **headers}
+        return WebhookEvent.MMS_RECEIVED, payload | {"subject": message.text, **headers}
     return WebhookEvent.SMS_RECEIVED, payload | {"message": message.text}
 
 
+def _subject(message: IncomingMessage) -> str | None:
+    """A downloaded MMS keeps its subject in `data` (its text is the body)."""
+    try:
+        return json.loads(message.data or "{}").get("subject")
+    except (ValueError, AttributeError):
+        return None
+
+
+def preview_of(message: IncomingMessage) -> str:
+    """What the inbox shows of a message: its text, data, or an MMS's body or subject."""
+    if message.type == "DATA_SMS":
+        return message.data or ""
+    if message.type == "MMS_DOWNLOADED":
+        return message.text or _subject(message) or ""
+    return message.text or ""
+
+
+def _part_payload(part: IncomingAttachment) -> dict[str, Any]:
+    return {"partId": part.part_id, "contentType": part.content_type, "name": part.name,
+            "size": part.size,
+            "data": base64.b64encode(part.content).decode() if part.content is not None
+            else None}
+
+
+def _keep(parts: tuple[Part, ...], caps: Caps, used: int) -> list[bool]:
+    """Which parts' bytes are kept: in order, while the message's and the user's totals
+    stay within their caps (the others keep their metadata only)."""
+    kept, message_total = [], 0
+    for part in parts:
+        size = len(part.content) if part.content is not None else 0
+        fits = (part.content is not None and message_total + size <= caps.per_message
+                and used + size <= caps.per_user)
+        if fits:
+            message_total += size
+            used += size
+        kept.append(fits)
+    return kept
+
+
 class Inbox:
-    def __init__(self, sessions: async_sessionmaker, wake: Callable[[], None]) -> None:
+    def __init__(self, sessions: async_sessionmaker, wake: Callable[[], None],
+                 caps: Caps | None = None) -> None:
         self._sessions = sessions
         self._wake = wake
+        self.caps = caps or Caps()
         # told (device id, request) when devices are asked to upload a period again
         self.export_requested: list[Callable[[str, dict[str, Any]], None]] = []
         # told (user id, ids) of messages stored for the first time (the dashboard's inbox)
@@ -133,7 +202,8 @@ class Inbox:
                 known[item.ident] = message.id
                 ids.append(message.id)
                 new.append(message.id)
-                event, payload = event_of(message)
+                parts = await self._add_parts(session, device, message, item.attachments)
+                event, payload = event_of(message, parts)
                 events += await Webhooks.emit(session, device.user_id, device.device_id,
                                               event, payload)
                 if item.sim_number is not None:  # Sticky answers through this SIM
@@ -146,6 +216,67 @@ class Inbox:
             for callback in self.received:
                 callback(device.user_id, new)
         return ids
+
+    async def _add_parts(self, session: AsyncSession, device: DeviceIdentity,
+                         message: IncomingMessage,
+                         parts: tuple[Part, ...]) -> list[IncomingAttachment]:
+        """Store a downloaded MMS's parts with it; bytes past the caps are not kept, and
+        the user's logs say which parts lost them."""
+        if not parts:
+            return []
+        await session.flush()  # the message's pk
+        used = await session.scalar(
+            select(func.coalesce(func.sum(IncomingAttachment.stored_bytes), 0))
+            .where(IncomingAttachment.user_id == device.user_id))
+        rows, dropped = [], []
+        for part, kept in zip(parts, _keep(parts, self.caps, used), strict=True):
+            content = part.content if kept else None
+            if part.content is not None and not kept:
+                dropped.append(part.part_id)
+            row = IncomingAttachment(
+                message_pk=message.pk, user_id=device.user_id, part_id=part.part_id,
+                content_type=part.content_type, name=part.name,
+                size=part.size if part.size is not None else len(part.content or b""),
+                stored_bytes=len(content) if content is not None else 0, content=content)
+            session.add(row)
+            rows.append(row)
+        if dropped:
+            Logs.add(session, device.user_id, device.device_id, Entry(
+                Priority.WARN, "inbox",
+                f"MMS {message.id}: parts {dropped} not kept, over"
+                f" SIMGATE_MMS_MAX_BYTES ({self.caps.per_message}) per message or"
+                f" SIMGATE_MMS_MAX_BYTES_PER_USER ({self.caps.per_user}); their metadata"
+                " is kept and the phone still has them",
+                {"messageId": message.id, "partIds": dropped}))
+        return rows
+
+    async def parts(self, user_id: int,
+                    message_ids: list[str]) -> dict[str, list[IncomingAttachment]]:
+        """The parts of the user's messages (metadata only), by message id."""
+        found: dict[str, list[IncomingAttachment]] = {m: [] for m in message_ids}
+        if not message_ids:
+            return found
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(IncomingMessage.id, IncomingAttachment)
+                .join(IncomingAttachment, IncomingAttachment.message_pk == IncomingMessage.pk)
+                .where(IncomingMessage.user_id == user_id,
+                       IncomingMessage.id.in_(message_ids))
+                .order_by(IncomingAttachment.pk))
+            for message_id, part in rows:
+                found[message_id].append(part)
+        return found
+
+    async def part(self, user_id: int, message_id: str,
+                   part_id: int) -> IncomingAttachment | None:
+        """One part of one of the user's messages, its content loaded; None if unknown."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(IncomingAttachment)
+                .join(IncomingMessage, IncomingAttachment.message_pk == IncomingMessage.pk)
+                .where(IncomingMessage.user_id == user_id, IncomingMessage.id == message_id,
+                       IncomingAttachment.part_id == part_id)
+                .options(undefer(IncomingAttachment.content)))
 
     async def list(self, user_id: int, query: InboxQuery) -> list[IncomingMessage]:
         async with self._sessions() as session:
@@ -180,7 +311,13 @@ class Inbox:
             for message in await session.scalars(
                     select(IncomingMessage).where(*conditions)
                     .order_by(IncomingMessage.received_at, IncomingMessage.pk)):
-                event, payload = event_of(message)
+                parts = (list(await session.scalars(
+                    select(IncomingAttachment)
+                    .where(IncomingAttachment.message_pk == message.pk)
+                    .order_by(IncomingAttachment.pk)
+                    .options(undefer(IncomingAttachment.content))))
+                    if message.type == "MMS_DOWNLOADED" else None)
+                event, payload = event_of(message, parts)
                 if batch:
                     batches[message.device_id, BATCH_EVENTS[event]].append(payload)
                     continue

@@ -34,7 +34,8 @@ from simgate.webhooks.signing import verify
 AGENT_USER_AGENT = "simgate-agent/"
 # The events a phone fires that simgate takes in.
 INGEST_EVENTS = (WebhookEvent.SMS_RECEIVED, WebhookEvent.SMS_DATA_RECEIVED,
-                 WebhookEvent.MMS_RECEIVED, WebhookEvent.SYSTEM_PING, WebhookEvent.APP_STARTED,
+                 WebhookEvent.MMS_RECEIVED, WebhookEvent.MMS_DOWNLOADED,
+                 WebhookEvent.SYSTEM_PING, WebhookEvent.APP_STARTED,
                  WebhookEvent.SMS_SENT, WebhookEvent.SMS_DELIVERED, WebhookEvent.SMS_FAILED)
 # How far an X-Timestamp may be from our clock (the app signs each attempt afresh).
 SIGNATURE_WINDOW_SECONDS = 15 * 60

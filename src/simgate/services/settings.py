@@ -18,9 +18,22 @@ from simgate.store.models import Device, UserSettings
 
 class SettingsService:
     def __init__(self, sessions: async_sessionmaker,
-                 push: Callable[[str, str], None]) -> None:
+                 push: Callable[[str, str], None], fcm_reaches_phones: bool = True) -> None:
         self._sessions = sessions
         self._push = push
+        # False when no FCM push is sent (the relay off): a phone with an FCM token must
+        # then keep an event stream open, or it polls every 15 minutes
+        self.fcm_reaches_phones = fcm_reaches_phones
+
+    async def for_device(self, user_id: int, push_token: str | None) -> dict[str, Any]:
+        """The settings a device applies: its user's, secrets included, and, when no FCM
+        push would reach a phone with an FCM token, `gateway.notification_channel:
+        SSE_ONLY` (on AUTO the app waits for FCM and opens no event stream)."""
+        values = await self.get(user_id)
+        if push_token and not self.fcm_reaches_phones:
+            values = {**values, "gateway": {**(values.get("gateway") or {}),
+                                            "notification_channel": "SSE_ONLY"}}
+        return values
 
     async def get(self, user_id: int) -> dict[str, Any]:
         """The keys the user set, secrets included (for the server and the devices)."""

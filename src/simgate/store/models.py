@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -292,7 +293,7 @@ class IncomingMessage(Base):
     ident: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    type: Mapped[str] = mapped_column(String(16))  # SMS | DATA_SMS
+    type: Mapped[str] = mapped_column(String(16))  # SMS | DATA_SMS | MMS | MMS_DOWNLOADED
     sender: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str | None] = mapped_column(String(64))
     sim_number: Mapped[int | None] = mapped_column(SmallInteger)
@@ -301,6 +302,30 @@ class IncomingMessage(Base):
     port: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class IncomingAttachment(Base):
+    """A part of a downloaded MMS (mms:downloaded), kept in the store beside its message:
+    written in the same transaction as the message and its webhook events, shared by
+    every server process and host, and removed with its message or user. `content` is
+    None when the part was over the size caps (its metadata is kept)."""
+
+    __tablename__ = "incoming_attachments"
+    __table_args__ = (
+        UniqueConstraint("message_pk", "part_id", name="uq_attachment_message_part"),
+        Index("ix_attachments_user", "user_id"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("incoming_messages.pk", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    part_id: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)  # the phone's count, or the bytes kept
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # for the user's cap
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class LogEntry(Base):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from simgate.domain.routing import SimSelectionMode, Strategy
 from simgate.domain.settings import public_view
@@ -127,10 +127,33 @@ async def send_form(request: Request, who: ViewerDep) -> HTMLResponse:
 
 
 async def _inbox_context(_: Request, who: Viewer) -> dict[str, Any]:
-    return {"received": await who.gateway.inbox.list(who.user_id, InboxQuery(limit=100))}
+    received = await who.gateway.inbox.list(who.user_id, InboxQuery(limit=100))
+    downloaded = [m.id for m in received if m.type == "MMS_DOWNLOADED"]
+    return {"received": received,
+            "parts": await who.gateway.inbox.parts(who.user_id, downloaded),
+            "shown_inline": INLINE_IMAGES}
 
 
 live_page("/inbox", "/inbox/rows", "inbox.html", "_inbox_rows.html", _inbox_context)
+
+# MMS parts the inbox shows as pictures; any other (SVG, which may hold scripts, among
+# them) is a download.
+INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
+
+
+@router.get("/inbox/{message_id}/parts/{part_id}")
+async def inbox_part(message_id: str, part_id: int, who: ViewerDep) -> Response:
+    """A part of one of the viewer's MMS: a picture shown in the page, or a download."""
+    part = await who.gateway.inbox.part(who.user_id, message_id, part_id)
+    if part is None or part.content is None:
+        raise NotFound("no such part, or it was not kept (over the size caps)")
+    inline = part.content_type.lower() in INLINE_IMAGES
+    filename = quote(part.name or f"part-{part.part_id}", safe="")
+    return Response(part.content, media_type=part.content_type, headers={
+        "Content-Disposition": f"{'inline' if inline else 'attachment'};"
+                               f" filename*=UTF-8''{filename}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'"})
 
 
 async def webhooks_context(who: Viewer) -> dict[str, Any]:

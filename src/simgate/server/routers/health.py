@@ -23,6 +23,7 @@ from simgate.services.health import (
     device_checks,
     ingest_check,
     overall,
+    push_check,
     usage_checks,
 )
 from simgate.services.usage import sim_reports
@@ -80,5 +81,8 @@ async def startup(gateway: GatewayDep) -> JSONResponse:
 
 
 def phone_checks(gateway: Gateway, device: Device) -> dict[str, Check]:
-    """What an Android phone is handed that it cannot use."""
-    return ingest_check(gateway.ingest.handed.get(device.id))
+    """What an Android phone is handed that it cannot use, or waits for in vain (an open
+    stream is seen by the process that holds it)."""
+    return ingest_check(gateway.ingest.handed.get(device.id)) | push_check(
+        device.push_token, gateway.device_settings.fcm_reaches_phones,
+        device.id in gateway.bus.devices_streaming())

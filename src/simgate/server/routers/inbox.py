@@ -1,31 +1,43 @@
-"""Inbox API: received SMS, and asking for their webhooks again."""
+"""Inbox API: received SMS and MMS (with their parts), and asking for their webhooks
+again."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from simgate.server.deps import GatewayDep, aware, user_with
-from simgate.server.schemas import ExportRequest, IncomingOut, Offset, RefreshRequest
+from simgate.server.schemas import (
+    AttachmentOut,
+    ExportRequest,
+    IncomingOut,
+    Offset,
+    RefreshRequest,
+)
 from simgate.server.wirejson import StrictJSONRoute
-from simgate.services.inbox import PREVIEW_CHARS, InboxQuery
-from simgate.store.models import IncomingMessage
+from simgate.services.inbox import PREVIEW_CHARS, InboxQuery, preview_of
+from simgate.store.models import IncomingAttachment, IncomingMessage
 
 router = APIRouter(tags=["inbox"], route_class=StrictJSONRoute)
 
 
-def _out(message: IncomingMessage) -> IncomingOut:
-    preview = message.data if message.type == "DATA_SMS" else message.text
-    return IncomingOut(
+def _out(message: IncomingMessage,
+         parts: list[IncomingAttachment] | None = None) -> IncomingOut:
+    out = IncomingOut(
         id=message.id, type=message.type, sender=message.sender, recipient=message.recipient,
-        sim_number=message.sim_number, content_preview=(preview or "")[:PREVIEW_CHARS],
+        sim_number=message.sim_number, content_preview=preview_of(message)[:PREVIEW_CHARS],
         created_at=message.received_at,
     )
+    if parts is not None:
+        out.attachments = [AttachmentOut(part_id=p.part_id, name=p.name, size=p.size,
+                                         content_type=p.content_type) for p in parts]
+    return out
 
 
-@router.get("/inbox", response_model=list[IncomingOut])
+@router.get("/inbox", response_model=list[IncomingOut], response_model_exclude_unset=True)
 async def list_inbox(
     user_id: Annotated[int, user_with("inbox:list")], gateway: GatewayDep, response: Response,
     type: Literal["SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED"] | None = None,
@@ -34,13 +46,42 @@ async def list_inbox(
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[Offset, Query()] = 0,
+    include_attachments: Annotated[bool, Query(alias="includeAttachments")] = False,
 ) -> list[IncomingOut]:
     """Received messages, newest first, with the SIM that received each; X-Total-Count
-    tells how many match across all pages."""
+    tells how many match across all pages. `includeAttachments=true` lists each
+    message's MMS parts (their bytes: GET /inbox/{id}/attachments/{partId})."""
     query = InboxQuery(type=type, since=aware(since), until=aware(until), device_id=device_id,
                        limit=limit, offset=offset)
     response.headers["X-Total-Count"] = str(await gateway.inbox.count(user_id, query))
-    return [_out(m) for m in await gateway.inbox.list(user_id, query)]
+    messages = await gateway.inbox.list(user_id, query)
+    if not include_attachments:
+        return [_out(m) for m in messages]
+    parts = await gateway.inbox.parts(user_id, [m.id for m in messages])
+    return [_out(m, parts[m.id]) for m in messages]
+
+
+@router.get("/inbox/{message_id}/attachments/{part_id}", response_class=Response,
+            responses={200: {"description": "The part's bytes, with its content type",
+                             "content": {"application/octet-stream": {}}}})
+async def download_attachment(message_id: str, part_id: int,
+                              user_id: Annotated[int, user_with("inbox:read")],
+                              gateway: GatewayDep) -> Response:
+    """One part of a downloaded MMS, as the phone sent it. It is served as a download
+    (never rendered in the API's origin), with its content type."""
+    part = await gateway.inbox.part(user_id, message_id, part_id)
+    if part is None:
+        raise HTTPException(404, f"no part {part_id} of message {message_id}: list them"
+                                 " with GET /inbox?includeAttachments=true")
+    if part.content is None:
+        raise HTTPException(404, f"part {part_id} of message {message_id} was not kept"
+                                 " (over the size caps, or the phone sent no bytes): the"
+                                 " phone still has it")
+    filename = quote(part.name or f"part-{part.part_id}", safe="")
+    return Response(part.content, media_type=part.content_type, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'"})
 
 
 @router.post("/inbox/refresh", status_code=status.HTTP_202_ACCEPTED)

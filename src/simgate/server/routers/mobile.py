@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from simgate.server import sse
 from simgate.server.auth import bearer_token, client_address, current_device, registrant
 from simgate.server.deps import GatewayDep, aware, public_base, user_with
 from simgate.server.schemas import (
+    AppMmsDownloadedIn,
     AppReceivedIn,
     AppWebhookIn,
     DeviceInfoOut,
@@ -36,7 +38,7 @@ from simgate.server.schemas import (
 )
 from simgate.server.wirejson import StrictJSONRoute, loads
 from simgate.services.devices import DeviceIdentity
-from simgate.services.inbox import Incoming
+from simgate.services.inbox import Incoming, Part
 from simgate.services.ingest import AGENT_USER_AGENT, first_post, signed
 from simgate.services.logs import Entry, Priority
 from simgate.services.messages import RecipientUpdate, StateUpdate, wire_id
@@ -236,8 +238,10 @@ async def forward_incoming(body: list[IncomingIn], device: Device,
 
 @router.get("/settings")
 async def device_settings(device: Device, gateway: GatewayDep) -> dict[str, Any]:
-    """The settings the device applies (its owner's), secrets included."""
-    return await gateway.device_settings.get(device.user_id)
+    """The settings the device applies (its owner's), secrets included; a phone with an
+    FCM token is told to keep an event stream open when no FCM push is sent."""
+    found = await gateway.devices.get(device.user_id, device.device_id)
+    return await gateway.device_settings.for_device(device.user_id, found.push_token)
 
 
 def _is_simgate_agent(request: Request) -> bool:
@@ -278,6 +282,8 @@ async def ingest(device_id: str, secret: str, request: Request,
         post = AppWebhookIn.model_validate(loads(body))
         received = (AppReceivedIn.model_validate(post.payload)
                     if post.event in RECEIVED_TYPES else None)
+        downloaded = (AppMmsDownloadedIn.model_validate(post.payload)
+                      if post.event == "mms:downloaded" else None)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
     except ValueError as exc:  # not JSON at all
@@ -295,6 +301,15 @@ async def ingest(device_id: str, secret: str, request: Request,
             data=(received.mms_headers() if kind == "MMS"
                   else received.data or "" if kind == "DATA_SMS" else None),
             type=kind)])
+    elif downloaded is not None:  # its text, subject and parts, once per messageId
+        await gateway.inbox.store(device, [Incoming(
+            # the app's id of a downloaded MMS is its row number: kept apart from SMS ids
+            ident=f"mms:{downloaded.message_id}", sender=downloaded.sender,
+            recipient=downloaded.recipient, sim_number=downloaded.sim_number,
+            received_at=aware(downloaded.received_at), text=downloaded.body,
+            data=json.dumps({"subject": downloaded.subject}), type="MMS_DOWNLOADED",
+            attachments=tuple(Part(p.part_id, p.content_type, p.name, p.size, p.content())
+                              for p in downloaded.attachments))])
     elif post.event in SENT_EVENTS:  # the SIM it chose; the user's event is simgate's
         payload = post.payload
         sim = payload.get("simNumber")
