@@ -57,6 +57,7 @@ ROUTE_SCOPES = {
     ("PUT", "/settings"): "settings:write",
     ("PATCH", "/settings"): "settings:write",
     ("GET", "/inbox"): "inbox:list",
+    ("GET", "/inbox/{message_id}/attachments/{part_id}"): "inbox:read",
     ("POST", "/inbox/refresh"): "inbox:refresh",
     ("POST", "/messages/inbox/export"): "messages:export",
     ("POST", "/message/inbox/export"): "messages:export",
