@@ -24,10 +24,12 @@ from simgate.server.routers import (
     routing,
     thirdparty,
     tokens,
+    twilio,
     webhooks,
 )
 from simgate.server.routers import settings as device_settings
 from simgate.server.schemas import ErrorOut, SendRequest, json_body
+from simgate.services import twilio_setup
 from simgate.services.gateway import Gateway
 
 
@@ -137,9 +139,11 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = gateway is None
         app.state.gateway = gateway or await Gateway.open(settings)
+        app.state.twilio = await twilio_setup.attach(app.state.gateway)
         try:
             yield
         finally:
+            await app.state.twilio.close()
             if own:
                 await app.state.gateway.close()
 
@@ -165,6 +169,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
         app.include_router(mobile.router, prefix=f"{prefix}/mobile/v1",
                            include_in_schema=documented)
     app.include_router(health.router)
+    app.include_router(twilio.router, prefix="/2010-04-01/Accounts")
     meta.install(app, settings.metrics_allow_ips)
     web.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
