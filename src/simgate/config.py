@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Email to SMS: the SMTP port (unset: no SMTP); AUTH over plain text from other hosts
+    # than loopback only when allowed (STARTTLS is offered with the TLS certificate);
+    # `Subject: ` before the text when asked.
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_allow_plain_auth: bool = False
+    smtp_subject: bool = False
     # Who may read /metrics (it names every device): addresses or networks, comma-separated.
     metrics_allow_ips: str = "127.0.0.1,::1"
     # One line per HTTP request (uvicorn's access log).

@@ -1,0 +1,128 @@
+"""Email to SMS on a real `simgate run --smtp-port`: Python's smtplib logs in with AUTH
+and sends; each accepted email is one message, its id in the 250 reply. smtplib is
+synchronous: its calls run in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+
+from simgate.testing import free_port
+from tests.conftest import wait_until
+from tests.e2e.gateway import (
+    OUTSIDE,
+    PASSWORD,
+    SIM1,
+    SIM2,
+    USER,
+    client,
+    final_state,
+    inbox,
+    ready_device,
+    start_run,
+)
+
+
+@pytest.fixture
+async def mail_run(tmp_path):
+    port = free_port()
+    process = start_run(tmp_path, "--smtp-port", str(port))
+    process.smtp_port = port
+    yield process
+    process.stop()
+
+
+def _email(to: list[str], text: str | None = None, html: str | None = None,
+           subject: str = "alert") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "monitor@example.org"
+    message["To"] = ", ".join(to)
+    message["Subject"] = subject
+    if text is not None:
+        message.set_content(text)
+    if html is not None:
+        if text is None:
+            message.set_content(html, subtype="html")
+        else:
+            message.add_alternative(html, subtype="html")
+    return message
+
+
+def _send(port: int, to: list[str], message: EmailMessage, password: str = PASSWORD,
+          login: bool = True) -> tuple[int, str]:
+    """MAIL, RCPT each, DATA: the DATA reply (or the first refusal) as (code, text)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo()
+        if login:
+            smtp.login(USER, password)
+        code, reply = smtp.mail("monitor@example.org")
+        if code != 250:
+            return code, reply.decode()
+        for address in to:
+            code, reply = smtp.rcpt(address)
+            if code != 250:
+                return code, reply.decode()
+        code, reply = smtp.data(message.as_bytes(policy=policy.SMTP))  # CRLF lines
+        return code, reply.decode()
+
+
+async def send_mail(port: int, to: list[str], message: EmailMessage,
+                    **kwargs) -> tuple[int, str]:
+    return await asyncio.to_thread(_send, port, to, message, **kwargs)
+
+
+async def test_an_email_to_a_number_plus_sim2_goes_out_through_sim_2(mail_run):
+    port = mail_run.smtp_port
+    async with client(mail_run) as api:
+        await ready_device(api)
+        to = ["19162255887+sim2@sms.example.org"]
+        code, reply = await send_mail(port, to, _email(to, "Disk full on db1"))
+        assert code == 250, reply
+        message_id = reply.rsplit(" ", 1)[-1]
+        state = await final_state(api, message_id, within=30)
+        assert state["state"] in ("Sent", "Delivered") and state["simNumber"] == 2
+        assert [r["phoneNumber"] for r in state["recipients"]] == [OUTSIDE]
+        stored = (await api.get("/messages", params={"includeContent": "true"})).json()
+        assert [m["textMessage"]["text"] for m in stored if m["id"] == message_id] == [
+            "Disk full on db1"]
+
+        # two recipients, an HTML-only body: one message to both, the HTML as text
+        both = [f"{SIM1.lstrip('+')}+sim2@gw.local", f"{OUTSIDE}+sim2@gw.local"]
+        html = "<html><head><style>p {color: red}</style></head><body><p>Backup" \
+               " <b>failed</b></p><p>at 03:00</p></body></html>"
+        code, reply = await send_mail(port, both, _email(both, html=html))
+        assert code == 250, reply
+        state = await final_state(api, reply.rsplit(" ", 1)[-1], within=30)
+        assert sorted(r["phoneNumber"] for r in state["recipients"]) == sorted([SIM1, OUTSIDE])
+        arrived = await wait_until(lambda: _texts_at(api, SIM1), timeout=30)
+        assert arrived == ["Backup failed\nat 03:00"]
+
+
+async def _texts_at(api, recipient):
+    return [m["contentPreview"] for m in await inbox(api) if m["recipient"] == recipient
+            and m["sender"] == SIM2] or None
+
+
+async def test_refused_emails_get_an_smtp_error_saying_why_and_store_nothing(mail_run):
+    port = mail_run.smtp_port
+    to = [f"{OUTSIDE}@sms.example.org"]
+    with pytest.raises(smtplib.SMTPAuthenticationError) as wrong:
+        await send_mail(port, to, _email(to, "x"), password="wrong-password")
+    assert wrong.value.smtp_code == 535
+    code, reply = await send_mail(port, to, _email(to, "x"), login=False)
+    assert code == 530
+    code, reply = await send_mail(port, ["alerts@sms.example.org"], _email(to, "x"))
+    assert code == 553 and "PHONE@host" in reply
+    code, reply = await send_mail(port, to, _email(to, "x" * 40_000))  # 255 parts at most
+    assert code == 552 and "simgate cuts no text" in reply, reply
+    code, reply = await send_mail(port, to, _email(to, "   "))
+    assert code == 554 and "no text" in reply
+    mixed = [f"{OUTSIDE}+sim1@a.org", f"{SIM1}+sim2@a.org"]
+    code, reply = await send_mail(port, mixed, _email(mixed, "x"))
+    assert code == 553 and "same +simN" in reply
+    async with client(mail_run) as api:
+        assert (await api.get("/messages")).json() == []
