@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     smtp_port: int | None = Field(default=None, ge=1, le=65535)
     smtp_allow_plain_auth: bool = False
     smtp_subject: bool = False
+    # SMS to email: the relay that mailto: webhooks go out through
+    # (smtp://user:password@host:port, STARTTLS when offered; smtps:// for TLS), and the
+    # From of those emails.
+    smtp_relay: str | None = None
+    smtp_relay_from: str = "simgate@localhost"
     # Who may read /metrics (it names every device): addresses or networks, comma-separated.
     metrics_allow_ips: str = "127.0.0.1,::1"
     # One line per HTTP request (uvicorn's access log).

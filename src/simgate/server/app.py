@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simgate import __version__, web
 from simgate.config import Settings
+from simgate.mail.relay import MailRelay
 from simgate.server import errors
 from simgate.server.hotpath import SendFastPath
 from simgate.server.routers import (
@@ -140,6 +141,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
         own = gateway is None
         app.state.gateway = gateway or await Gateway.open(settings)
         app.state.twilio = await twilio_setup.attach(app.state.gateway)
+        if settings.smtp_relay:
+            app.state.gateway.dispatcher.mailer = MailRelay(
+                settings.smtp_relay, settings.smtp_relay_from, settings.webhook_timeout)
         try:
             yield
         finally:
