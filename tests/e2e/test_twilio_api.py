@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
@@ -89,10 +89,15 @@ async def test_the_twilio_sdk_sends_through_the_sim_of_its_from_and_hears_signed
     await receiver.stop()
 
 
-async def test_a_scheduled_message_is_canceled_through_the_sdk(run):
-    sdk = twilio_client(run)
+async def test_an_api_token_sends_and_cancels_a_scheduled_message_through_the_sdk(run):
     async with client(run) as api:
         await ready_device(api)
+        issued = (await api.post("/auth/token", json={
+            "scopes": ["messages:send", "messages:read", "messages:cancel"]})).json()
+        # AccountSid: the token's id, AuthToken: the token
+        sdk = Client(issued["id"], issued["access_token"])
+        sdk.api.base_url = run.url
+        sdk.account_sid = issued["id"]
         later = datetime.now(UTC) + timedelta(hours=2)
         scheduled = await asyncio.to_thread(
             sdk.messages.create, to=OUTSIDE, body="later", send_at=later,
@@ -102,6 +107,10 @@ async def test_a_scheduled_message_is_canceled_through_the_sdk(run):
                                            status="canceled")
         assert canceled.status == "canceled"
         assert (await api.get(f"/messages/{scheduled.sid[2:]}")).json()["state"] == "Cancelled"
+        with pytest.raises(TwilioException) as listing:  # a scope the token was not given
+            await asyncio.to_thread(sdk.messages.list)
+        assert "HTTP 403" in str(listing.value) and '"code":20003' in str(listing.value)
+        assert "messages:list" in str(listing.value)
 
 
 async def _from(api, sender):
