@@ -24,3 +24,16 @@ def test_a_failure_after_the_sim_sent_is_undelivered_before_it_failed():
     assert twilio_status("Failed", {"Pending": "x"}, None) == "failed"
     assert twilio_status("Processed", {}, None) == "sending"
     assert twilio_status("Cancelling", {}, None) == "canceled"
+
+
+def test_twiml_messages_are_read_and_anything_else_sends_nothing():
+    from simgate.services.twilio_inbound import twiml_messages
+
+    twiml = (b"<Response><Message>one</Message><Message to='+12025550101'>"
+             b"<Body>two</Body></Message><Message>  </Message></Response>")
+    assert twiml_messages(twiml) == [(None, "one"), ("+12025550101", "two")]
+    assert twiml_messages(b"") == []
+    assert twiml_messages(b"ok") == []
+    assert twiml_messages(b"<Other><Message>x</Message></Other>") == []
+    bomb = b'<!DOCTYPE r [<!ENTITY a "aaaa">]><Response><Message>&a;</Message></Response>'
+    assert twiml_messages(bomb) == []

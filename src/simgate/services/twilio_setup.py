@@ -11,6 +11,7 @@ from simgate.services.gateway import Gateway
 from simgate.services.tokens import signing_key
 from simgate.services.twilio import Secrets, TwilioDoor
 from simgate.services.twilio_callbacks import StatusCallbacks
+from simgate.services.twilio_inbound import TwilioInbound
 
 
 @dataclass
@@ -34,5 +35,7 @@ async def attach(gateway: Gateway) -> TwilioApi:
     callbacks = StatusCallbacks(gateway.sessions, secrets, settings.allow_private_webhooks,
                                 settings.webhook_timeout, settings.webhook_retry_base)
     gateway.messages.listeners.append(door.on_message_change)
+    gateway.dispatcher.twilio_inbound = TwilioInbound(gateway.messages, gateway.users.name_of,
+                                                      settings.default_region)
     gateway.bus.on("webhooks-due", callbacks.wake)
     return TwilioApi(door, callbacks, asyncio.create_task(callbacks.run()))

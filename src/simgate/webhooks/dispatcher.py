@@ -61,6 +61,9 @@ class _Leased:
         return receiver_of(self.delivery.user_id, self.url)
 
 
+TWILIO = "twilio+"  # a webhook URL twilio+https://...: Twilio's form POST and TwiML
+
+
 def receiver_of(user_id: int, url: str) -> str:
     """Who answers a user's URL, for sharing slots: its host and port, for this user
     (users of one webhook service must not share one user's slow endpoint's fate)."""
@@ -97,6 +100,7 @@ class Dispatcher:
         self._next_user = 0  # where the round-robin over users starts next
         self._http = checked_client(timeout, allow_private, resolver)
         self.mailer: MailRelay | None = None  # where mailto: webhooks go
+        self.twilio_inbound: Any = None  # who posts twilio+ webhooks and sends the replies
         self._results: list[dict[str, object]] = []
         self._recorded = asyncio.Event()
 
@@ -240,6 +244,10 @@ class Dispatcher:
         try:
             if is_mailto(item.url):
                 await self._mail(item)
+            elif item.url[:len(TWILIO)].lower() == TWILIO:
+                status = await self._twilio(item)
+                if not 200 <= status < 300:
+                    error = f"receiver answered {status}"
             else:
                 status = await self._post(item)
                 if not 200 <= status < 300:
@@ -271,6 +279,15 @@ class Dispatcher:
             headers.update(sign(item.settings["signing_key"], body))
         response = await self._http.post(item.url, content=body, headers=headers)
         return response.status_code
+
+    async def _twilio(self, item: _Leased) -> int:
+        """A twilio+ webhook: the event as Twilio's form POST, its TwiML answered."""
+        url = item.url[len(TWILIO):]
+        check_form(url, self._allow_private)
+        if self.twilio_inbound is None:
+            raise RuntimeError("Twilio-style webhooks are not served by this process")
+        return await self.twilio_inbound.deliver(self._http, url,
+                                                 item.settings["signing_key"], item.delivery)
 
     async def _mail(self, item: _Leased) -> None:
         """A mailto: webhook: the event as an email through the admin's relay."""

@@ -104,6 +104,8 @@ def check_form(url: str, allow_private: bool) -> None:
             raise ForbiddenUrl(f"webhook url {url!r} must be mailto: and one email address,"
                                " e.g. mailto:me@example.org")
         return
+    if url[:7].lower() == "twilio+":  # Twilio's form POST to the URL after the prefix
+        url = url[7:]
     parts = _parts(url)
     host = parts.hostname or ""
     literal = _literal(host)
