@@ -117,6 +117,19 @@ class Settings(BaseSettings):
                              " reach, such as https://gw.example.org (no query)")
         return value.strip().rstrip("/")
 
+    @field_validator("smtp_relay")
+    @classmethod
+    def _smtp_relay(cls, value: str | None) -> str | None:
+        """smtp:// or smtps:// with a host; empty is unset. The password stays unshown."""
+        if not value or not value.strip():
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in ("smtp", "smtps") or not url.hostname:
+            raise ValueError("SIMGATE_SMTP_RELAY must be smtp://user:password@host:port (user"
+                             " and port optional"
+                             ", STARTTLS when offered) or smtps://... (TLS)")
+        return value.strip()
+
     @field_validator("private_token")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:

@@ -126,3 +126,34 @@ async def test_refused_emails_get_an_smtp_error_saying_why_and_store_nothing(mai
     assert code == 553 and "same +simN" in reply
     async with client(mail_run) as api:
         assert (await api.get("/messages")).json() == []
+
+
+def _own_address() -> str | None:
+    """This host's address on its network (not loopback), if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # no packet is sent: only a route is chosen
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+async def test_auth_in_plain_text_from_another_host_is_refused(tmp_path):
+    address = _own_address()
+    if address is None:
+        pytest.skip("this host has no address beside loopback")
+    port = free_port()
+    run = start_run(tmp_path, "--host", "0.0.0.0", "--smtp-port", str(port))
+    try:
+        def login() -> tuple[int, bytes]:
+            with smtplib.SMTP(address, port, timeout=30) as smtp:
+                smtp.ehlo()
+                return smtp.docmd("AUTH", "PLAIN AHJ1bm5lcgBydW5uZXItc2VjcmV0")  # runner
+
+        code, reply = await asyncio.to_thread(login)
+        assert code == 538 and b"SIMGATE_SMTP_ALLOW_PLAIN_AUTH" in reply
+    finally:
+        run.stop()

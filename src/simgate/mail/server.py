@@ -162,9 +162,13 @@ async def start_smtp(gateway: Gateway) -> list[asyncio.Server]:
     handler = MailHandler(gateway, settings.smtp_subject)
     context = tls_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: GatewaySMTP(handler, gateway, False, tls_context=context, loop=loop),
-        host=settings.host, port=settings.smtp_port)
+    try:
+        server = await loop.create_server(
+            lambda: GatewaySMTP(handler, gateway, False, tls_context=context, loop=loop),
+            host=settings.host, port=settings.smtp_port)
+    except OSError as exc:
+        raise OSError(f"cannot listen for email on {settings.host}:{settings.smtp_port}:"
+                      f" {exc.strerror or exc}; choose another --smtp-port") from None
     log.info("email to SMS on smtp://%s:%d", settings.host, settings.smtp_port)
     return [server]
 
