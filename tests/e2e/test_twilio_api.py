@@ -162,3 +162,34 @@ async def test_bad_input_gets_twilios_error_format(run):
         assert other_account.status_code == 401 and other_account.json()["code"] == 20003
     async with client(run) as api:  # none of the refused requests was stored
         assert (await api.get("/messages")).json() == []
+
+
+async def test_a_status_callback_not_yet_answered_survives_kill_9(tmp_path):
+    receiver = await Receiver(status=503).start()  # the receiver is down for now
+    # a callback leased when the process died is tried again past its timeout
+    env = {"SIMGATE_WEBHOOK_RETRY_BASE": "0.2", "SIMGATE_WEBHOOK_TIMEOUT": "3"}
+    first = start_run(tmp_path, env=env)
+    try:
+        async with client(first) as api:
+            await ready_device(api)
+            created = await asyncio.to_thread(
+                twilio_client(first).messages.create, to=OUTSIDE, from_=SIM1, body="durable",
+                status_callback=receiver.url)
+
+            async def sent():
+                state = (await api.get(f"/messages/{created.sid[2:]}")).json()
+                return state["state"] in ("Sent", "Delivered") and receiver.requests_started
+
+            await wait_until(sent, timeout=30)
+    finally:
+        first.kill()
+    receiver.status = 200
+    second = start_run(tmp_path, env=env)  # the same data directory, a new process
+    try:
+        callbacks = await wait_until(lambda: _callbacks(receiver, "sent"), timeout=60)
+        params, signature = callbacks[0]
+        assert params["MessageSid"] == created.sid and params["From"] == SIM1
+        assert RequestValidator(PASSWORD).validate(receiver.url, params, signature)
+    finally:
+        second.stop()
+        await receiver.stop()
