@@ -66,6 +66,11 @@ SmtpPortOpt = Annotated[int | None, typer.Option(
     " default: off].")]
 
 
+SmtpsPortOpt = Annotated[int | None, typer.Option(
+    "--smtps-port", help="Email to SMS over TLS from the first byte, with the TLS"
+    " certificate [SIMGATE_SMTPS_PORT; default: off].")]
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, unwrapped
     return typer.Exit(code)
@@ -150,13 +155,14 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
               "--workers", help="Server processes sharing the port, up to one per core"
               " [SIMGATE_WORKERS; default: 1].")] = None,
           tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
-          access_log: AccessLogOpt = False, smtp_port: SmtpPortOpt = None) -> None:
+          access_log: AccessLogOpt = False, smtp_port: SmtpPortOpt = None,
+          smtps_port: SmtpsPortOpt = None) -> None:
     """Run the server only (agents connect to it over /mobile/v1)."""
     from simgate.serve.runner import prepare_store, serve_forever
 
     settings = settings_from(host, port, data_dir, workers=workers, tls_cert=tls_cert,
                              tls_key=tls_key, access_log=access_log or None,
-                             smtp_port=smtp_port)
+                             smtp_port=smtp_port, smtps_port=smtps_port)
     claim(settings)
     if settings.workers == 1:
         run_async(serve_forever(settings))
@@ -208,13 +214,15 @@ def run(
     tls_key: TlsKeyOpt = None,
     access_log: AccessLogOpt = False,
     smtp_port: SmtpPortOpt = None,
+    smtps_port: SmtpsPortOpt = None,
 ) -> None:
     """Run everything in one process: server, agent and an emulated multi-SIM modem."""
     from simgate.agent.backends.emulator import EmulatorBackend
     from simgate.serve.runner import run_all_in_one
 
     settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                             access_log=access_log or None, smtp_port=smtp_port)
+                             access_log=access_log or None, smtp_port=smtp_port,
+                             smtps_port=smtps_port)
     claim(settings)
     backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims),
                       state_path=emulator_memory(settings.data_dir))

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     # than loopback only when allowed (STARTTLS is offered with the TLS certificate);
     # `Subject: ` before the text when asked.
     smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtps_port: int | None = Field(default=None, ge=1, le=65535)  # TLS from the first byte
     smtp_allow_plain_auth: bool = False
     smtp_subject: bool = False
     # SMS to email: the relay that mailto: webhooks go out through
@@ -92,6 +93,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
+        if self.smtps_port and self.tls_cert is None:
+            raise ValueError("--smtps-port needs the TLS certificate: give --tls-cert and"
+                             " --tls-key (SIMGATE_TLS_CERT, SIMGATE_TLS_KEY)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both --tls-cert and --tls-key (SIMGATE_TLS_CERT and"
                              " SIMGATE_TLS_KEY), or neither")

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from simgate.testing import free_port
+from simgate.testing import SimgateProcess, free_port
 from tests.conftest import wait_until
 from tests.e2e.gateway import (
     OUTSIDE,
@@ -155,5 +155,44 @@ async def test_auth_in_plain_text_from_another_host_is_refused(tmp_path):
 
         code, reply = await asyncio.to_thread(login)
         assert code == 538 and b"SIMGATE_SMTP_ALLOW_PLAIN_AUTH" in reply
+    finally:
+        run.stop()
+
+
+async def test_starttls_and_smtps_carry_auth_from_another_host(tmp_path, monkeypatch):
+    import ssl
+    import subprocess
+    import sys
+
+    address = _own_address()
+    if address is None:
+        pytest.skip("this host has no address beside loopback")
+    made = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "simgate", "tls", "init", "--dir",
+                         str(tmp_path / "tls")], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.crt"))
+    trusted.check_hostname = False  # the certificate names the host, the test dials its IP
+    smtp_port, smtps_port = free_port(), free_port()
+    run = SimgateProcess(["run", "--host", "0.0.0.0", "--smtp-port", str(smtp_port),
+                          "--smtps-port", str(smtps_port),
+                          "--tls-cert", str(tmp_path / "tls" / "server.crt"),
+                          "--tls-key", str(tmp_path / "tls" / "server.key")], tmp_path / "run",
+                         env={"SIMGATE_USERNAME": USER, "SIMGATE_PASSWORD": PASSWORD})
+    run.url = run.url.replace("http://", "https://")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "tls" / "ca.crt"))  # for its start
+    await asyncio.to_thread(run.start)
+    try:
+        def over_starttls() -> int:
+            with smtplib.SMTP(address, smtp_port, timeout=30) as smtp:
+                smtp.starttls(context=trusted)
+                return smtp.login(USER, PASSWORD)[0]
+
+        def over_smtps() -> int:
+            with smtplib.SMTP_SSL(address, smtps_port, timeout=30, context=trusted) as smtp:
+                return smtp.login(USER, PASSWORD)[0]
+
+        assert await asyncio.to_thread(over_starttls) == 235
+        assert await asyncio.to_thread(over_smtps) == 235
     finally:
         run.stop()

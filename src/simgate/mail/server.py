@@ -152,25 +152,36 @@ def tls_context(cert: Any, key: Any) -> ssl.SSLContext:
 
 
 async def start_smtp(gateway: Gateway) -> list[asyncio.Server]:
-    """The SMTP listener on SIMGATE_SMTP_PORT (none when unset), STARTTLS offered with
-    the server's TLS certificate."""
+    """The SMTP listeners: SIMGATE_SMTP_PORT (STARTTLS offered with the server's TLS
+    certificate) and SIMGATE_SMTPS_PORT (TLS from the first byte); none when unset."""
     settings = gateway.settings
-    if not settings.smtp_port:
+    if not settings.smtp_port and not settings.smtps_port:
         return []
     # aiosmtpd logs every command at INFO, and a deprecation of its own at each AUTH
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     handler = MailHandler(gateway, settings.smtp_subject)
     context = tls_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     loop = asyncio.get_running_loop()
-    try:
-        server = await loop.create_server(
-            lambda: GatewaySMTP(handler, gateway, False, tls_context=context, loop=loop),
-            host=settings.host, port=settings.smtp_port)
-    except OSError as exc:
-        raise OSError(f"cannot listen for email on {settings.host}:{settings.smtp_port}:"
-                      f" {exc.strerror or exc}; choose another --smtp-port") from None
-    log.info("email to SMS on smtp://%s:%d", settings.host, settings.smtp_port)
-    return [server]
+    servers = []
+    for port, implicit in ((settings.smtp_port, False), (settings.smtps_port, True)):
+        if not port:
+            continue
+
+        def protocol(implicit: bool = implicit) -> GatewaySMTP:
+            return GatewaySMTP(handler, gateway, implicit,
+                               tls_context=None if implicit else context, loop=loop)
+
+        try:
+            servers.append(await loop.create_server(
+                protocol, host=settings.host, port=port, ssl=context if implicit else None))
+        except OSError as exc:
+            await stop_smtp(servers)
+            flag = "--smtps-port" if implicit else "--smtp-port"
+            raise OSError(f"cannot listen for email on {settings.host}:{port}:"
+                          f" {exc.strerror or exc}; choose another {flag}") from None
+        log.info("email to SMS on %s://%s:%d", "smtps" if implicit else "smtp",
+                 settings.host, port)
+    return servers
 
 
 async def stop_smtp(servers: list[asyncio.Server]) -> None:
