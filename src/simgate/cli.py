@@ -61,6 +61,16 @@ TlsKeyOpt = Annotated[Path | None, typer.Option(
     "--tls-key", help="The certificate's private key (PEM) [SIMGATE_TLS_KEY].")]
 
 
+SmtpPortOpt = Annotated[int | None, typer.Option(
+    "--smtp-port", help="Email to SMS: accept email on this SMTP port [SIMGATE_SMTP_PORT;"
+    " default: off].")]
+
+
+SmtpsPortOpt = Annotated[int | None, typer.Option(
+    "--smtps-port", help="Email to SMS over TLS from the first byte, with the TLS"
+    " certificate [SIMGATE_SMTPS_PORT; default: off].")]
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, unwrapped
     return typer.Exit(code)
@@ -148,12 +158,14 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
               "--workers", help="Server processes sharing the port, up to one per core"
               " [SIMGATE_WORKERS; default: 1].")] = None,
           tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
-          access_log: AccessLogOpt = False) -> None:
+          access_log: AccessLogOpt = False, smtp_port: SmtpPortOpt = None,
+          smtps_port: SmtpsPortOpt = None) -> None:
     """Run the server only (agents connect to it over /mobile/v1)."""
     from simgate.serve.runner import prepare_store, serve_forever
 
     settings = settings_from(host, port, data_dir, workers=workers, tls_cert=tls_cert,
-                             tls_key=tls_key, access_log=access_log or None)
+                             tls_key=tls_key, access_log=access_log or None,
+                             smtp_port=smtp_port, smtps_port=smtps_port)
     claim(settings)
     _print_notices(settings)
     if settings.workers == 1:
@@ -211,13 +223,16 @@ def run(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     access_log: AccessLogOpt = False,
+    smtp_port: SmtpPortOpt = None,
+    smtps_port: SmtpsPortOpt = None,
 ) -> None:
     """Run everything in one process: server, agent and an emulated multi-SIM modem."""
     from simgate.agent.backends.emulator import EmulatorBackend
     from simgate.serve.runner import run_all_in_one
 
     settings = settings_from(host, port, data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                             access_log=access_log or None)
+                             access_log=access_log or None, smtp_port=smtp_port,
+                             smtps_port=smtps_port)
     claim(settings)
     _print_notices(settings)
     backend = partial(EmulatorBackend, sims=sims, faults=_parse_faults(fault or [], sims),

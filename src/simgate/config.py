@@ -113,6 +113,18 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Email to SMS: the SMTP port (unset: no SMTP); AUTH over plain text from other hosts
+    # than loopback only when allowed (STARTTLS is offered with the TLS certificate);
+    # `Subject: ` before the text when asked.
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtps_port: int | None = Field(default=None, ge=1, le=65535)  # TLS from the first byte
+    smtp_allow_plain_auth: bool = False
+    smtp_subject: bool = False
+    # SMS to email: the relay that mailto: webhooks go out through
+    # (smtp://user:password@host:port, STARTTLS when offered; smtps:// for TLS), and the
+    # From of those emails.
+    smtp_relay: str | None = None
+    smtp_relay_from: str = "simgate@localhost"
     # Who may read /metrics (it names every device): addresses or networks, comma-separated.
     metrics_allow_ips: str = "127.0.0.1,::1"
     # One line per HTTP request (uvicorn's access log).
@@ -120,6 +132,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
+        if self.smtps_port and self.tls_cert is None:
+            raise ValueError("--smtps-port needs the TLS certificate: give --tls-cert and"
+                             " --tls-key (SIMGATE_TLS_CERT, SIMGATE_TLS_KEY)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both --tls-cert and --tls-key (SIMGATE_TLS_CERT and"
                              " SIMGATE_TLS_KEY), or neither")
@@ -149,6 +164,19 @@ class Settings(BaseSettings):
             raise ValueError(f"SIMGATE_PUBLIC_URL {value[:64]!r}: give the address phones"
                              " reach, such as https://gw.example.org (no query)")
         return value.strip().rstrip("/")
+
+    @field_validator("smtp_relay")
+    @classmethod
+    def _smtp_relay(cls, value: str | None) -> str | None:
+        """smtp:// or smtps:// with a host; empty is unset. The password stays unshown."""
+        if not value or not value.strip():
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in ("smtp", "smtps") or not url.hostname:
+            raise ValueError("SIMGATE_SMTP_RELAY must be smtp://user:password@host:port (user"
+                             " and port optional"
+                             ", STARTTLS when offered) or smtps://... (TLS)")
+        return value.strip()
 
     @field_validator("private_token")
     @classmethod

@@ -32,6 +32,7 @@ from simgate.config import Settings, apply_log_level, configure_logging
 from simgate.domain.routing import SimSelectionMode
 from simgate.domain.sims import SimSlot
 from simgate.files import read_private, write_private
+from simgate.mail.server import start_smtp, stop_smtp
 from simgate.serve import access_log
 from simgate.serve.guard import Limits, guarded_protocol
 from simgate.server.app import create_app
@@ -128,12 +129,14 @@ async def serve_forever(settings: Settings, worker: WorkerSlot | None = None) ->
     if link is not None:
         await link.start()
     server = uvicorn_server(settings, gateway)
+    mail = await start_smtp(gateway) if worker is None or worker.leader else []
     settle_heap()
     watcher = asyncio.create_task(_end_streams_on_exit(server, gateway))
     try:
         await server.serve(sockets=[worker.listener] if worker else None)
     finally:
         watcher.cancel()
+        await stop_smtp(mail)
         if link is not None:
             await link.close()
         await gateway.close()
@@ -187,6 +190,7 @@ async def run_all_in_one(settings: Settings, backend: Callable[[], SimBackend],
         return {"status": "fail", "description": "the embedded agent has not registered yet"}
 
     server = uvicorn_server(settings, gateway, agent_check)
+    mail = await start_smtp(gateway)
     settle_heap()
     try:
         async with asyncio.TaskGroup() as group:
@@ -211,6 +215,7 @@ async def run_all_in_one(settings: Settings, backend: Callable[[], SimBackend],
             watcher.cancel()
     finally:
         await agent.stop()
+        await stop_smtp(mail)
         await gateway.close()
 
 

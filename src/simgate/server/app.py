@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simgate import __version__, web
 from simgate.config import Settings
+from simgate.mail.relay import MailRelay
 from simgate.server import errors
 from simgate.server.hotpath import SendFastPath
 from simgate.server.routers import (
@@ -25,10 +26,12 @@ from simgate.server.routers import (
     routing,
     thirdparty,
     tokens,
+    twilio,
     webhooks,
 )
 from simgate.server.routers import settings as device_settings
 from simgate.server.schemas import ErrorOut, SendRequest, json_body
+from simgate.services import twilio_setup
 from simgate.services.gateway import Gateway
 
 
@@ -146,9 +149,14 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = gateway is None
         app.state.gateway = gateway or await Gateway.open(settings)
+        app.state.twilio = await twilio_setup.attach(app.state.gateway)
+        if settings.smtp_relay:
+            app.state.gateway.dispatcher.mailer = MailRelay(
+                settings.smtp_relay, settings.smtp_relay_from, settings.webhook_timeout)
         try:
             yield
         finally:
+            await app.state.twilio.close()
             if own:
                 await app.state.gateway.close()
 
@@ -174,6 +182,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None,
         app.include_router(mobile.router, prefix=f"{prefix}/mobile/v1",
                            include_in_schema=documented)
     app.include_router(health.router)
+    # Twilio documents these itself: its OpenAPI description is the contract
+    app.include_router(twilio.router, prefix="/2010-04-01/Accounts", include_in_schema=False)
     meta.install(app, settings.metrics_allow_ips)
     web.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,

@@ -28,6 +28,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from simgate.mail.relay import MailRelay, NoRelay, is_mailto, mailto_address
 from simgate.store.models import Webhook, WebhookDelivery, utcnow
 from simgate.webhooks.signing import sign
 from simgate.webhooks.transport import Resolver, checked_client, resolve
@@ -58,6 +59,9 @@ class _Leased:
     @property
     def receiver(self) -> str:
         return receiver_of(self.delivery.user_id, self.url)
+
+
+TWILIO = "twilio+"  # a webhook URL twilio+https://...: Twilio's form POST and TwiML
 
 
 def receiver_of(user_id: int, url: str) -> str:
@@ -95,6 +99,8 @@ class Dispatcher:
         self._hooks_of: defaultdict[str, set[str]] = defaultdict(set)  # receiver -> webhooks
         self._next_user = 0  # where the round-robin over users starts next
         self._http = checked_client(timeout, allow_private, resolver)
+        self.mailer: MailRelay | None = None  # where mailto: webhooks go
+        self.twilio_inbound: Any = None  # who posts twilio+ webhooks and sends the replies
         self._results: list[dict[str, object]] = []
         self._recorded = asyncio.Event()
 
@@ -236,21 +242,16 @@ class Dispatcher:
         delivery = item.delivery
         error, status = None, None
         try:
-            check_form(item.url, self._allow_private)  # stored before today's rules?
-            body = json.dumps({
-                "id": delivery.event_id,
-                "webhookId": item.webhook_id,
-                "deviceId": delivery.device_id,
-                "event": delivery.event,
-                "payload": delivery.payload,
-            }, separators=(",", ":")).encode()
-            headers = {"Content-Type": "application/json", "User-Agent": "simgate-webhooks"}
-            if item.settings["signing_key"]:
-                headers.update(sign(item.settings["signing_key"], body))
-            response = await self._http.post(item.url, content=body, headers=headers)
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"receiver answered {status}"
+            if is_mailto(item.url):
+                await self._mail(item)
+            elif item.url[:len(TWILIO)].lower() == TWILIO:
+                status = await self._twilio(item)
+                if not 200 <= status < 300:
+                    error = f"receiver answered {status}"
+            else:
+                status = await self._post(item)
+                if not 200 <= status < 300:
+                    error = f"receiver answered {status}"
         except ForbiddenUrl as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - the HTTP client's errors, and any other
@@ -261,6 +262,42 @@ class Dispatcher:
         self._results.append(self._outcome(delivery, item.settings["retry_count"], error,
                                            status))
         self._recorded.set()
+
+    async def _post(self, item: _Leased) -> int:
+        """The event as a signed JSON POST: the receiver's status."""
+        delivery = item.delivery
+        check_form(item.url, self._allow_private)  # stored before today's rules?
+        body = json.dumps({
+            "id": delivery.event_id,
+            "webhookId": item.webhook_id,
+            "deviceId": delivery.device_id,
+            "event": delivery.event,
+            "payload": delivery.payload,
+        }, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "simgate-webhooks"}
+        if item.settings["signing_key"]:
+            headers.update(sign(item.settings["signing_key"], body))
+        response = await self._http.post(item.url, content=body, headers=headers)
+        return response.status_code
+
+    async def _twilio(self, item: _Leased) -> int:
+        """A twilio+ webhook: the event as Twilio's form POST, its TwiML answered."""
+        url = item.url[len(TWILIO):]
+        check_form(url, self._allow_private)
+        if self.twilio_inbound is None:
+            raise RuntimeError("Twilio-style webhooks are not served by this process")
+        return await self.twilio_inbound.deliver(self._http, url,
+                                                 item.settings["signing_key"], item.delivery)
+
+    async def _mail(self, item: _Leased) -> None:
+        """A mailto: webhook: the event as an email through the admin's relay."""
+        address = mailto_address(item.url)
+        if address is None:
+            raise ForbiddenUrl(f"webhook url {item.url!r} is not mailto:ONE-ADDRESS")
+        if self.mailer is None:
+            raise NoRelay("no SMTP relay to send email through: the admin sets"
+                          " SIMGATE_SMTP_RELAY (smtp://user:password@host:port)")
+        await self.mailer.send(address, item.delivery.event, item.delivery.payload)
 
     def _outcome(self, delivery: WebhookDelivery, retry_count: int, error: str | None,
                  status: int | None) -> dict[str, object]:

@@ -17,6 +17,8 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
+from simgate.mail.relay import is_mailto, mailto_address
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are IPv4
@@ -95,7 +97,15 @@ def _check_name(host: str) -> None:
 
 def check_form(url: str, allow_private: bool) -> None:
     """What registration checks, without DNS: https always; http and private or
-    loopback addresses only when local receivers are allowed."""
+    loopback addresses only when local receivers are allowed; `mailto:ADDRESS` for
+    events sent as emails through the admin's SMTP relay."""
+    if is_mailto(url):
+        if _CONTROL.search(url) or mailto_address(url) is None:
+            raise ForbiddenUrl(f"webhook url {url!r} must be mailto: and one email address,"
+                               " e.g. mailto:me@example.org")
+        return
+    if url[:7].lower() == "twilio+":  # Twilio's form POST to the URL after the prefix
+        url = url[7:]
     parts = _parts(url)
     host = parts.hostname or ""
     literal = _literal(host)

@@ -1,0 +1,1 @@
+"""Email to SMS: an SMTP front door over the messages service."""
