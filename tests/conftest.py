@@ -116,6 +116,19 @@ def pytest_addoption(parser):
              "SIMGATE_TEST_PG; only the tests that use a store)")
 
 
+LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The PostgreSQL leg says what it leaves to the default leg, and why."""
+    left = config.stash.get(LEFT_OUT, 0)
+    if left:
+        terminalreporter.write_line(
+            f"--db postgresql: {left} tests left out, as they ran in the default leg: the "
+            "unit tests, the modules that use no store or only SQLite, and the SQLite "
+            "case of the tests that take both stores")
+
+
 def pytest_collection_modifyitems(config, items):
     """The PostgreSQL leg runs what a store is under; the rest ran in the default leg."""
     if config.getoption("--db") != "postgresql":
@@ -128,6 +141,7 @@ def pytest_collection_modifyitems(config, items):
         (keep if on_store else leave).append(item)
     if leave:
         config.hook.pytest_deselected(items=leave)
+        config.stash[LEFT_OUT] = len(leave)
         items[:] = keep
 
 

@@ -163,7 +163,17 @@ async def test_kills_at_random_moments_lose_nothing_and_repeat_nothing(sims, ser
                 states[message_id] = state
             return states
 
-        states = await wait_until(all_final, timeout=180, interval=0.5)
+        try:
+            states = await wait_until(all_final, timeout=180, interval=0.5)
+        except AssertionError:  # say which stayed where, for the one who reads the failure
+            stuck = []
+            for message_id in accepted:
+                state = (await api.get(f"/messages/{message_id}")).json()
+                if state["state"] not in FINAL:
+                    stuck.append({k: state.get(k) for k in (
+                        "id", "state", "states", "simNumber", "reason", "recipients")})
+            raise AssertionError(f"{len(stuck)} of {len(accepted)} messages never ended:"
+                                 f" {stuck[:5]}") from None
         went = {accepted[i] for i, s in states.items() if s["state"] in ("Sent", "Delivered")}
         # a kill may or may not fall inside a send: test_interrupted_send.py makes sure one
         # does, and that it ends Failed without a second SMS
