@@ -1,4 +1,4 @@
-"""Routing beyond the original on `simgate run` (issue 17): failover to the next SIM,
+"""Routing beyond the original on `simgate run`: failover to the next SIM,
 per-SIM daily and distinct-recipient limits, waiting pinned messages, Sticky."""
 
 from __future__ import annotations

@@ -484,7 +484,7 @@ class Agent:
         recipients = []
         last_sent: int | None = None  # marked with the report, in the same transaction
         last = len(body["phone_numbers"]) - 1
-        attempts: list[dict[str, Any]] = []  # every try, failovers included (issue 17)
+        attempts: list[dict[str, Any]] = []  # every try, failovers included
         sent_slot = message.slot  # the SIM that sent, after any failover
         leave = True  # no SIM here could send to anyone, each for a SIM or network reason
         for position, phone in enumerate(body["phone_numbers"]):
