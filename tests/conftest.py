@@ -119,6 +119,13 @@ def pytest_addoption(parser):
 LEFT_OUT = pytest.StashKey[int]()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Each pytest-xdist worker collected the same tests: the controller keeps its count."""
+    left = getattr(node, "workeroutput", {}).get("left_out", 0)
+    node.config.stash[LEFT_OUT] = max(node.config.stash.get(LEFT_OUT, 0), left)
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """The PostgreSQL leg says what it leaves to the default leg, and why."""
     left = config.stash.get(LEFT_OUT, 0)
@@ -142,6 +149,8 @@ def pytest_collection_modifyitems(config, items):
     if leave:
         config.hook.pytest_deselected(items=leave)
         config.stash[LEFT_OUT] = len(leave)
+        if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+            config.workeroutput["left_out"] = len(leave)
         items[:] = keep
 
 
