@@ -4,6 +4,7 @@ it (each of them failed for a SIM or network reason, or none is ready)."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
@@ -15,11 +16,16 @@ from simgate.store.models import Device, SimCard, UserSettings, utcnow
 _USABLE = [SimStatus.READY.value, SimStatus.UNKNOWN.value]
 
 
-def attempts_allowed(connection: Connection, user_id: int) -> int:
-    """routing.max_attempts of the user, 0 when routing.failover is off."""
+def user_settings(connection: Connection, user_id: int) -> dict[str, Any]:
+    """The settings the user set, read in the caller's transaction."""
     values = connection.execute(
         select(UserSettings.values).where(UserSettings.user_id == user_id)).scalar()
-    policy = policy_from_settings({}, (values or {}).get("routing") or {})
+    return values or {}
+
+
+def attempts_allowed(connection: Connection, user_id: int) -> int:
+    """routing.max_attempts of the user, 0 when routing.failover is off."""
+    policy = policy_from_settings({}, user_settings(connection, user_id).get("routing") or {})
     return policy.max_attempts if policy.failover else 0
 
 

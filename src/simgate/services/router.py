@@ -39,7 +39,7 @@ from simgate.domain.routing import (
 )
 from simgate.domain.sims import SimSlot, SimStatus
 from simgate.services import failover, usage
-from simgate.store.models import Device, Message, SimCard, UserSettings, utcnow
+from simgate.store.models import Device, Message, SimCard, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,9 @@ class _Device:
         return bool(self.policy.sims) or self.policy.strategy is not None
 
 
-def _settings(connection: Connection, user_id: int) -> dict[str, Any]:
-    values = connection.execute(
-        select(UserSettings.values).where(UserSettings.user_id == user_id)).scalar()
-    return values or {}
-
-
 def _load(connection: Connection, user_id: int, device_id: str,
           phones: Sequence[str] = ()) -> _Device:
-    values = _settings(connection, user_id)
+    values = failover.user_settings(connection, user_id)
     messages = values.get("messages") or {}
     routing = values.get("routing") or {}
     now = utcnow()
